@@ -1,0 +1,55 @@
+"""pyspamd: the daemon's command (configtest now; the milter server joins it)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
+from pyspamd.config import ConfigError, load_config, resolve_config_path
+from pyspamd.scanner import BUILTIN_CHECKS, load_ruleset
+
+
+def configtest(config_arg: str | None) -> int:
+    """Validate the config and every rule file; print each problem with file and line."""
+    path = resolve_config_path(config_arg)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line)
+        print(f"config test failed: {len(exc.errors)} error(s)")
+        return EXIT_FAILED
+    for directory in config.rules.dirs:
+        if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
+            print(f"warning: rule directory {directory} does not exist")
+    ruleset = load_ruleset(config, [c() for c in BUILTIN_CHECKS])
+    for warning in ruleset.warnings:
+        print(f"warning: {warning}")
+    for error in ruleset.errors:
+        print(error)
+    if ruleset.errors:
+        print(f"config test failed: {len(ruleset.errors)} error(s) in rule files")
+        return EXIT_FAILED
+    scored = sum(1 for name in ruleset.rules if not name.startswith("__"))
+    print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
+          f"({scored} scored) from {len(ruleset.files)} file(s)")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pyspamd", description="pyspamd spam filter")
+    parser.add_argument("--config", "-c", metavar="PATH",
+                        help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("configtest", help="check the config and rule files, then exit")
+    args = parser.parse_args(argv)
+    if args.command == "configtest":
+        return configtest(args.config)
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Configuration: one TOML file; every option has a default (see pyspamd.toml.example).
+
+Where the file is: `--config PATH`, else $PYSPAMD_CONFIG, else /etc/pyspamd/pyspamd.toml if
+it exists, else built-in defaults. Errors name the file, the line and what to write instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/pyspamd/pyspamd.toml")
+ENV_CONFIG = "PYSPAMD_CONFIG"
+
+
+def shipped_path(name: str) -> Path:
+    """A file shipped with pyspamd: inside the wheel, or the source checkout's top level."""
+    packaged = Path(__file__).parent / "_data" / name
+    return packaged if packaged.exists() else Path(__file__).parent.parent / name
+
+
+@dataclass
+class RulesConfig:
+    dirs: list[str] = field(
+        default_factory=lambda: [str(shipped_path("rules")), "/etc/pyspamd/rules.d"]
+    )
+
+
+@dataclass
+class ScanConfig:
+    max_parts: int = 1000
+    max_depth: int = 20
+    max_part_text_bytes: int = 1 << 20
+    max_body_text_bytes: int = 2 << 20
+    max_full_bytes: int = 1 << 20
+    max_urls: int = 500
+    fallback_regex_max_bytes: int = 65536
+
+
+@dataclass
+class ActionsConfig:
+    # A threshold of false turns the action off.
+    reject: float | bool = 15.0
+    add_header: float | bool = 6.0
+    rewrite_subject: float | bool = False
+    greylist: float | bool = 4.0
+    soft_reject: float | bool = False
+    subject_template: str = "***SPAM*** %s"
+
+
+@dataclass
+class HeadersConfig:
+    spamd_result: bool = True
+    spam_flag: bool = True
+    spam_status: bool = True
+    spam_level: bool = True
+    spam_bar: bool = False
+    level_char: str = "*"
+    max_level: int = 50
+
+
+@dataclass
+class GroupConfig:
+    max_score: float | bool = False
+
+
+@dataclass
+class Config:
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    actions: ActionsConfig = field(default_factory=ActionsConfig)
+    headers: HeadersConfig = field(default_factory=HeadersConfig)
+    scores: dict[str, float] = field(default_factory=dict)
+    groups: dict[str, GroupConfig] = field(default_factory=dict)
+    path: Path | None = None
+
+
+class ConfigError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def resolve_config_path(arg: str | None) -> Path | None:
+    if arg:
+        return Path(arg)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate; raises ConfigError listing every problem. None: built-in defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config: {exc.strerror or exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: config is not UTF-8 text: {exc}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from exc
+    locator = _Locator(path, text)
+    errors: list[str] = []
+    config = _build(Config, data, (), locator, errors)
+    config.path = path
+    base = path.parent
+    config.rules.dirs = [str(base / d) if not Path(d).is_absolute() else d
+                         for d in config.rules.dirs]
+    for name in ("reject", "add_header", "rewrite_subject", "greylist", "soft_reject"):
+        if getattr(config.actions, name) is True:
+            errors.append(f"{locator.where(('actions', name))}: actions.{name} must be a "
+                          "score threshold (a number) or false to turn the action off")
+    if "%s" not in config.actions.subject_template:
+        errors.append(f"{locator.where(('actions', 'subject_template'))}: subject_template "
+                      "needs %s where the original subject goes")
+    for name, group in config.groups.items():
+        if group.max_score is True:
+            errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "
+                          "be a number or false")
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+class _Locator:
+    """Finds the line of a key, so semantic errors can point at it like syntax errors do."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def where(self, keys: tuple[str, ...]) -> str:
+        section: tuple[str, ...] = ()
+        header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+        for number, line in enumerate(self.lines, 1):
+            m = header.match(line)
+            if m:
+                section = tuple(p.strip().strip("\"'") for p in m.group(1).split("."))
+                if section == keys:
+                    return f"{self.path}:{number}"
+                continue
+            if section == keys[:-1] and re.match(
+                rf"^\s*[\"']?{re.escape(keys[-1])}[\"']?\s*=", line
+            ):
+                return f"{self.path}:{number}"
+        return str(self.path)
+
+
+def _type_name(tp: Any) -> str:
+    if tp is bool:
+        return "true or false"
+    if tp in (int, float):
+        return "a number"
+    if tp is str:
+        return "a string"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list of strings"
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    return str(tp)
+
+
+def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(tp):
+            ok, out = _coerce(option, value)
+            if ok:
+                return True, out
+        return False, None
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok, float(value) if ok else None
+    if tp is str:
+        return isinstance(value, str), value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            return False, None
+        items = [_coerce(item, v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    return False, None
+
+
+def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "path"}
+    where = loc.where(keys) if keys else str(loc.path)
+    if not isinstance(data, dict):
+        errors.append(f"{where}: [{'.'.join(keys)}] must be a table")
+        return cls()
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        here = (*keys, key)
+        if key not in known:
+            errors.append(
+                f"{loc.where(here)}: unknown option {'.'.join(here)!r}; "
+                f"known here: {', '.join(sorted(known))}"
+            )
+            continue
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, here, loc, errors)  # type: ignore[arg-type]
+            continue
+        if typing.get_origin(tp) is dict:
+            kwargs[key] = _build_map(tp, value, here, loc, errors)
+            continue
+        ok, coerced = _coerce(tp, value)
+        if not ok:
+            errors.append(
+                f"{loc.where(here)}: {'.'.join(here)} must be {_type_name(tp)}, got {value!r}"
+            )
+            continue
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def _build_map(tp: Any, value: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
+    _, item_type = typing.get_args(tp)
+    if not isinstance(value, dict):
+        errors.append(f"{loc.where(keys)}: [{'.'.join(keys)}] must be a table")
+        return {}
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        here = (*keys, name)
+        if dataclasses.is_dataclass(item_type):
+            out[name] = _build(item_type, item, here, loc, errors)  # type: ignore[arg-type]
+            continue
+        ok, coerced = _coerce(item_type, item)
+        if ok:
+            out[name] = coerced
+        else:
+            errors.append(
+                f"{loc.where(here)}: {'.'.join(here)} must be {_type_name(item_type)}, "
+                f"got {item!r}"
+            )
+    return out

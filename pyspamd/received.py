@@ -1,0 +1,56 @@
+"""The Received chain: which hosts handed the message on, newest hop first.
+
+MTAs write Received lines in many dialects; this reads the parts all of them share
+(RFC 5321 4.4): `from HELO (rdns [ip])`, `by HOST`, `with PROTO`, `id ID`, `; DATE`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+
+_FROM = re.compile(r"^\s*from\s+(\S+)(?:\s+\(([^()]{0,300})\))?", re.IGNORECASE)
+_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
+_WITH = re.compile(r"\bwith\s+([A-Za-z0-9_-]+)", re.IGNORECASE)
+_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]{3,45})\]")
+_RDNS = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9.-]*\.[A-Za-z]{2,})")
+_MAX_LEN = 2000  # a Received line longer than this is junk; never feed it to regexes whole
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedHop:
+    helo: str
+    rdns: str
+    ip: str
+    by: str
+    protocol: str
+    date: datetime | None
+
+
+def parse_received(value: str) -> ReceivedHop:
+    text = value[:_MAX_LEN]
+    head, _, date_text = text.rpartition(";")
+    if not head:
+        head, date_text = text, ""
+    helo = rdns = ip = ""
+    m = _FROM.search(head)
+    if m:
+        helo = m.group(1).strip("[]").lower()
+        comment = m.group(2) or ""
+        if ip_match := _IP.search(comment):
+            ip = ip_match.group(1)
+        if rdns_match := _RDNS.search(comment):
+            rdns = rdns_match.group(1).lower()
+    if not ip and (ip_match := _IP.search(head)):
+        ip = ip_match.group(1)
+    by = m.group(1).lower() if (m := _BY.search(head)) else ""
+    proto = m.group(1).upper() if (m := _WITH.search(head)) else ""
+    date: datetime | None = None
+    if date_text.strip():
+        try:
+            date = parsedate_to_datetime(date_text.strip())
+        except (TypeError, ValueError, IndexError, OverflowError):
+            date = None
+    return ReceivedHop(helo, rdns, ip, by, proto, date)

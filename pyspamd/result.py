@@ -1,0 +1,102 @@
+"""The outcome of one scan, and its renderings: rspamd-style headers, rspamc text, JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspamd.actions import REJECT, SPAM_ACTIONS
+from pyspamd.config import HeadersConfig
+
+
+@dataclass(slots=True)
+class Symbol:
+    name: str
+    score: float
+    options: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def render(self) -> str:
+        opts = f"[{','.join(self.options)}]" if self.options else ""
+        return f"{self.name}({self.score:.2f}){opts}"
+
+
+@dataclass(slots=True)
+class ScanResult:
+    action: str
+    score: float
+    required_score: float  # reject threshold
+    spam_score: float  # threshold for "spam" in X-Spam-Status
+    symbols: dict[str, Symbol]
+    message: str = ""  # SMTP reply text for a forced action
+    forced_by: str = ""  # symbol that forced the action
+    scan_time: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    message_id: str = ""
+    subject: str = ""
+    queue_id: str = ""
+
+    @property
+    def is_spam(self) -> bool:
+        return self.action in SPAM_ACTIONS
+
+    def sorted_symbols(self) -> list[Symbol]:
+        return sorted(self.symbols.values(), key=lambda s: (-abs(s.score), s.name))
+
+    def to_json(self, file: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if file is not None:
+            out["file"] = file
+        out.update(
+            action=self.action,
+            score=round(self.score, 2),
+            required_score=round(self.required_score, 2),
+            is_spam=self.is_spam,
+            symbols={
+                s.name: {"score": round(s.score, 2), "options": s.options}
+                for s in self.sorted_symbols()
+            },
+            scan_time=round(self.scan_time, 6),
+            message_id=self.message_id,
+        )
+        if self.message:
+            out["message"] = self.message
+        if self.errors:
+            out["errors"] = self.errors
+        return out
+
+
+def spamd_result_header(result: ScanResult) -> str:
+    """X-Spamd-Result, exactly rspamd's layout, folded one symbol per line."""
+    verdict = "True" if result.action == REJECT else "False"
+    items = [f"default: {verdict} [{result.score:.2f} / {result.required_score:.2f}]"]
+    items.extend(s.render() for s in result.sorted_symbols())
+    return ";\n\t".join(items)
+
+
+def result_headers(result: ScanResult, config: HeadersConfig) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    if config.spamd_result:
+        headers.append(("X-Spamd-Result", spamd_result_header(result)))
+    if config.spam_flag:
+        headers.append(("X-Spam-Flag", "YES" if result.is_spam else "NO"))
+    if config.spam_status:
+        word = "Yes" if result.is_spam else "No"
+        headers.append(
+            ("X-Spam-Status", f"{word}, score={result.score:.1f} required={result.spam_score:.1f}")
+        )
+    points = int(abs(result.score))
+    if config.spam_level:
+        level = config.level_char * min(points, config.max_level) if result.score > 0 else ""
+        headers.append(("X-Spam-Level", level))
+    if config.spam_bar:
+        if points == 0:
+            bar = "/"
+        else:
+            bar = ("+" if result.score > 0 else "-") * min(points, config.max_level)
+        headers.append(("X-Spam-Bar", bar))
+    return headers
+
+
+def rewrite_subject(subject: str, template: str) -> str:
+    return template.replace("%s", subject)

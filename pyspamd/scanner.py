@@ -1,0 +1,172 @@
+"""The scan pipeline, shared by the milter, the HTTP API and the CLI.
+
+task -> checks (each adds symbols) -> meta rules -> scores (with group limits) -> action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import replace
+from pathlib import Path
+
+from pyspamd.actions import Thresholds, strongest
+from pyspamd.checks.base import Check
+from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
+from pyspamd.checks.mime_sanity import MimeSanity
+from pyspamd.checks.regex_rules import RegexRules
+from pyspamd.config import Config
+from pyspamd.result import ScanResult, Symbol
+from pyspamd.ruleset.loader import RuleSet, load_rules
+from pyspamd.symbols import Hits, SymbolDef, is_hidden
+from pyspamd.task import Envelope, ParseLimits, Task
+
+log = logging.getLogger("pyspamd.scan")
+
+BUILTIN_CHECKS: tuple[type[Check], ...] = (MimeSanity, ReceivedCount, DateCheck, EnvelopeFrom)
+
+
+class RuleLoadError(Exception):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def builtin_symbols(checks: list[Check]) -> dict[str, SymbolDef]:
+    out: dict[str, SymbolDef] = {}
+    for check in checks:
+        for name, symbol_def in check.symbols.items():
+            out[name] = replace(symbol_def, source=f"check:{check.name}")
+    return out
+
+
+def load_ruleset(config: Config, checks: list[Check]) -> RuleSet:
+    return load_rules([Path(d) for d in config.rules.dirs], builtin_symbols(checks))
+
+
+class Scanner:
+    def __init__(self, config: Config, ruleset: RuleSet, checks: list[Check]) -> None:
+        self.config = config
+        self.ruleset = ruleset
+        self.checks = [*checks, RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
+        self.thresholds = Thresholds.from_config(config.actions)
+        self.defs = {name: replace(d) for name, d in ruleset.defs.items()}
+        for name, score in config.scores.items():
+            self.defs.setdefault(name, SymbolDef()).score = score
+        self.group_caps = {
+            name: float(g.max_score) for name, g in config.groups.items()
+            if g.max_score is not False
+        }
+        scan = config.scan
+        self.limits = ParseLimits(
+            max_parts=scan.max_parts, max_depth=scan.max_depth,
+            max_part_text_bytes=scan.max_part_text_bytes,
+            max_body_text_bytes=scan.max_body_text_bytes,
+            max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
+        )
+        self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
+
+    @classmethod
+    def from_config(cls, config: Config, extra_checks: list[Check] | None = None) -> Scanner:
+        """Build the pipeline; raises RuleLoadError when the rule files have errors."""
+        checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
+        ruleset = load_ruleset(config, checks)
+        if ruleset.errors:
+            raise RuleLoadError(ruleset.errors)
+        return cls(config, ruleset, checks)
+
+    def task(self, raw: bytes, envelope: Envelope | None = None) -> Task:
+        return Task(raw, envelope, self.limits)
+
+    def scan(self, raw: bytes, envelope: Envelope | None = None) -> ScanResult:
+        return self.scan_task(self.task(raw, envelope))
+
+    def scan_task(self, task: Task) -> ScanResult:
+        """Synchronous entry; async checks, if any, run on a private event loop."""
+        start = time.perf_counter()
+        hits, errors, pending = self._run_sync(task)
+        if pending:
+            asyncio.run(self._await_all(pending, errors))
+        return self._finish(task, hits, errors, start)
+
+    async def scan_task_async(self, task: Task) -> ScanResult:
+        start = time.perf_counter()
+        hits, errors, pending = self._run_sync(task)
+        if pending:
+            await self._await_all(pending, errors)
+        return self._finish(task, hits, errors, start)
+
+    def _run_sync(
+        self, task: Task
+    ) -> tuple[Hits, list[str], list[tuple[str, Awaitable[None]]]]:
+        hits = Hits()
+        errors: list[str] = []
+        pending: list[tuple[str, Awaitable[None]]] = []
+        for check in self.checks:
+            try:
+                outcome = check.run(task, hits)
+            except Exception as exc:  # one broken check must not cost the verdict
+                errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
+                log.exception("check %s failed", check.name)
+                continue
+            if inspect.isawaitable(outcome):
+                pending.append((check.name, outcome))
+        return hits, errors, pending
+
+    @staticmethod
+    async def _await_all(pending: list[tuple[str, Awaitable[None]]], errors: list[str]) -> None:
+        outcomes = await asyncio.gather(*(aw for _, aw in pending), return_exceptions=True)
+        for (name, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                errors.append(f"{name}: {type(outcome).__name__}: {outcome}")
+                log.error("check %s failed: %r", name, outcome)
+
+    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
+        counts = {name: hit.count for name, hit in hits.hits.items()}
+        for rule in self.metas:
+            assert rule.expr is not None
+            if rule.expr.evaluate(counts):
+                hits.add(rule.name)
+                counts[rule.name] = 1
+        symbols: dict[str, Symbol] = {}
+        group_sums: dict[str, float] = {}
+        total = 0.0
+        for name, hit in hits.hits.items():
+            if is_hidden(name):
+                continue
+            symbol_def = self.defs.get(name) or SymbolDef()
+            score = symbol_def.score * (min(hit.count, 10) if symbol_def.multiple else 1)
+            options = hit.options if symbol_def.show_options else []
+            symbols[name] = Symbol(name, score, options, symbol_def.description)
+            if symbol_def.group in self.group_caps:
+                group_sums[symbol_def.group] = group_sums.get(symbol_def.group, 0.0) + score
+            else:
+                total += score
+        for group, subtotal in group_sums.items():
+            total += min(subtotal, self.group_caps[group])
+        message = forced_by = ""
+        if hits.forced:
+            top = max(hits.forced, key=lambda f: f.priority)
+            same = [f for f in hits.forced if f.priority == top.priority]
+            action = strongest([f.action for f in same])
+            chosen = next(f for f in same if f.action == action)
+            message, forced_by = chosen.message, chosen.symbol
+        else:
+            action = self.thresholds.choose(total)
+        return ScanResult(
+            action=action,
+            score=total,
+            required_score=self.thresholds.required_score,
+            spam_score=self.thresholds.spam_score,
+            symbols=symbols,
+            message=message,
+            forced_by=forced_by,
+            scan_time=time.perf_counter() - start,
+            errors=errors,
+            message_id=task.headers.first("message-id") if "message-id" in task.headers else "",
+            subject=task.subject,
+            queue_id=task.envelope.queue_id or "",
+        )

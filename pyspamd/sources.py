@@ -1,0 +1,126 @@
+"""Where messages come from for the CLI: files, directories, Maildirs, mbox files, stdin.
+
+Every unreadable input becomes one MessageSource with an error, so a run over a big tree
+reports it and goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+# "From sender date" with a time in it: the mbox separator. Requiring the time keeps a body
+# line that happens to start with "From " from splitting a message.
+_MBOX_FROM = re.compile(rb"^From \S+ .*\d\d?:\d\d", re.MULTILINE)
+_MBOX_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class MessageSource:
+    label: str
+    data: bytes | None = None
+    error: str | None = None
+    mtime: float | None = None
+
+
+def is_mbox(data: bytes) -> bool:
+    return data.startswith(b"From ") and _MBOX_FROM.match(data) is not None
+
+
+def split_mbox(data: bytes) -> list[bytes]:
+    """Messages of an mbox, separator lines removed and `>From ` unquoted (mboxrd)."""
+    starts = [
+        m.start() for m in _MBOX_FROM.finditer(data)
+        if m.start() == 0 or data.endswith((b"\n\n", b"\n\r\n"), 0, m.start())
+    ]
+    messages: list[bytes] = []
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else len(data)
+        chunk = data[start:end]
+        body_start = chunk.find(b"\n") + 1
+        message = chunk[body_start:] if body_start > 0 else b""
+        if message.endswith(b"\n\n"):
+            message = message[:-1]  # the blank line before the next separator belongs to it
+        messages.append(_MBOX_QUOTED.sub(rb"\1", message))
+    return messages
+
+
+def _from_bytes(label: str, data: bytes, mtime: float | None) -> Iterator[MessageSource]:
+    if is_mbox(data):
+        messages = split_mbox(data)
+        if len(messages) == 1:
+            yield MessageSource(label, messages[0], mtime=mtime)
+            return
+        for number, message in enumerate(messages, 1):
+            yield MessageSource(f"{label}:{number}", message, mtime=mtime)
+        return
+    yield MessageSource(label, data, mtime=mtime)
+
+
+def _read_file(path: Path) -> Iterator[MessageSource]:
+    try:
+        with path.open("rb") as handle:
+            mtime = os.fstat(handle.fileno()).st_mtime
+            data = handle.read()
+    except OSError as exc:
+        yield MessageSource(str(path), error=exc.strerror or str(exc))
+        return
+    yield from _from_bytes(str(path), data, mtime)
+
+
+def is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() or (path / "new").is_dir()
+
+
+def _walk_dir(root: Path) -> Iterator[MessageSource]:
+    """Maildir: cur/ and new/ only (Maildir++ subfolders like .Spam are separate folders and
+    must be named explicitly, or learning ~/Maildir as ham would learn its .Spam too).
+    Other directories: every non-hidden file below, in name order."""
+    if is_maildir(root):
+        for sub in ("cur", "new"):
+            folder = root / sub
+            if folder.is_dir():
+                yield from _walk_files(folder, recurse=False)
+        return
+    yield from _walk_files(root, recurse=True)
+
+
+def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        yield MessageSource(str(folder), error=exc.strerror or str(exc))
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        path = Path(entry.path)
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recurse:
+                yield from _walk_dir(path)
+        else:
+            yield from _read_file(path)
+
+
+def iter_messages(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[MessageSource]:
+    for name in paths:
+        if name == "-":
+            stream = stdin or sys.stdin.buffer
+            yield from _from_bytes("stdin", stream.read(), None)
+            continue
+        path = Path(name)
+        if path.is_dir():
+            yield from _walk_dir(path)
+        elif path.exists():
+            yield from _read_file(path)
+        else:
+            yield MessageSource(name, error="no such file or directory")

@@ -1,0 +1,209 @@
+"""The task: one message and its envelope, parsed once, read by every check.
+
+The milter, the HTTP API and the CLI all build a Task and hand it to the same Scanner.
+Each view (headers, parts, text, URLs, Received chain) is computed on first use and kept,
+so a check that needs nothing from the body never pays for decoding it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import getaddresses
+from functools import cached_property
+
+from pyspamd.htmltext import html_to_text
+from pyspamd.mime import MimePart, payload_bytes, walk_parts
+from pyspamd.received import ReceivedHop, parse_received
+from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
+from pyspamd.urls import Url, find_urls
+
+
+@dataclass(slots=True)
+class Envelope:
+    client_ip: str | None = None
+    client_hostname: str | None = None
+    helo: str | None = None
+    mail_from: str | None = None  # without <>; "" is the null sender
+    rcpts: tuple[str, ...] = ()
+    user: str | None = None  # SASL login name
+    queue_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.rcpts = tuple(self.rcpts)
+        if self.mail_from is not None:
+            self.mail_from = self.mail_from.strip().strip("<>")
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Bounds on the work one message can cause. Defaults and reasons: pyspamd.toml.example."""
+
+    max_parts: int = 1000
+    max_depth: int = 20
+    max_part_text_bytes: int = 1 << 20
+    max_body_text_bytes: int = 2 << 20
+    max_full_bytes: int = 1 << 20
+    max_urls: int = 500
+
+
+@dataclass(slots=True)
+class TextPart:
+    part: MimePart
+    text: str  # what the reader sees (HTML turned to text)
+    markup: str  # after transfer and charset decoding, HTML kept as markup
+    is_html: bool
+    links: list[str] = field(default_factory=list)
+
+
+class HeaderView:
+    """Headers by lower-case name, raw and decoded, in message order."""
+
+    def __init__(self, items: list[tuple[str, str]], anomalies: dict[str, list[str]]) -> None:
+        self.items = items
+        self._anomalies = anomalies
+        self._by_name: dict[str, list[str]] = {}
+        for name, value in items:
+            self._by_name.setdefault(name.lower(), []).append(value)
+        self._decoded: dict[str, list[str]] = {}
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._by_name
+
+    def count(self, name: str) -> int:
+        return len(self._by_name.get(name.lower(), ()))
+
+    def raw(self, name: str) -> list[str]:
+        return [unfold(surrogates_to_text(v)[0]) for v in self._by_name.get(name.lower(), ())]
+
+    def decoded(self, name: str) -> list[str]:
+        key = name.lower()
+        cached = self._decoded.get(key)
+        if cached is not None:
+            return cached
+        out: list[str] = []
+        for value in self._by_name.get(key, ()):
+            text, problems = decode_header_value(value)
+            for problem in problems:
+                if problem == "8bit":
+                    self._anomalies.setdefault("header_8bit", []).append(name)
+                else:
+                    self._anomalies.setdefault("bad_charset", []).append(problem)
+            out.append(text)
+        self._decoded[key] = out
+        return out
+
+    def first(self, name: str, default: str = "") -> str:
+        values = self.decoded(name)
+        return values[0] if values else default
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(display name, lower-case address) pairs; names decoded, addresses as written."""
+        raw = [surrogates_to_text(v)[0] for v in self._by_name.get(name.lower(), ())]
+        if not raw:
+            return []
+        try:
+            pairs = getaddresses(raw)
+        except Exception:  # getaddresses is stricter in newer Pythons; never fail a scan on it
+            pairs = []
+        return [(decode_header_value(n)[0], a.lower()) for n, a in pairs if n or a]
+
+    def all_lines(self) -> str:
+        return "\n".join(f"{n}: {decode_header_value(v)[0]}" for n, v in self.items)
+
+
+class Task:
+    def __init__(
+        self, raw: bytes, envelope: Envelope | None = None, limits: ParseLimits | None = None
+    ) -> None:
+        self.raw = raw
+        self.envelope = envelope or Envelope()
+        self.limits = limits or ParseLimits()
+        # Problems found while parsing, by name, with details; mime_sanity scores them.
+        self.anomalies: dict[str, list[str]] = {}
+        if b"\x00" in raw:
+            self.anomalies["nul"] = []
+
+    @cached_property
+    def message(self) -> Message:
+        # compat32 parses about six times faster than the modern policy; headers are decoded
+        # by HeaderView instead, with our own charset fall-backs.
+        return email.message_from_bytes(self.raw, policy=email.policy.compat32)
+
+    @cached_property
+    def headers(self) -> HeaderView:
+        return HeaderView(list(self.message.raw_items()), self.anomalies)
+
+    @cached_property
+    def subject(self) -> str:
+        return self.headers.first("subject")
+
+    @cached_property
+    def parts(self) -> list[MimePart]:
+        return walk_parts(
+            self.message, self.limits.max_parts, self.limits.max_depth, self.anomalies
+        )
+
+    @cached_property
+    def attachments(self) -> list[MimePart]:
+        return [p for p in self.parts if p.is_attachment]
+
+    @cached_property
+    def text_parts(self) -> list[TextPart]:
+        out: list[TextPart] = []
+        budget = self.limits.max_body_text_bytes
+        for part in self.parts:
+            if part.content_type not in ("text/plain", "text/html") or part.is_attachment:
+                continue
+            if budget <= 0:
+                self.anomalies.setdefault("text_truncated", [])
+                break
+            limit = min(self.limits.max_part_text_bytes, budget)
+            data, problem = payload_bytes(part, limit)
+            budget -= len(data)
+            if problem:
+                self.anomalies.setdefault(problem, []).append(part.content_type)
+            markup, charset_problem = decode_bytes(data, part.charset)
+            if charset_problem:
+                self.anomalies.setdefault("bad_charset", []).append(charset_problem)
+            if "\r" in markup:
+                markup = markup.replace("\r\n", "\n")
+            if part.content_type == "text/html":
+                html = html_to_text(markup)
+                out.append(TextPart(part, html.text, markup, True, html.links))
+            else:
+                out.append(TextPart(part, markup, markup, False))
+        return out
+
+    @cached_property
+    def body_text(self) -> str:
+        """Subject line, then the visible text of every text part: what `body` rules see."""
+        return "\n".join([self.subject, *(p.text for p in self.text_parts)])
+
+    @cached_property
+    def rawbody_text(self) -> str:
+        return "\n".join(p.markup for p in self.text_parts)
+
+    @cached_property
+    def full_bytes(self) -> bytes:
+        return self.raw[: self.limits.max_full_bytes]
+
+    @cached_property
+    def urls(self) -> list[Url]:
+        links = [link for p in self.text_parts for link in p.links]
+        texts = [p.text for p in self.text_parts]
+        urls, truncated = find_urls(texts, links, self.limits.max_urls)
+        if truncated:
+            self.anomalies.setdefault("too_many_urls", []).append(str(self.limits.max_urls))
+        return urls
+
+    @cached_property
+    def received(self) -> list[ReceivedHop]:
+        return [parse_received(v) for v in self.headers.raw("received")]
+
+    @cached_property
+    def from_address(self) -> str:
+        pairs = self.headers.addresses("from")
+        return pairs[0][1] if pairs else ""

@@ -1,0 +1,87 @@
+"""URLs in a message: found in plain text and in HTML links, normalised once for every check."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+# No nested quantifiers: linear on any input.
+_TEXT_URL = re.compile(
+    r"(?:\b(?:https?|ftp)://|\bwww\.)[^\s<>\"'`{}|\\^\[\]]+",
+    re.IGNORECASE,
+)
+_TRAILING = ".,;:!?)]}'\"*>"
+
+
+@dataclass(frozen=True, slots=True)
+class Url:
+    url: str  # as found, with the scheme added for "www." links
+    scheme: str
+    host: str  # lower case, no trailing dot, no port, no userinfo
+    path: str
+    has_userinfo: bool
+    from_html: bool
+
+    @property
+    def is_ip(self) -> bool:
+        return _is_ip_literal(self.host)
+
+
+def _is_ip_literal(host: str) -> bool:
+    if host.startswith("[") or ":" in host:
+        return True
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+def parse_url(candidate: str, from_html: bool) -> Url | None:
+    text = candidate.strip().strip("<>\"'")
+    if not text:
+        return None
+    if text[:4].lower() == "www.":
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unbalanced "[" in a would-be IPv6 host
+        return None
+    scheme = parts.scheme.lower()
+    if scheme in ("mailto", "tel", "sms"):
+        host = text.partition(":")[2].partition("?")[0].rpartition("@")[2].lower()
+        return Url(text, scheme, host, "", False, from_html)
+    if scheme not in ("http", "https", "ftp", "data"):
+        return None
+    if scheme == "data":
+        return Url(text[:200], scheme, "", "", False, from_html)
+    host = unquote(host).rstrip(".").lower()
+    if not host:
+        return None
+    return Url(text, scheme, host, parts.path, "@" in parts.netloc, from_html)
+
+
+def find_urls(
+    text_parts: list[str], html_links: list[str], limit: int
+) -> tuple[list[Url], bool]:
+    """All distinct URLs, HTML links first; returns (urls, truncated)."""
+    seen: set[str] = set()
+    out: list[Url] = []
+
+    def add(candidate: str, from_html: bool) -> bool:
+        url = parse_url(candidate, from_html)
+        if url is None or url.url in seen:
+            return True
+        if len(out) >= limit:
+            return False
+        seen.add(url.url)
+        out.append(url)
+        return True
+
+    for link in html_links:
+        if not add(link, True):
+            return out, True
+    for text in text_parts:
+        for match in _TEXT_URL.finditer(text):
+            if not add(match.group(0).rstrip(_TRAILING), False):
+                return out, True
+    return out, False

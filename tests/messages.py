@@ -1,0 +1,211 @@
+"""Generators for hostile test messages that are too big to commit as files.
+
+Every function is pure and deterministic: the same arguments always give the
+same bytes, so a failing test can be reproduced exactly.  Output uses LF line
+ends, like the files in ``corpus/``.  Nothing here depends on pytest or on the
+``pyspamd`` package, so the module can also be used from benchmarks or by hand
+(from the ``tests/`` folder)::
+
+    python -c "import messages, sys; sys.stdout.buffer.write(messages.many_parts())"
+"""
+
+from __future__ import annotations
+
+import base64
+
+__all__ = [
+    "huge_attachment",
+    "huge_attachment_payload",
+    "long_header_line",
+    "many_parts",
+    "nested_rfc822",
+    "pathological_body",
+]
+
+_DATE = "Mon, 06 Jan 2003 10:00:00 +0000"
+
+
+def _headers(subject: str, msgid: str, content_type: str, extra: str = "") -> str:
+    """A plausible header block (without the blank line that ends it)."""
+    return (
+        "Return-Path: <sender@example.com>\n"
+        "Received: from mail.example.com (mail.example.com [192.0.2.10])\n"
+        "\tby mx1.example.org (Postfix) with ESMTP id 3C9D7A10F2\n"
+        f"\tfor <rcpt@example.org>; {_DATE}\n"
+        "From: Test Sender <sender@example.com>\n"
+        "To: rcpt@example.org\n"
+        f"Subject: {subject}\n"
+        f"Date: {_DATE}\n"
+        f"Message-ID: <{msgid}@example.com>\n"
+        "MIME-Version: 1.0\n"
+        f"Content-Type: {content_type}\n"
+        f"{extra}"
+    )
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """Base64 in 76-character lines, LF-terminated (``encodebytes`` style)."""
+    return base64.encodebytes(data)
+
+
+def huge_attachment_payload(size: int = 20 * 1024 * 1024) -> bytes:
+    """The exact bytes that :func:`huge_attachment` attaches.
+
+    A repeating 0..255 ramp: cheap to build, incompressible enough to be boring
+    for a scanner, and easy for a test to recreate and compare against.
+    """
+    ramp = bytes(range(256))
+    whole, rest = divmod(size, len(ramp))
+    return ramp * whole + ramp[:rest]
+
+
+def huge_attachment(size: int = 20 * 1024 * 1024) -> bytes:
+    """A short text/plain part plus a ``size``-byte base64 attachment.
+
+    Exists to check that the milter enforces its size limit (skip or truncate
+    instead of buffering and decoding everything) and that decoding stays
+    linear: 20 MB of payload is about 27 MB of base64 on the wire.
+    """
+    boundary = "=_huge_attachment_0001_="
+    head = _headers(
+        "Backup archive",
+        "huge-attachment",
+        f'multipart/mixed; boundary="{boundary}"',
+    )
+    text = (
+        f"\n--{boundary}\n"
+        "Content-Type: text/plain; charset=us-ascii\n"
+        "Content-Transfer-Encoding: 7bit\n"
+        "\n"
+        "The backup archive is attached.\n"
+        f"\n--{boundary}\n"
+        'Content-Type: application/octet-stream; name="backup.bin"\n'
+        "Content-Transfer-Encoding: base64\n"
+        'Content-Disposition: attachment; filename="backup.bin"\n'
+        "\n"
+    )
+    tail = f"\n--{boundary}--\n"
+    return (
+        (head + text).encode("ascii")
+        + _base64_lines(huge_attachment_payload(size))
+        + tail.encode("ascii")
+    )
+
+
+def many_parts(n: int = 5000) -> bytes:
+    """A multipart/mixed message with ``n`` small text/plain parts.
+
+    Exists to check that MIME walking has a part limit (or at least stays
+    linear) and that per-part work such as charset decoding and rule runs does
+    not blow up; a mail bomb does not need to be large to be expensive.
+    """
+    boundary = "=_many_parts_0001_="
+    chunks = [
+        _headers("Many parts", "many-parts", f'multipart/mixed; boundary="{boundary}"'),
+        "\nThis is a multi-part message in MIME format.\n",
+    ]
+    for i in range(n):
+        chunks.append(
+            f"\n--{boundary}\n"
+            "Content-Type: text/plain; charset=us-ascii\n"
+            "Content-Transfer-Encoding: 7bit\n"
+            "\n"
+            f"Part {i + 1} of {n}.\n"
+        )
+    chunks.append(f"\n--{boundary}--\n")
+    return "".join(chunks).encode("ascii")
+
+
+def nested_rfc822(depth: int = 50) -> bytes:
+    """``depth`` levels of forwarded messages; the innermost one is text/plain.
+
+    Each level is a multipart/mixed with a short note and a message/rfc822
+    part holding the next level.  Exists to check that the parser and anything
+    that recurses over the MIME tree has a depth limit and does not hit
+    Python's recursion limit or quadratic copying.  Boundaries are zero-padded
+    so no boundary is a prefix of another.
+    """
+    inner = (
+        _headers(
+            "Innermost message",
+            f"nested-{depth:04d}",
+            "text/plain; charset=us-ascii",
+        )
+        + f"\nThis is the innermost message, {depth} levels down.\n"
+    )
+    for level in range(depth - 1, -1, -1):
+        boundary = f"=_nested_{level:04d}_="
+        inner = (
+            _headers(
+                f"Fwd: level {level}",
+                f"nested-{level:04d}",
+                f'multipart/mixed; boundary="{boundary}"',
+            )
+            + f"\n--{boundary}\n"
+            "Content-Type: text/plain; charset=us-ascii\n"
+            "\n"
+            f"Forwarded message, level {level}.\n"
+            f"\n--{boundary}\n"
+            "Content-Type: message/rfc822\n"
+            "Content-Disposition: inline\n"
+            "\n"
+            f"{inner}"
+            f"\n--{boundary}--\n"
+        )
+    return inner.encode("ascii")
+
+
+def long_header_line(n: int = 200_000) -> bytes:
+    """A message whose Subject is one ``n``-character word with no spaces.
+
+    Exists because header folding/unfolding, RFC 2047 decoding and header
+    regexes are often written for short lines; a single unbreakable 200k
+    header is legal to send (servers may reject it) and must not stall the
+    scan.  The word cycles through letters and digits.
+    """
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    reps, rest = divmod(n, len(alphabet))
+    subject = alphabet * reps + alphabet[:rest]
+    return (
+        _headers(subject, "long-header-line", "text/plain; charset=us-ascii") + "\nShort body.\n"
+    ).encode("ascii")
+
+
+PATHOLOGICAL_A_RUN = 50_000
+PATHOLOGICAL_SPACE_RUN = 100_000
+PATHOLOGICAL_LONG_LINE = 1024 * 1024
+
+
+def pathological_body() -> bytes:
+    """A text/plain message built to make backtracking regexes slow.
+
+    Contains, each on its own line:
+
+    * ``a`` x 50,000 followed by ``!`` - kills patterns like ``(a+)+$`` or
+      ``\\w+\\s*\\w+:`` that fail only at the end;
+    * 100,000 spaces followed by ``x`` - kills ``\\s*\\S*\\s*$`` style patterns;
+    * ``http://`` plus ``a.`` x 20,000 and ``!`` - stresses URL/domain
+      extractors;
+    * ``a`` x 30,000 then ``@`` - stresses e-mail address extractors;
+    * one single line of 1 MiB (``ab`` repeated, no whitespace) - stresses
+      per-line buffers and line-length limits.
+
+    Every line is far over the RFC 5322 998-octet limit on purpose.
+    """
+    lines = [
+        "Hello,",
+        "",
+        "a" * PATHOLOGICAL_A_RUN + "!",
+        " " * PATHOLOGICAL_SPACE_RUN + "x",
+        "http://" + "a." * 20_000 + "!",
+        "a" * 30_000 + "@",
+        ("ab" * (PATHOLOGICAL_LONG_LINE // 2 + 1))[:PATHOLOGICAL_LONG_LINE],
+        "",
+        "Bye.",
+    ]
+    return (
+        _headers("Regex stress test", "pathological-body", "text/plain; charset=us-ascii")
+        + "\n"
+        + "\n".join(lines)
+        + "\n"
+    ).encode("ascii")

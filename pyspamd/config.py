@@ -162,7 +162,9 @@ class _Locator:
 def _type_name(tp: Any) -> str:
     if tp is bool:
         return "true or false"
-    if tp in (int, float):
+    if tp is int:
+        return "a whole number"
+    if tp is float:
         return "a number"
     if tp is str:
         return "a string"
@@ -170,6 +172,8 @@ def _type_name(tp: Any) -> str:
     if origin is list:
         return "a list of strings"
     if origin in (types.UnionType, typing.Union):
+        if set(typing.get_args(tp)) == {float, bool}:
+            return "a number, or false to turn it off"
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     return str(tp)
 

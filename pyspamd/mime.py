@@ -70,7 +70,21 @@ def walk_parts(
     return parts
 
 
+# Longest Content-Type / Content-Disposition given to the stdlib parameter parser, which is
+# quadratic in the number of ";" (a 25 kB header of ";;;" costs 40 ms, 200 kB minutes).
+# Real headers with many RFC 2231 filename continuations stay far below this.
+_MAX_PARAM_HEADER = 2048
+
+
+def _bound_param_headers(node: Message) -> None:
+    for name in ("content-type", "content-disposition"):
+        value = node.get(name)
+        if isinstance(value, str) and len(value) > _MAX_PARAM_HEADER:
+            node.replace_header(name, value[:_MAX_PARAM_HEADER])
+
+
 def _make_part(node: Message, depth: int) -> MimePart:
+    _bound_param_headers(node)
     try:
         ctype = node.get_content_type()
     except Exception:  # a Content-Type header that is not even parseable

@@ -21,8 +21,9 @@ _RCVD_STEPS = ((12, "RCVD_COUNT_TWELVE"), (7, "RCVD_COUNT_SEVEN"), (5, "RCVD_COU
 
 class ReceivedCount(Check):
     name = "received_count"
-    symbols: ClassVar[Mapping[str, SymbolDef]] = {name: SymbolDef(0.0, f"Message has {n}+ Received headers", _G)
-               for n, name in _RCVD_STEPS}
+    symbols: ClassVar[Mapping[str, SymbolDef]] = {
+        name: SymbolDef(0.0, f"Message has {n}+ Received headers", _G) for n, name in _RCVD_STEPS
+    }
 
     def run(self, task: Task, hits: Hits) -> None:
         count = task.headers.count("received")

@@ -21,6 +21,7 @@ from pyspamd.task import Task
 
 _SET_CHUNK = 32  # patterns per re2.Set, keeps each DFA well inside its memory budget
 _MAX_MULTIPLE = 10
+_MATCHED_TEXT_KINDS = frozenset(("body", "rawbody", "full"))
 
 TargetKey = tuple[str, str, str]  # (kind, target, variant)
 
@@ -106,7 +107,7 @@ class RegexRules(Check):
                 cut = value[: self.fallback_max_bytes]
                 m = pattern.search(cut)  # type: ignore[arg-type]
                 if m:
-                    g = m.group(0)
+                    g = m.group(0) if rule.kind in _MATCHED_TEXT_KINDS else value
                     found_text = g.decode("latin-1") if isinstance(g, bytes) else g
                     break
             if rule.negate:
@@ -116,18 +117,24 @@ class RegexRules(Check):
                 hits.add(rule.name, found_text)
 
     def _report(self, rule: Rule, encoded: list[bytes], hits: Hits, latin1: bool) -> None:
+        """Add a hit with its option: the matched text for body-like rules (the value may be
+        a whole message), the whole value for header, uri and mime rules (a URL or a file
+        name says more than the fragment that matched)."""
         assert rule.regex is not None
         regex = rule.regex.re2_regex
         symbol_def = self.ruleset.defs.get(rule.name)
         multiple = symbol_def is not None and symbol_def.multiple
         codec = "latin-1" if latin1 else "utf-8"
+        whole_value = rule.kind not in _MATCHED_TEXT_KINDS
         reported = 0
         for data in encoded:
             for m in regex.finditer(data):  # type: ignore[attr-defined]
-                hits.add(rule.name, m.group(0).decode(codec, "replace"))
+                hits.add(rule.name, (data if whole_value else m.group(0)).decode(codec, "replace"))
                 reported += 1
                 if not multiple or reported >= _MAX_MULTIPLE:
                     return
+                if whole_value:
+                    break
         if not reported:  # the Set and the single regex disagree only on empty matches
             hits.add(rule.name)
 

@@ -1,0 +1,90 @@
+"""Scan throughput on one core: messages, msgs/s, p50/p99 ms per message, peak RSS.
+
+    python bench/scan.py [DIR ...] [--config PATH] [--repeat N]
+
+DIR defaults to ../shared/corpus/spamassassin when it exists, else corpus/. Messages are
+read into memory first, so the figures are the scan alone (parse, checks, rules, scoring),
+as a milter worker does it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from pyspamd.config import load_config
+from pyspamd.scanner import Scanner
+from pyspamd.sources import iter_messages
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def default_dirs() -> list[str]:
+    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
+    base = shared if shared.is_dir() else REPO / "corpus"
+    return [str(base / "ham"), str(base / "spam")]  # Maildirs; skips MANIFEST.tsv beside them
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dirs", nargs="*", help="folders, Maildirs or mbox files to scan")
+    parser.add_argument("--config", help="pyspamd config (default: built-in defaults)")
+    parser.add_argument("--repeat", type=int, default=1, help="passes over the messages")
+    args = parser.parse_args()
+    dirs = args.dirs or default_dirs()
+
+    load_start = time.perf_counter()
+    scanner = Scanner.from_config(load_config(args.config))
+    load_time = time.perf_counter() - load_start
+    messages = [s.data for s in iter_messages(dirs) if s.data is not None]
+    if not messages:
+        print(f"no messages under {', '.join(dirs)}", file=sys.stderr)
+        return 1
+    rss_loaded = peak_rss_mib()
+
+    scanner.scan(messages[0])  # warm caches (charset lookups, lazy imports)
+    gc.collect()
+    times: list[float] = []
+    actions: dict[str, int] = {}
+    wall_start = time.perf_counter()
+    for _ in range(args.repeat):
+        for raw in messages:
+            start = time.perf_counter()
+            result = scanner.scan(raw)
+            times.append(time.perf_counter() - start)
+            actions[result.action] = actions.get(result.action, 0) + 1
+    wall = time.perf_counter() - wall_start
+
+    times_ms = sorted(t * 1000 for t in times)
+    p99 = times_ms[min(len(times_ms) - 1, int(len(times_ms) * 0.99))]
+    rows = [
+        ("corpus", ", ".join(dirs)),
+        ("rules loaded", f"{len(scanner.ruleset.rules)} in {load_time * 1000:.0f} ms"),
+        ("messages", f"{len(times)}"),
+        ("mean size", f"{sum(map(len, messages)) / len(messages) / 1024:.1f} KiB"),
+        ("msgs/s (one core)", f"{len(times) / wall:.0f}"),
+        ("p50 ms/msg", f"{statistics.median(times_ms):.2f}"),
+        ("p99 ms/msg", f"{p99:.2f}"),
+        ("max ms/msg", f"{times_ms[-1]:.2f}"),
+        ("peak RSS MiB", f"{peak_rss_mib():.0f} (corpus in memory: {rss_loaded:.0f})"),
+        ("actions", ", ".join(f"{k}: {v}" for k, v in sorted(actions.items()))),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'measure':<{width}} | value")
+    print(f"{'-' * width}-|-{'-' * 40}")
+    for key, value in rows:
+        print(f"{key:<{width}} | {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Configuration: defaults, the shipped example, errors with file and line, configtest."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from pyspamd.cli.pyspamd import main as pyspamd_main
+from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
+
+
+def test_no_file_means_defaults() -> None:
+    config = load_config(None)
+    assert config.actions.reject == 15.0 and config.actions.add_header == 6.0
+    assert config.actions.greylist == 4.0 and config.actions.rewrite_subject is False
+    assert Path(config.rules.dirs[0]).is_dir()  # the shipped rules are found
+
+
+def test_example_config_loads_and_documents_every_option() -> None:
+    example = REPO / "pyspamd.toml.example"
+    loaded = load_config(example)
+    text = example.read_text()
+    defaults = Config()
+    for section in ("scan", "actions", "headers"):
+        assert getattr(loaded, section) == getattr(defaults, section), section
+        for f in dataclasses.fields(getattr(defaults, section)):
+            assert f"\n{f.name} = " in text, f"{section}.{f.name} missing from the example"
+    assert "# dirs = " in text and "[scores]" in text and "max_score" in text
+
+
+def test_errors_point_at_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pyspamd.toml"
+    path.write_text('[actions]\nreject = "high"\nrejekt = 20\n\n[scan]\nmax_parts = 2.5\n'
+                    '[headers]\nspam_flag = "yes"\n[groups.phrases]\nmax_score = true\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    errors = info.value.errors
+    assert f"{path}:2: actions.reject must be a number, or false" in errors[0]
+    assert any(e.startswith(f"{path}:3: unknown option 'actions.rejekt'") for e in errors)
+    assert any(e.startswith(f"{path}:6: scan.max_parts must be a whole number") for e in errors)
+    assert any(e.startswith(f"{path}:8: headers.spam_flag must be true or false") for e in errors)
+    assert any(f"{path}:10: max_score must be a number" in e for e in errors)
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("[actions\nreject = 1\n")
+    with pytest.raises(ConfigError, match=r"broken\.toml: TOML syntax error.*line 1"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYSPAMD_CONFIG", str(tmp_path / "env.toml"))
+    assert resolve_config_path("/x/arg.toml") == Path("/x/arg.toml")
+    assert resolve_config_path(None) == tmp_path / "env.toml"
+
+
+def test_configtest_ok_and_failing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert pyspamd_main(["--config", str(REPO / "pyspamd.toml.example"), "configtest"]) == 0
+    assert "OK" in capsys.readouterr().out
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.rules").write_text("body GOOD /fine/\nbody BROKEN /(/\nscore GOOD x\n")
+    config = tmp_path / "pyspamd.toml"
+    config.write_text('[rules]\ndirs = ["rules"]\n')  # relative to the config file
+    assert pyspamd_main(["--config", str(config), "configtest"]) == 1
+    out = capsys.readouterr().out
+    assert f"{rules / 'local.rules'}:2: BROKEN: bad regex" in out
+    assert f"{rules / 'local.rules'}:3: score of GOOD must be a number" in out
+    assert "config test failed: 2 error(s)" in out
+
+
+def test_configtest_as_installed_command(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[actions]\nreject = true\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyspamd.cli.pyspamd", "--config", str(bad), "configtest"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert f"{bad}:2: actions.reject must be a score threshold" in proc.stdout

@@ -93,5 +93,5 @@ def test_json_shape(rules_scanner: Callable[[str], Scanner]) -> None:
     assert out["score"] == 6.9
     assert out["required_score"] == 15.0
     assert out["symbols"]["CASH"] == {"score": 7.0, "options": ["cash"]}
-    assert list(out["symbols"])[0] == "CASH"  # sorted by |score|
+    assert next(iter(out["symbols"])) == "CASH"  # sorted by |score|
     assert re.fullmatch(r"<[^>]+>", out["message_id"])

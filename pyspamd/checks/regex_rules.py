@@ -139,22 +139,23 @@ class RegexRules(Check):
             hits.add(rule.name)
 
 
+# Envelope data and composite views that `header` rules read like headers.
+_PSEUDO: dict[str, Callable[[Task], Iterable[str | None]]] = {
+    "envelopefrom": lambda t: [t.envelope.mail_from],
+    "envelopercpt": lambda t: t.envelope.rcpts,
+    "helo": lambda t: [t.envelope.helo],
+    "clientip": lambda t: [t.envelope.client_ip],
+    "clienthostname": lambda t: [t.envelope.client_hostname],
+    "authuser": lambda t: [t.envelope.user],
+    "all": lambda t: [t.headers.all_lines()],
+    "tocc": lambda t: [", ".join(t.headers.decoded("to") + t.headers.decoded("cc"))],
+}
+assert _PSEUDO.keys() == PSEUDO_HEADERS
+
+
 def _pseudo_header(task: Task, name: str) -> list[str]:
-    env = task.envelope
-    getters: dict[str, Callable[[], Iterable[str | None]]] = {
-        "envelopefrom": lambda: [env.mail_from],
-        "envelopercpt": lambda: env.rcpts,
-        "helo": lambda: [env.helo],
-        "clientip": lambda: [env.client_ip],
-        "clienthostname": lambda: [env.client_hostname],
-        "authuser": lambda: [env.user],
-        "all": lambda: [task.headers.all_lines()],
-        "tocc": lambda: [", ".join(task.headers.decoded("to") + task.headers.decoded("cc"))],
-    }
-    getter = getters.get(name)
-    if getter is None:
-        return []
-    return [v for v in getter() if v]
+    getter = _PSEUDO.get(name)
+    return [v for v in getter(task) if v] if getter else []
 
 
 def _target_values(task: Task, key: TargetKey) -> list[str] | list[bytes]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import ConfigError, load_config, resolve_config_path
 from pyspamd.scanner import BUILTIN_CHECKS, load_ruleset
+from pyspamd.symbols import is_hidden
 
 
 def configtest(config_arg: str | None) -> int:
@@ -33,7 +34,7 @@ def configtest(config_arg: str | None) -> int:
     if ruleset.errors:
         print(f"config test failed: {len(ruleset.errors)} error(s) in rule files")
         return EXIT_FAILED
-    scored = sum(1 for name in ruleset.rules if not name.startswith("__"))
+    scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")
     return EXIT_OK

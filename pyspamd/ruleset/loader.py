@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pyspamd.ruleset.meta import MetaError, MetaExpr, parse_meta
 from pyspamd.ruleset.regex import CompiledRegex, RegexError, compile_spec, parse_literal
-from pyspamd.symbols import SymbolDef
+from pyspamd.symbols import SymbolDef, is_hidden
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _HEADER_TEST = re.compile(r"(?P<target>[^\s=!~]+)\s*(?P<op>=~|!~)\s*(?P<regex>.+)\Z")
@@ -139,7 +139,7 @@ def _parse_file(
             )
         rs.rules[name] = rule  # a later file replaces a rule of the same name
         previous = rs.defs.get(name)
-        score = 0.0 if name.startswith("__") else DEFAULT_SCORE
+        score = 0.0 if is_hidden(name) else DEFAULT_SCORE
         rs.defs[name] = replace(previous, source=source) if previous else SymbolDef(
             score=score, source=source
         )

@@ -72,6 +72,34 @@ class GroupConfig:
 
 
 @dataclass
+class StorageConfig:
+    backend: str = "sqlite"
+    path: str = ""  # empty: /var/lib/pyspamd/pyspamd.sqlite, else the user's data dir
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "pyspamd"
+
+
+@dataclass
+class AutolearnConfig:
+    enabled: bool = False
+    spam_score: float = 12.0
+    ham_score: float = -2.0
+    max_ratio: float = 3.0
+
+
+@dataclass
+class BayesConfig:
+    enabled: bool = True
+    min_learns: int = 200
+    spam_threshold: float = 0.9
+    ham_threshold: float = 0.1
+    max_words: int = 1500
+    max_tokens: int = 8000
+    expire_days: int = 60
+    autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
+
+
+@dataclass
 class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -79,6 +107,8 @@ class Config:
     headers: HeadersConfig = field(default_factory=HeadersConfig)
     scores: dict[str, float] = field(default_factory=dict)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    bayes: BayesConfig = field(default_factory=BayesConfig)
     path: Path | None = None
 
 
@@ -130,9 +160,37 @@ def load_config(path: str | Path | None) -> Config:
         if group.max_score is True:
             errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "
                           "be a number or false")
+    _check_storage_and_bayes(config, locator, errors)
     if errors:
         raise ConfigError(errors)
     return config
+
+
+def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str]) -> None:
+    storage, bayes = config.storage, config.bayes
+    if storage.backend not in ("sqlite", "redis"):
+        errors.append(f"{locator.where(('storage', 'backend'))}: storage.backend must be "
+                      f"\"sqlite\" or \"redis\", got {storage.backend!r}")
+    if storage.path and not Path(storage.path).is_absolute() and config.path is not None:
+        storage.path = str(config.path.parent / storage.path)
+    if not storage.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        errors.append(f"{locator.where(('storage', 'redis_url'))}: storage.redis_url must "
+                      "start with redis://, rediss:// or unix://")
+    if not 0.5 <= bayes.spam_threshold <= 1.0:
+        errors.append(f"{locator.where(('bayes', 'spam_threshold'))}: bayes.spam_threshold "
+                      "must be between 0.5 and 1.0")
+    if not 0.0 <= bayes.ham_threshold <= 0.5:
+        errors.append(f"{locator.where(('bayes', 'ham_threshold'))}: bayes.ham_threshold "
+                      "must be between 0.0 and 0.5")
+    for name in ("min_learns", "max_words", "max_tokens", "expire_days"):
+        if getattr(bayes, name) < 0:
+            errors.append(f"{locator.where(('bayes', name))}: bayes.{name} must be >= 0")
+    if bayes.autolearn.spam_score <= bayes.autolearn.ham_score:
+        errors.append(f"{locator.where(('bayes', 'autolearn', 'spam_score'))}: "
+                      "autolearn.spam_score must be above autolearn.ham_score")
+    if bayes.autolearn.max_ratio < 1.0:
+        errors.append(f"{locator.where(('bayes', 'autolearn', 'max_ratio'))}: "
+                      "autolearn.max_ratio must be at least 1.0")
 
 
 class _Locator:
@@ -206,7 +264,8 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
 
 def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls) if f.name != "path"}
+    # Config.path is where the file was read from, not an option; [storage] path is one.
+    known = {f.name for f in dataclasses.fields(cls) if cls is not Config or f.name != "path"}
     where = loc.where(keys) if keys else str(loc.path)
     if not isinstance(data, dict):
         errors.append(f"{where}: [{'.'.join(keys)}] must be a table")

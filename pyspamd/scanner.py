@@ -9,12 +9,13 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from pyspamd.actions import Thresholds, strongest
 from pyspamd.checks.base import Check
+from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.mime_sanity import MimeSanity
 from pyspamd.checks.regex_rules import RegexRules
@@ -68,15 +69,23 @@ class Scanner:
             max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
+        # Called with every finished result (autolearn); a failure is logged, not raised.
+        self.after_scan: list[Callable[[Task, ScanResult], object]] = []
 
     @classmethod
     def from_config(cls, config: Config, extra_checks: list[Check] | None = None) -> Scanner:
         """Build the pipeline; raises RuleLoadError when the rule files have errors."""
         checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
+        bayes = BayesCheck(config) if config.bayes.enabled else None
+        if bayes is not None:
+            checks.append(bayes)
         ruleset = load_ruleset(config, checks)
         if ruleset.errors:
             raise RuleLoadError(ruleset.errors)
-        return cls(config, ruleset, checks)
+        scanner = cls(config, ruleset, checks)
+        if bayes is not None and config.bayes.autolearn.enabled:
+            scanner.after_scan.append(bayes.autolearn)
+        return scanner
 
     def task(self, raw: bytes, envelope: Envelope | None = None) -> Task:
         return Task(raw, envelope, self.limits)
@@ -139,6 +148,7 @@ class Scanner:
                 continue
             symbol_def = self.defs.get(name) or SymbolDef()
             score = symbol_def.score * (min(hit.count, 10) if symbol_def.multiple else 1)
+            score *= hit.weight
             options = hit.options if symbol_def.show_options else []
             symbols[name] = Symbol(name, score, options, symbol_def.description)
             if symbol_def.group in self.group_caps:
@@ -156,7 +166,7 @@ class Scanner:
             message, forced_by = chosen.message, chosen.symbol
         else:
             action = self.thresholds.choose(total)
-        return ScanResult(
+        result = ScanResult(
             action=action,
             score=total,
             required_score=self.thresholds.required_score,
@@ -170,3 +180,9 @@ class Scanner:
             subject=task.subject,
             queue_id=task.envelope.queue_id or "",
         )
+        for hook in self.after_scan:
+            try:
+                hook(task, result)
+            except Exception:  # learning is a side effect; the verdict stands
+                log.exception("after-scan hook %r failed", hook)
+        return result

@@ -27,6 +27,7 @@ def is_hidden(name: str) -> bool:
 class Hit:
     count: int = 0
     options: list[str] = field(default_factory=list)
+    weight: float = 1.0  # share of the symbol's score, for checks with a confidence (Bayes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,10 @@ class Hits:
         self.hits: dict[str, Hit] = {}
         self.forced: list[ForcedAction] = []
 
-    def add(self, name: str, *options: str) -> None:
+    def add(self, name: str, *options: str, weight: float = 1.0) -> None:
         hit = self.hits.get(name)
         if hit is None:
-            hit = self.hits[name] = Hit()
+            hit = self.hits[name] = Hit(weight=weight)
         hit.count += 1
         for option in options:
             if len(hit.options) >= MAX_OPTIONS:

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from pyspamd.cli import evaluate, learn
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner
@@ -39,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     symbols.add_argument("--queue-id", help="queue id")
     symbols.add_argument("paths", nargs="+", metavar="PATH",
                          help="file, directory, Maildir, mbox, or - for stdin")
+    learn.add_commands(commands)
+    evaluate.add_command(commands)
     return parser
 
 
@@ -115,6 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "symbols":
             return cmd_symbols(args)
+        if args.command in ("learn_spam", "learn_ham", "unlearn"):
+            return learn.cmd_learn(args)
+        if args.command == "stat":
+            return learn.cmd_stat(args)
+        if args.command == "expire":
+            return learn.cmd_expire(args)
+        if args.command == "eval":
+            return evaluate.cmd_eval(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

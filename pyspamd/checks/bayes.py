@@ -1,0 +1,121 @@
+"""The Bayes check: BAYES_SPAM / BAYES_HAM from the learned token counts, and autolearn."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import ClassVar
+
+import numpy as np
+
+from pyspamd.checks.base import Check
+from pyspamd.classifiers.bayes import Bayes, Verdict
+from pyspamd.classifiers.chi2 import Chi2Params
+from pyspamd.classifiers.tokenizer import TokenizerLimits
+from pyspamd.config import BayesConfig, Config
+from pyspamd.result import ScanResult
+from pyspamd.storage import StorageMissing, open_storage
+from pyspamd.storage.base import HAM, SPAM
+from pyspamd.symbols import Hits, SymbolDef
+from pyspamd.task import Task
+
+log = logging.getLogger("pyspamd.bayes")
+
+MISSING_RETRY = 60.0  # seconds before looking again for a store that does not exist yet
+MIN_WEIGHT = 0.1  # share of the score right at the threshold; 1.0 at certainty
+
+
+def bayes_from_config(config: Config, create: bool) -> Bayes:
+    bayes = config.bayes
+    return Bayes(
+        open_storage(config.storage, create=create),
+        min_learns=bayes.min_learns,
+        params=Chi2Params(),
+        limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens),
+    )
+
+
+def verdict_symbol(verdict: Verdict, config: BayesConfig) -> tuple[str, float] | None:
+    """(symbol, weight) for a verdict, or None in the unsure middle or before min_learns."""
+    if not verdict.ready:
+        return None
+    p = verdict.probability
+    if p >= config.spam_threshold:
+        span = max(1.0 - config.spam_threshold, 1e-9)
+        return "BAYES_SPAM", MIN_WEIGHT + (1 - MIN_WEIGHT) * min((p - config.spam_threshold)
+                                                                  / span, 1.0)
+    if p <= config.ham_threshold:
+        span = max(config.ham_threshold, 1e-9)
+        return "BAYES_HAM", MIN_WEIGHT + (1 - MIN_WEIGHT) * min((config.ham_threshold - p)
+                                                                 / span, 1.0)
+    return None
+
+
+class BayesCheck(Check):
+    name = "bayes"
+    symbols: ClassVar = {
+        "BAYES_SPAM": SymbolDef(5.0, "Bayes classifier: spam (score scaled by the probability)"),
+        "BAYES_HAM": SymbolDef(-3.0, "Bayes classifier: ham (score scaled by the probability)"),
+    }
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._bayes: Bayes | None = None
+        self._missing_until = 0.0
+        # Task -> (verdict, weighted score) for autolearn, which runs after scoring.
+        self._last: dict[int, tuple[Verdict, str | None]] = {}
+
+    def classifier(self) -> Bayes | None:
+        if self._bayes is not None:
+            return self._bayes
+        if time.monotonic() < self._missing_until:
+            return None
+        bayes = bayes_from_config(self.config, create=False)
+        try:
+            bayes.storage.token_counts(np.zeros(0, dtype=np.uint64))
+        except StorageMissing as exc:
+            log.info("Bayes off until something is learned: %s", exc)
+            self._missing_until = time.monotonic() + MISSING_RETRY
+            return None
+        self._bayes = bayes
+        return bayes
+
+    def run(self, task: Task, hits: Hits) -> None:
+        bayes = self.classifier()
+        if bayes is None:
+            return
+        verdict = bayes.classify(task)
+        chosen = verdict_symbol(verdict, self.config.bayes)
+        if chosen is not None:
+            symbol, weight = chosen
+            hits.add(symbol, f"{verdict.probability * 100:.2f}%", weight=round(weight, 2))
+        if self.config.bayes.autolearn.enabled:
+            self._last[id(task)] = (verdict, chosen[0] if chosen else None)
+
+    def autolearn(self, task: Task, result: ScanResult) -> str | None:
+        """Learn a clear case after scoring; returns the class learned, if any.
+
+        The Bayes symbol's own score is left out of the decision, so Bayes cannot teach
+        itself; a message Bayes already put in the right class is not learned again (it
+        would only reinforce what is known); and a class that already has `max_ratio`
+        times the other's messages is not learned more, so one class cannot run away."""
+        entry = self._last.pop(id(task), None)
+        if entry is None or self._bayes is None:
+            return None
+        verdict, symbol = entry
+        settings = self.config.bayes.autolearn
+        bayes_score = sum(s.score for s in result.symbols.values()
+                          if s.name in ("BAYES_SPAM", "BAYES_HAM"))
+        score = result.score - bayes_score
+        if score >= settings.spam_score and symbol != "BAYES_SPAM":
+            label = SPAM
+        elif score <= settings.ham_score and symbol != "BAYES_HAM":
+            label = HAM
+        else:
+            return None
+        mine = verdict.nspam if label == SPAM else verdict.nham
+        other = verdict.nham if label == SPAM else verdict.nspam
+        if mine >= self.config.bayes.min_learns and mine > settings.max_ratio * max(other, 1):
+            return None
+        self._bayes.learn(task, label)
+        return label

@@ -1,0 +1,1 @@
+"""Statistical classifiers: the tokenizer and the chi-square Bayes combiner."""

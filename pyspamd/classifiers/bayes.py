@@ -1,0 +1,73 @@
+"""The Bayes classifier: tokenizer + storage + chi-square combining, for the scan check,
+the training commands, autolearn and evaluation alike."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
+from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome, Storage
+from pyspamd.task import Task
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    probability: float  # of spam, 0..1
+    tokens: int  # distinct tokens in the message
+    used: int  # tokens that voted
+    nspam: int
+    nham: int
+    ready: bool  # enough of each class learned to vote
+
+    @property
+    def label(self) -> str | None:
+        return None if not self.ready else (SPAM if self.probability >= 0.5 else HAM)
+
+
+def today() -> int:
+    return int(time.time() // 86400)
+
+
+class Bayes:
+    def __init__(
+        self,
+        storage: Storage,
+        min_learns: int = 200,
+        params: Chi2Params | None = None,
+        limits: TokenizerLimits | None = None,
+    ) -> None:
+        self.storage = storage
+        self.min_learns = min_learns
+        self.params = params or Chi2Params()
+        self.limits = limits or TokenizerLimits()
+
+    def tokens(self, task: Task) -> Tokens:
+        return tokenize(task, self.limits)
+
+    @staticmethod
+    def tokenize_with(task: Task, limits: TokenizerLimits) -> Tokens:
+        return tokenize(task, limits)
+
+    def classify_tokens(self, tokens: Tokens) -> Verdict:
+        counts = self.storage.token_counts(tokens.hashes)
+        ready = counts.nspam >= self.min_learns and counts.nham >= self.min_learns
+        probability, used = classify_counts(counts.spam, counts.ham, tokens.weights,
+                                            counts.nspam, counts.nham, self.params)
+        return Verdict(probability, len(tokens), used, counts.nspam, counts.nham, ready)
+
+    def classify(self, task: Task) -> Verdict:
+        return self.classify_tokens(self.tokens(task))
+
+    def learn_tokens(self, tokens: Tokens, label: str, day: int | None = None,
+                     name: str = "") -> LearnOutcome:
+        return self.storage.learn(tokens.digest(), tokens.hashes, label,
+                                  today() if day is None else day, name=name)
+
+    def learn(self, task: Task, label: str) -> LearnOutcome:
+        return self.learn_tokens(self.tokens(task), label)
+
+    def unlearn(self, task: Task) -> LearnOutcome:
+        tokens = self.tokens(task)
+        return self.storage.unlearn(tokens.digest(), tokens.hashes)

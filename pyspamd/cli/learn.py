@@ -1,0 +1,222 @@
+"""pyspamc learn_spam / learn_ham / unlearn / stat / expire: training the Bayes classifier."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+
+from pyspamd.checks.bayes import bayes_from_config
+from pyspamd.classifiers.bayes import Bayes, today
+from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
+from pyspamd.sources import iter_messages
+from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
+from pyspamd.task import Task
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# A message starts with a header line ("Name: value") or an mbox "From " line.
+_HEADER_START = re.compile(rb"^(?:From |[!-9;-~]{1,100}:)")
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"bad duration {text!r}; write a number with s, m, h, d or w, e.g. 1d or 12h")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def not_a_message(data: bytes) -> str | None:
+    """Why `data` is not a mail message, or None. Learning junk would teach Bayes junk."""
+    if not data.strip():
+        return "empty file"
+    if not _HEADER_START.match(data.lstrip(b"\r\n")):
+        return "not a mail message (no header line at the start)"
+    head = data[:4096]
+    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    if controls > len(head) // 10:
+        return "binary data, not a mail message"
+    return None
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    for name, what in (("learn_spam", "spam"), ("learn_ham", "ham (good mail)")):
+        p = commands.add_parser(name, add_help=False, help=f"learn messages as {what}")
+        _paths_args(p)
+        p.add_argument("--newer-than", type=parse_duration, metavar="AGE",
+                       help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
+    p = commands.add_parser("unlearn", add_help=False, help="forget learned messages")
+    _paths_args(p)
+    p = commands.add_parser("stat", add_help=False, help="show what the Bayes store holds")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p = commands.add_parser("expire", add_help=False,
+                            help="drop rare tokens not learned for a while (for cron)")
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("--days", type=int, metavar="N",
+                   help="age limit in days (default: [bayes] expire_days)")
+
+
+def _paths_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--help", action="help", help="show this help and exit")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="Maildir, Maildir++ folder, directory, mbox, file, or - for stdin")
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=dict)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, outcome: LearnOutcome) -> None:
+        self.counts[outcome.value] = self.counts.get(outcome.value, 0) + 1
+
+    def fail(self, label: str, reason: str) -> None:
+        self.failed.append((label, reason))
+
+    def total(self) -> int:
+        return sum(self.counts.values()) + len(self.failed)
+
+    def line(self, order: tuple[LearnOutcome, ...]) -> str:
+        parts = [f"{o.value}: {self.counts.get(o.value, 0)}" for o in order]
+        return ", ".join([*parts, f"failed: {len(self.failed)}"])
+
+
+class Progress:
+    """A one-line bar on a terminal; a count every `every` messages otherwise (cron logs)."""
+
+    def __init__(self, tty: bool, every: int = 1000) -> None:
+        self.tty = tty
+        self.every = every
+        self.start = time.monotonic()
+
+    def show(self, done: int, summary: Summary, order: tuple[LearnOutcome, ...]) -> None:
+        if self.tty:
+            rate = done / max(time.monotonic() - self.start, 1e-6)
+            print(f"\r{done} messages, {rate:.0f}/s | {summary.line(order)}", end="",
+                  file=sys.stderr, flush=True)
+        elif done % self.every == 0:
+            print(f"{done} messages: {summary.line(order)}", file=sys.stderr, flush=True)
+
+    def end(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def run_learn(bayes: Bayes, paths: list[str], label: str | None,
+              newer_than: float | None = None, tty: bool = False) -> Summary:
+    """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`.
+    Raises StorageError when the store itself fails (the run cannot go on)."""
+    summary = Summary()
+    order = ((LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED) if label
+             else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
+    progress = Progress(tty)
+    cutoff = time.time() - newer_than if newer_than is not None else None
+    try:
+        _learn_all(bayes, paths, label, cutoff, summary, progress, order)
+    except BatchError as exc:  # the commit at the end of the batch
+        _batch_lost(summary, exc, counted=len(exc.labels))
+    progress.end()
+    return summary
+
+
+def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float | None,
+               summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...]) -> None:
+    day = today()
+    with bayes.storage.batch():
+        for source in iter_messages(paths):
+            if source.error is not None or source.data is None:
+                summary.fail(source.label, source.error or "unreadable")
+                continue
+            if cutoff is not None and source.mtime is not None and source.mtime < cutoff:
+                continue
+            reason = not_a_message(source.data)
+            if reason is not None:
+                summary.fail(source.label, reason)
+                continue
+            try:
+                tokens = bayes.tokens(Task(source.data))
+            except Exception as exc:  # one odd message must not stop a run of thousands
+                summary.fail(source.label, f"cannot parse: {type(exc).__name__}: {exc}")
+                continue
+            try:
+                if label is None:
+                    outcome = bayes.storage.unlearn(tokens.digest(), tokens.hashes)
+                else:
+                    outcome = bayes.storage.learn(tokens.digest(), tokens.hashes, label, day,
+                                                  name=source.label)
+            except BatchError as exc:  # this learn filled the batch, and its commit failed
+                _batch_lost(summary, exc, counted=len(exc.labels) - 1)
+                continue
+            summary.add(outcome)
+            progress.show(summary.total(), summary, order)
+
+
+def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
+    """Messages reported learned whose batch then failed to commit become failures."""
+    key = LearnOutcome.LEARNED.value
+    summary.counts[key] = summary.counts.get(key, 0) - counted
+    for name in exc.labels:
+        summary.fail(name, str(exc))
+
+
+def cmd_learn(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args.config)
+    label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
+    try:
+        bayes = bayes_from_config(config, create=label is not None)
+        summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
+                            tty=sys.stderr.isatty())
+    except StorageError as exc:
+        print(f"pyspamc: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    order = ((LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED) if label
+             else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
+    print(summary.line(order))
+    for name, reason in summary.failed:
+        print(f"failed: {name}: {reason}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args.config)
+    try:
+        stats = bayes_from_config(config, create=False).storage.bayes_stats()
+    except StorageError as exc:
+        print(f"pyspamc: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for label, symbol in ((SPAM, "BAYES_SPAM"), (HAM, "BAYES_HAM")):
+        print(f"Statfile: {symbol} type: {stats.backend}; learned: {stats.learned[label]}; "
+              f"users: 1")
+    print(f"Messages learned: {sum(stats.learned.values())}")
+    print(f"Tokens stored: {stats.tokens}")
+    print(f"Backend: {stats.backend} {stats.location}; size: {_size(stats.size_bytes)}")
+    if config.bayes.enabled and min(stats.learned.values()) < config.bayes.min_learns:
+        print(f"Bayes votes after {config.bayes.min_learns} messages of each class "
+              "([bayes] min_learns)")
+    return EXIT_OK
+
+
+def cmd_expire(args: argparse.Namespace) -> int:
+    config = load_config_or_exit(args.config)
+    days = config.bayes.expire_days if args.days is None else args.days
+    try:
+        storage = bayes_from_config(config, create=False).storage
+        dropped = storage.expire_tokens(today() - days)
+        stats = storage.bayes_stats()
+    except StorageError as exc:
+        print(f"pyspamc: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
+          f"tokens stored: {stats.tokens}; size: {_size(stats.size_bytes)}")
+    return EXIT_OK

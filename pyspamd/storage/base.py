@@ -1,0 +1,133 @@
+"""The one storage interface every stateful part uses: Bayes token counts, and generic
+keyed counters and values with a time to live (greylisting, rate limits, history).
+
+Two backends implement it with the same results: SQLite (embedded, the default) and Redis.
+Token hashes travel as numpy uint64 arrays; counts come back as int64 arrays in the same
+order, so the classifier never loops in Python over tokens.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+SPAM = "spam"
+HAM = "ham"
+CLASSES = (SPAM, HAM)
+
+
+class StorageError(Exception):
+    """The store cannot be used (down, locked, corrupt, unwritable); the message says which
+    store and what to do, and nothing was half-written."""
+
+
+class StorageMissing(StorageError):
+    """The store does not exist yet (nothing learned); scanning goes on without Bayes."""
+
+
+class BatchError(StorageError):
+    """A batch of learns could not be committed; none of `labels` were stored."""
+
+    def __init__(self, message: str, labels: list[str]) -> None:
+        super().__init__(message)
+        self.labels = labels
+
+
+class LearnOutcome(Enum):
+    LEARNED = "learned"
+    ALREADY = "already learned"
+    MOVED = "moved"  # it was learned as the other class; now it counts as this one
+    UNLEARNED = "unlearned"
+    NOT_LEARNED = "not learned"  # unlearn of a message never learned
+
+
+@dataclass(frozen=True, slots=True)
+class BayesStats:
+    backend: str  # "sqlite3" or "redis", as rspamc stat names statfile types
+    location: str
+    learned: dict[str, int]  # messages per class
+    tokens: int  # distinct tokens stored
+    size_bytes: int  # file size (SQLite) or memory used (Redis)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    spam: np.ndarray  # int64, per token, in the order asked
+    ham: np.ndarray
+    nspam: int  # messages learned per class
+    nham: int
+
+
+def other_class(label: str) -> str:
+    return HAM if label == SPAM else SPAM
+
+
+def check_label(label: str) -> None:
+    if label not in CLASSES:
+        raise ValueError(f"class must be one of {CLASSES}, got {label!r}")
+
+
+class Storage(ABC):
+    """Implementations must make each learn/unlearn atomic (all of a message's tokens and
+    its digest, or nothing) and must be safe to use again after a fork (each process opens
+    its own connection on first use)."""
+
+    backend: str
+
+    # --- Bayes ---
+    @abstractmethod
+    def token_counts(self, tokens: np.ndarray) -> TokenCounts: ...
+
+    @abstractmethod
+    def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
+              name: str = "") -> LearnOutcome:
+        """Count a message as `label`; moves it if it was learned as the other class.
+        `day` (days since the epoch) marks the tokens as recently seen, for expiry."""
+
+    @abstractmethod
+    def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome: ...
+
+    @abstractmethod
+    def learned_as(self, digest: bytes) -> str | None: ...
+
+    @abstractmethod
+    def bayes_stats(self) -> BayesStats: ...
+
+    @abstractmethod
+    def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
+        """Drop tokens seen at most `max_hits` times and last learned before `before_day`;
+        returns how many were dropped."""
+
+    def batch(self) -> AbstractContextManager[object]:
+        """Context for many learns in a row; a backend may group them into one commit.
+        A learn inside may be stored only when the batch ends (or fills up); if that commit
+        fails, BatchError names what was lost (by the `name` given to learn())."""
+        return nullcontext()
+
+    # --- generic keyed state, for greylisting, rate limits and history ---
+    @abstractmethod
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add to a counter and return the new value; `ttl` (seconds) is set when the key
+        is created, so a window starts with its first hit."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

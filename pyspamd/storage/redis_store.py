@@ -1,0 +1,226 @@
+"""Redis backend (also Valkey and Redis Cluster): Bayes in three hashes under one hash tag,
+generic state in plain keys with Redis' own TTLs.
+
+Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
+
+    {prefix}:{bayes}:tokens   HASH  8-byte token (big-endian) -> 10 bytes: spam u32,
+                                    ham u32, last-learned day u16 (little-endian)
+    {prefix}:{bayes}:learned  HASH  16-byte message digest -> "spam" | "ham"
+    {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned
+    {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
+
+The `{bayes}` hash tag puts all Bayes keys in one cluster slot, so a learn is one atomic
+Lua script and a lookup is one HMGET: one round trip per message either way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import redis
+
+from pyspamd.storage.base import (
+    HAM,
+    SPAM,
+    BayesStats,
+    LearnOutcome,
+    Storage,
+    StorageError,
+    TokenCounts,
+    check_label,
+)
+
+_RECORD = np.dtype([("spam", "<u4"), ("ham", "<u4"), ("day", "<u2")])
+_EMPTY = bytes(_RECORD.itemsize)
+
+# KEYS: tokens, learned, totals. ARGV: digest, label ("" = unlearn), day, token...
+# Lua scripts run atomically, so a message's tokens, its digest and the totals change
+# together or not at all.
+_LEARN = """
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+local label = ARGV[2]
+if label ~= '' and prev == label then return 'already learned' end
+if label == '' and not prev then return 'not learned' end
+local day = tonumber(ARGV[3])
+local function adjust(cls, delta)
+  for i = 4, #ARGV do
+    local tok = ARGV[i]
+    local v = redis.call('HGET', KEYS[1], tok)
+    local s, h, d = 0, 0, 0
+    if v then s, h, d = struct.unpack('<I4I4I2', v) end
+    if cls == 'spam' then s = s + delta else h = h + delta end
+    if s < 0 then s = 0 end
+    if h < 0 then h = 0 end
+    if delta > 0 and day > d then d = day end
+    if s == 0 and h == 0 then
+      redis.call('HDEL', KEYS[1], tok)
+    else
+      redis.call('HSET', KEYS[1], tok, struct.pack('<I4I4I2', s, h, d))
+    end
+  end
+  if redis.call('HINCRBY', KEYS[3], cls, delta) < 0 then
+    redis.call('HSET', KEYS[3], cls, 0)
+  end
+end
+if prev then
+  adjust(prev, -1)
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+if label ~= '' then
+  adjust(label, 1)
+  redis.call('HSET', KEYS[2], ARGV[1], label)
+  if prev then return 'moved' end
+  return 'learned'
+end
+return 'unlearned'
+"""
+
+# KEYS: tokens. ARGV: before_day, max_hits, token... Re-checked inside the script so a
+# token learned again between the scan and the delete survives.
+_EXPIRE = """
+local before, maxhits, n = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
+for i = 3, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local s, h, d = struct.unpack('<I4I4I2', v)
+    if d < before and s + h <= maxhits then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
+# KEYS: counter. ARGV: amount, ttl in ms (0 = none). The TTL starts with the first hit.
+_INCR = """
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local v = redis.call('INCRBY', KEYS[1], ARGV[1])
+if fresh and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return v
+"""
+
+
+def _token_bytes(tokens: np.ndarray) -> list[bytes]:
+    raw = tokens.astype(">u8").tobytes()
+    return [raw[i : i + 8] for i in range(0, len(raw), 8)]
+
+
+class RedisStorage(Storage):
+    backend = "redis"
+
+    def __init__(self, url: str, prefix: str = "pyspamd", timeout: float = 5.0) -> None:
+        self.url = url
+        self.prefix = prefix
+        try:
+            # redis-py reconnects after fork by itself (its pool checks the pid).
+            self.client = redis.Redis.from_url(url, socket_timeout=timeout,
+                                               socket_connect_timeout=timeout)
+        except ValueError as exc:
+            raise StorageError(f"Redis store {url!r}: bad redis_url: {exc} (use "
+                               "redis://HOST:PORT/DB or unix:///path/to/redis.sock?db=0)"
+                               ) from exc
+        tag = f"{prefix}:{{bayes}}"
+        self.k_tokens, self.k_learned, self.k_totals = (
+            f"{tag}:tokens", f"{tag}:learned", f"{tag}:totals")
+        self._learn = self.client.register_script(_LEARN)
+        self._expire = self.client.register_script(_EXPIRE)
+        self._incr = self.client.register_script(_INCR)
+        self._pid = os.getpid()
+
+    def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.ConnectionError as exc:
+            raise StorageError(f"Redis store {self.url}: cannot connect while {doing}: {exc} "
+                               "(is redis-server running, and is redis_url right?); "
+                               "nothing was changed") from exc
+        except redis.TimeoutError as exc:
+            raise StorageError(f"Redis store {self.url}: timed out while {doing}: {exc}") \
+                from exc
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis store {self.url}: {doing} failed: {exc}") from exc
+
+    # --- Bayes ---
+    def token_counts(self, tokens: np.ndarray) -> TokenCounts:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.k_totals, [SPAM, HAM])
+        if len(tokens):
+            pipe.hmget(self.k_tokens, _token_bytes(tokens))
+        replies = self._call("reading token counts", pipe.execute)
+        nspam, nham = (int(v) if v else 0 for v in replies[0])
+        if not len(tokens):
+            empty = np.zeros(0, dtype=np.int64)
+            return TokenCounts(empty, empty.copy(), nspam, nham)
+        records = np.frombuffer(b"".join(v or _EMPTY for v in replies[1]), dtype=_RECORD)
+        return TokenCounts(records["spam"].astype(np.int64), records["ham"].astype(np.int64),
+                           nspam, nham)
+
+    def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int) -> str:
+        reply = self._call("learning", self._learn,
+                           keys=[self.k_tokens, self.k_learned, self.k_totals],
+                           args=[digest, label, day, *_token_bytes(tokens)])
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
+              name: str = "") -> LearnOutcome:
+        check_label(label)
+        return LearnOutcome(self._run_learn(digest, tokens, label, day))
+
+    def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome:
+        return LearnOutcome(self._run_learn(digest, tokens, "", 0))
+
+    def learned_as(self, digest: bytes) -> str | None:
+        value = self._call("reading", self.client.hget, self.k_learned, digest)
+        return value.decode() if value else None
+
+    def bayes_stats(self) -> BayesStats:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(self.k_totals, [SPAM, HAM])
+        pipe.hlen(self.k_tokens)
+        pipe.memory_usage(self.k_tokens)
+        pipe.memory_usage(self.k_learned)
+        (spam, ham), tokens, size_t, size_l = self._call("reading stats", pipe.execute)
+        return BayesStats(self.backend, self.url,
+                          {SPAM: int(spam or 0), HAM: int(ham or 0)}, int(tokens),
+                          int(size_t or 0) + int(size_l or 0))
+
+    def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
+        dropped = 0
+        cursor = 0
+        while True:
+            cursor, chunk = self._call("expiring", self.client.hscan, self.k_tokens, cursor,
+                                       count=2000)
+            candidates = []
+            for token, value in chunk.items():
+                record = np.frombuffer(value, dtype=_RECORD)[0]
+                if record["day"] < before_day and record["spam"] + record["ham"] <= max_hits:
+                    candidates.append(token)
+            if candidates:
+                dropped += int(self._call("expiring", self._expire, keys=[self.k_tokens],
+                                          args=[before_day, max_hits, *candidates]))
+            if cursor == 0:
+                return dropped
+
+    # --- generic keyed state ---
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:kv:{key}"
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        ms = int(ttl * 1000) if ttl else 0
+        return int(self._call("counting", self._incr, keys=[self._key(key)], args=[amount, ms]))
+
+    def get(self, key: str) -> bytes | None:
+        return self._call("reading", self.client.get, self._key(key))
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        self._call("writing", self.client.set, self._key(key), value,
+                   px=int(ttl * 1000) if ttl else None)
+
+    def delete(self, key: str) -> bool:
+        return bool(self._call("deleting", self.client.delete, self._key(key)))
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,339 @@
+"""SQLite backend: one file, WAL journal, so many scanning processes read while one learner
+writes. Every learn is one transaction (or one savepoint inside a batch)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from pyspamd.storage.base import (
+    HAM,
+    SPAM,
+    BatchError,
+    BayesStats,
+    LearnOutcome,
+    Storage,
+    StorageError,
+    StorageMissing,
+    TokenCounts,
+    check_label,
+    other_class,
+)
+
+SCHEMA_VERSION = "1"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- token: the tokenizer's unsigned 64-bit hash stored as a signed 64-bit integer (same bits)
+CREATE TABLE IF NOT EXISTS bayes_tokens (
+    token INTEGER PRIMARY KEY, spam INTEGER NOT NULL, ham INTEGER NOT NULL,
+    day INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS bayes_learned (
+    digest BLOB PRIMARY KEY, label TEXT NOT NULL, day INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bayes_totals (label TEXT PRIMARY KEY, messages INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL) WITHOUT ROWID;
+"""
+_ADD = {
+    SPAM: "INSERT INTO bayes_tokens (token, spam, ham, day) VALUES (?1, ?2, 0, ?3) "
+          "ON CONFLICT(token) DO UPDATE SET spam = spam + ?2, day = max(day, ?3)",
+    HAM: "INSERT INTO bayes_tokens (token, spam, ham, day) VALUES (?1, 0, ?2, ?3) "
+         "ON CONFLICT(token) DO UPDATE SET ham = ham + ?2, day = max(day, ?3)",
+}
+BATCH_SIZE = 500  # messages summed before a write; bounds memory and what one failure loses
+_DECREMENT = {
+    SPAM: "UPDATE bayes_tokens SET spam = max(spam - 1, 0) WHERE token = ?",
+    HAM: "UPDATE bayes_tokens SET ham = max(ham - 1, 0) WHERE token = ?",
+}
+
+
+class _Pending:
+    """Learns of a batch not yet written."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.tokens: dict[str, list[np.ndarray]] = {SPAM: [], HAM: []}
+        self.digests: dict[bytes, str] = {}
+        self.names: list[str] = []
+        self.day = 0
+
+    def add(self, digest: bytes, tokens: np.ndarray, label: str, day: int, name: str) -> None:
+        self.tokens[label].append(tokens)
+        self.digests[digest] = label
+        self.names.append(name)
+        self.day = max(self.day, day)
+
+
+def _signed(tokens: np.ndarray) -> list[int]:
+    return tokens.astype(np.uint64, copy=False).view(np.int64).tolist()
+
+
+class SqliteStorage(Storage):
+    backend = "sqlite3"
+
+    def __init__(self, path: str | Path, create: bool = True, busy_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.create = create
+        self.busy_timeout = busy_timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._depth = 0  # nesting of transactions (savepoints inside)
+        self._pending: _Pending | None = None
+
+    # --- connection ---
+    def _error(self, exc: Exception, doing: str) -> StorageError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            hint = "another process holds a write lock; try again, or find the process"
+        elif "not a database" in text or "malformed" in text:
+            hint = "the file is corrupt; move it away and learn again"
+        elif "readonly" in text or "unable to open" in text:
+            hint = "check the file's and its directory's permissions"
+        else:
+            hint = "see the SQLite message"
+        return StorageError(f"SQLite store {self.path}: {doing}: {text} ({hint})")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        # A connection must not cross fork(): a worker forked from the master opens its own.
+        if not self.create and not self.path.exists():
+            raise StorageMissing(f"SQLite store {self.path}: no such file (nothing learned yet; "
+                               "run pyspamc learn_spam / learn_ham)")
+        try:
+            if self.create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
+            conn.executescript(_SCHEMA)
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        except OSError as exc:
+            raise StorageError(f"SQLite store {self.path}: cannot create: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot open") from exc
+        self._conn, self._pid, self._depth = conn, os.getpid(), 0
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        name = f"sp{self._depth}"
+        try:
+            conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "cannot start a write") from exc
+        self._depth += 1
+        try:
+            yield conn
+        except BaseException as exc:
+            self._depth -= 1
+            try:
+                if self._depth == 0:
+                    conn.execute("ROLLBACK")
+                else:
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+            except sqlite3.Error:
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc, "write failed, nothing changed") from exc
+            raise
+        else:
+            self._depth -= 1
+            try:
+                conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                if self._depth == 0:
+                    conn.execute("ROLLBACK")
+                raise self._error(exc, "commit failed, nothing changed") from exc
+
+    @contextmanager
+    def batch(self) -> Iterator[SqliteStorage]:  # type: ignore[override]
+        # Learns in a batch are summed in memory and written as one upsert per distinct
+        # token in one transaction: common words occur in most messages, so this writes a
+        # fraction of the rows and commits once, instead of once per message.
+        if self._pending is not None:
+            yield self
+            return
+        self._pending = _Pending()
+        try:
+            yield self
+            self._flush()
+        finally:
+            self._pending = None
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if pending is None or not pending.digests:
+            return
+        try:
+            with self._transaction() as conn:
+                for label, chunks in pending.tokens.items():
+                    if not chunks:
+                        continue
+                    tokens, counts = np.unique(np.concatenate(chunks), return_counts=True)
+                    conn.executemany(_ADD[label], zip(_signed(tokens), counts.tolist(),
+                                                      itertools.repeat(pending.day),
+                                                      strict=False))
+                    conn.execute("INSERT INTO bayes_totals VALUES (?, ?) ON CONFLICT(label) "
+                                 "DO UPDATE SET messages = messages + excluded.messages",
+                                 (label, len(chunks)))
+                conn.executemany("INSERT INTO bayes_learned VALUES (?, ?, ?)",
+                                 ((d, lab, pending.day) for d, lab in pending.digests.items()))
+        except StorageError as exc:
+            names = list(pending.names)
+            pending.clear()
+            raise BatchError(f"{exc}; {len(names)} message(s) of this batch were not stored",
+                             names) from exc
+        pending.clear()
+
+    def _query(self, sql: str, params: tuple | list = ()) -> list[tuple]:
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read failed") from exc
+
+    # --- Bayes ---
+    def token_counts(self, tokens: np.ndarray) -> TokenCounts:
+        spam = np.zeros(len(tokens), dtype=np.int64)
+        ham = np.zeros(len(tokens), dtype=np.int64)
+        totals = dict(self._query("SELECT label, messages FROM bayes_totals"))
+        if len(tokens):
+            signed = tokens.astype(np.uint64, copy=False).view(np.int64)
+            # One statement for all tokens: json_each turns one text parameter into a table,
+            # so the SQL text (and the prepared-statement cache entry) is the same every time.
+            rows = self._query(
+                "SELECT token, spam, ham FROM bayes_tokens WHERE token IN "
+                "(SELECT value FROM json_each(?))",
+                ("[" + ",".join(map(str, signed.tolist())) + "]",),
+            )
+            if rows:
+                found = np.array(rows, dtype=np.int64)
+                order = np.argsort(signed, kind="stable")
+                where = order[np.searchsorted(signed, found[:, 0], sorter=order)]
+                spam[where] = found[:, 1]
+                ham[where] = found[:, 2]
+        return TokenCounts(spam, ham, int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)))
+
+    def learned_as(self, digest: bytes) -> str | None:
+        rows = self._query("SELECT label FROM bayes_learned WHERE digest = ?", (digest,))
+        return rows[0][0] if rows else None
+
+    def _remove(self, conn: sqlite3.Connection, digest: bytes, tokens: list[int],
+                label: str) -> None:
+        conn.executemany(_DECREMENT[label], ((t,) for t in tokens))
+        conn.execute("DELETE FROM bayes_tokens WHERE spam = 0 AND ham = 0 AND token IN "
+                     "(SELECT value FROM json_each(?))", ("[" + ",".join(map(str, tokens)) + "]",))
+        conn.execute("UPDATE bayes_totals SET messages = max(messages - 1, 0) WHERE label = ?",
+                     (label,))
+        conn.execute("DELETE FROM bayes_learned WHERE digest = ?", (digest,))
+
+    def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
+              name: str = "") -> LearnOutcome:
+        check_label(label)
+        pending = self._pending
+        if pending is not None:
+            previous = pending.digests.get(digest) or self.learned_as(digest)
+            if previous == label:
+                return LearnOutcome.ALREADY
+            if previous is None:
+                pending.add(digest, tokens, label, day, name)
+                if len(pending.digests) >= BATCH_SIZE:
+                    self._flush()
+                return LearnOutcome.LEARNED
+            self._flush()  # a move reads what the batch wrote
+        return self._learn_now(digest, tokens, label, day)
+
+    def _learn_now(self, digest: bytes, tokens: np.ndarray, label: str,
+                   day: int) -> LearnOutcome:
+        signed = _signed(tokens)
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT label FROM bayes_learned WHERE digest = ?",
+                                (digest,)).fetchall()
+            previous = rows[0][0] if rows else None
+            if previous == label:
+                return LearnOutcome.ALREADY
+            if previous is not None:
+                self._remove(conn, digest, signed, other_class(label))
+            conn.executemany(_ADD[label], ((t, 1, day) for t in signed))
+            conn.execute("INSERT INTO bayes_totals VALUES (?, 1) ON CONFLICT(label) "
+                         "DO UPDATE SET messages = messages + 1", (label,))
+            conn.execute("INSERT INTO bayes_learned VALUES (?, ?, ?)", (digest, label, day))
+        return LearnOutcome.MOVED if previous is not None else LearnOutcome.LEARNED
+
+    def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome:
+        self._flush()
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT label FROM bayes_learned WHERE digest = ?",
+                                (digest,)).fetchall()
+            if not rows:
+                return LearnOutcome.NOT_LEARNED
+            self._remove(conn, digest, _signed(tokens), rows[0][0])
+        return LearnOutcome.UNLEARNED
+
+    def bayes_stats(self) -> BayesStats:
+        totals = dict(self._query("SELECT label, messages FROM bayes_totals"))
+        (count,), = self._query("SELECT count(*) FROM bayes_tokens")
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"))
+                   if p.exists())
+        return BayesStats(self.backend, str(self.path),
+                          {SPAM: int(totals.get(SPAM, 0)), HAM: int(totals.get(HAM, 0))},
+                          int(count), size)
+
+    def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
+        with self._transaction() as conn:
+            cursor = conn.execute("DELETE FROM bayes_tokens WHERE day < ? AND spam + ham <= ?",
+                                  (before_day, max_hits))
+            conn.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?",
+                         (time.time(),))
+            return cursor.rowcount
+
+    # --- generic keyed state ---
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        now = time.time()
+        expires = now + ttl if ttl is not None else None
+        with self._transaction() as conn:
+            (value,), = conn.execute(
+                "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "value = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.value "
+                "ELSE CAST(value AS INTEGER) + excluded.value END, "
+                "expires = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.expires "
+                "ELSE expires END RETURNING value",
+                (key, amount, expires, now)).fetchall()
+        return int(value)
+
+    def get(self, key: str) -> bytes | None:
+        rows = self._query("SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR "
+                           "expires > ?)", (key, time.time()))
+        if not rows:
+            return None
+        value = rows[0][0]
+        return value if isinstance(value, bytes) else str(value).encode()
+
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        expires = time.time() + ttl if ttl is not None else None
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (key, value, expires))
+
+    def delete(self, key: str) -> bool:
+        with self._transaction() as conn:
+            gone = conn.execute("DELETE FROM kv WHERE key = ? AND (expires IS NULL OR "
+                                "expires > ?)", (key, time.time())).rowcount
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+        return gone > 0
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None

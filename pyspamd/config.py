@@ -67,6 +67,35 @@ class HeadersConfig:
 
 
 @dataclass
+class MilterConfig:
+    listen: list[str] = field(default_factory=lambda: ["inet:11332@127.0.0.1"])
+    workers: int = 0  # 0: one per CPU
+    socket_mode: str = "0660"
+    socket_group: str = ""
+    timeout: int = 300
+    scan_timeout: float = 20.0
+    max_size: int = 10 << 20
+    scan_authenticated: bool = False
+    trusted_networks: list[str] = field(default_factory=list)
+    scan_trusted: bool = False
+    fail_action: str = "accept"
+    reject_message: str = (
+        "Message rejected as spam (score {score:.1f} of {required:.1f}: {symbols})")
+    soft_reject_message: str = "Try again later: message looks like spam ({symbols})"
+    greylist_message: str = "Greylisted, please try again later"
+    foreign_headers: str = "remove"
+    server_name: str = ""
+    shutdown_timeout: float = 30.0
+
+
+@dataclass
+class LoggingConfig:
+    level: str = "info"
+    target: str = "stderr"
+    syslog_facility: str = "mail"
+
+
+@dataclass
 class GroupConfig:
     max_score: float | bool = False
 
@@ -105,6 +134,8 @@ class Config:
     scan: ScanConfig = field(default_factory=ScanConfig)
     actions: ActionsConfig = field(default_factory=ActionsConfig)
     headers: HeadersConfig = field(default_factory=HeadersConfig)
+    milter: MilterConfig = field(default_factory=MilterConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     scores: dict[str, float] = field(default_factory=dict)
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -156,6 +187,7 @@ def load_config(path: str | Path | None) -> Config:
     if "%s" not in config.actions.subject_template:
         errors.append(f"{locator.where(('actions', 'subject_template'))}: subject_template "
                       "needs %s where the original subject goes")
+    errors.extend(_check_milter(config, locator))
     for name, group in config.groups.items():
         if group.max_score is True:
             errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "
@@ -316,3 +348,49 @@ def _build_map(tp: Any, value: Any, keys: tuple[str, ...], loc: _Locator, errors
                 f"got {item!r}"
             )
     return out
+
+
+_LISTEN = re.compile(r"(?:inet6?:\d{1,5}(?:@\S+)?|(?:unix|local):/\S+)\Z")
+_TEMPLATE_FIELDS = {"score": 0.0, "required": 0.0, "symbols": "", "action": "", "queue_id": ""}
+
+
+def _check_milter(config: Config, loc: _Locator) -> list[str]:
+    """Values that TOML types cannot express: socket specs, networks, templates, choices."""
+    import ipaddress
+    import logging
+
+    m, errors = config.milter, []
+
+    def bad(key: str, what: str, section: str = "milter") -> None:
+        errors.append(f"{loc.where((section, key))}: {section}.{key} {what}")
+
+    for spec in m.listen:
+        if not _LISTEN.match(spec):
+            bad("listen", f"has {spec!r}; write inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH")
+    if not m.listen:
+        bad("listen", "is empty; give at least one socket, e.g. \"inet:11332@127.0.0.1\"")
+    if m.workers < 0:
+        bad("workers", "must be 0 (one per CPU) or more")
+    try:
+        int(m.socket_mode, 8)
+    except ValueError:
+        bad("socket_mode", f"must be an octal mode like \"0660\", got {m.socket_mode!r}")
+    for net in m.trusted_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            bad("trusted_networks", f"has {net!r}, which is not an address or CIDR network")
+    if m.fail_action not in ("accept", "tempfail"):
+        bad("fail_action", f"must be \"accept\" or \"tempfail\", got {m.fail_action!r}")
+    if m.foreign_headers not in ("remove", "rename", "keep"):
+        bad("foreign_headers", "must be \"remove\", \"rename\" or \"keep\"")
+    for key in ("reject_message", "soft_reject_message", "greylist_message"):
+        try:
+            getattr(m, key).format(**_TEMPLATE_FIELDS)
+        except (KeyError, ValueError, IndexError) as exc:
+            bad(key, f"is not a valid template ({exc}); fields: {', '.join(_TEMPLATE_FIELDS)}")
+    if m.max_size <= 0 or m.timeout <= 0 or m.scan_timeout <= 0 or m.shutdown_timeout <= 0:
+        bad("max_size", "and the timeouts must be positive")
+    if logging.getLevelName(config.logging.level.upper()) not in range(0, 100):
+        bad("level", "must be debug, info, warning or error", "logging")
+    return errors

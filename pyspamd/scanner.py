@@ -48,6 +48,10 @@ def load_ruleset(config: Config, checks: list[Check]) -> RuleSet:
     return load_rules([Path(d) for d in config.rules.dirs], builtin_symbols(checks))
 
 
+def _remaining(start: float, budget: float | None) -> float | None:
+    return None if budget is None else max(0.0, budget - (time.perf_counter() - start))
+
+
 class Scanner:
     def __init__(self, config: Config, ruleset: RuleSet, checks: list[Check]) -> None:
         self.config = config
@@ -93,19 +97,24 @@ class Scanner:
     def scan(self, raw: bytes, envelope: Envelope | None = None) -> ScanResult:
         return self.scan_task(self.task(raw, envelope))
 
-    def scan_task(self, task: Task) -> ScanResult:
-        """Synchronous entry; async checks, if any, run on a private event loop."""
+    def scan_task(self, task: Task, budget: float | None = None) -> ScanResult:
+        """Synchronous entry; async checks, if any, run on a private event loop.
+
+        `budget` (seconds) bounds the wait for async checks: when it runs out the verdict is
+        made from the symbols that are in, and the result's errors say which checks timed
+        out. CPU work is bounded by the parse limits and RE2, not by this.
+        """
         start = time.perf_counter()
         hits, errors, pending = self._run_sync(task)
         if pending:
-            asyncio.run(self._await_all(pending, errors))
+            asyncio.run(self._await_all(pending, errors, _remaining(start, budget)))
         return self._finish(task, hits, errors, start)
 
-    async def scan_task_async(self, task: Task) -> ScanResult:
+    async def scan_task_async(self, task: Task, budget: float | None = None) -> ScanResult:
         start = time.perf_counter()
         hits, errors, pending = self._run_sync(task)
         if pending:
-            await self._await_all(pending, errors)
+            await self._await_all(pending, errors, _remaining(start, budget))
         return self._finish(task, hits, errors, start)
 
     def _run_sync(
@@ -126,12 +135,21 @@ class Scanner:
         return hits, errors, pending
 
     @staticmethod
-    async def _await_all(pending: list[tuple[str, Awaitable[None]]], errors: list[str]) -> None:
-        outcomes = await asyncio.gather(*(aw for _, aw in pending), return_exceptions=True)
-        for (name, _), outcome in zip(pending, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                errors.append(f"{name}: {type(outcome).__name__}: {outcome}")
-                log.error("check %s failed: %r", name, outcome)
+    async def _await_all(
+        pending: list[tuple[str, Awaitable[None]]], errors: list[str], timeout: float | None
+    ) -> None:
+        tasks = [asyncio.ensure_future(aw) for _, aw in pending]
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        for (name, _), task in zip(pending, tasks, strict=True):
+            if task in late:
+                task.cancel()
+                errors.append(f"{name}: timed out after the scan budget of {timeout:.1f}s")
+                log.warning("check %s timed out", name)
+            elif (exc := task.exception()) is not None:
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                log.error("check %s failed: %r", name, exc)
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
 
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}

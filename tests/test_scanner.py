@@ -90,3 +90,21 @@ def test_rewrite_subject_action(tmp_path: Path, capsys: pytest.CaptureFixture[st
     out = capsys.readouterr().out
     assert "Action: rewrite subject" in out
     assert "\nSubject: [SPAM] Quick cash\n" in out
+
+
+class NeverAnswers(Check):
+    name = "never_answers"
+    is_async = True
+
+    async def _wait(self) -> None:
+        await asyncio.sleep(3600)
+
+    def run(self, task: Task, hits: Hits):  # type: ignore[no-untyped-def]
+        return self._wait()
+
+
+def test_budget_bounds_async_checks_and_keeps_the_rest(tmp_path: Path) -> None:
+    scanner = _scanner(tmp_path, [NeverAnswers(), SlowLookup()], "body CASH /cash/\n")
+    result = scanner.scan_task(scanner.task(make_message(body="cash\n")), budget=0.5)
+    assert "CASH" in result.symbols and "ASYNC_HIT" in result.symbols
+    assert result.errors == ["never_answers: timed out after the scan budget of 0.5s"]

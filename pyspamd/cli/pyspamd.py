@@ -1,4 +1,4 @@
-"""pyspamd: the daemon's command (configtest now; the milter server joins it)."""
+"""pyspamd: the milter daemon (`pyspamd [--config PATH] [--daemon]`) and `configtest`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import ConfigError, load_config, resolve_config_path
-from pyspamd.scanner import BUILTIN_CHECKS, load_ruleset
+from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, load_ruleset
 from pyspamd.symbols import is_hidden
 
 
@@ -44,12 +44,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pyspamd", description="pyspamd spam filter")
     parser.add_argument("--config", "-c", metavar="PATH",
                         help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--daemon", "-d", action="store_true",
+                        help="detach from the terminal (default: stay in the foreground)")
+    parser.add_argument("--pidfile", metavar="PATH", help="write the master's pid here")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("configtest", help="check the config and rule files, then exit")
+    commands.add_parser("run", help="run the milter (the default)")
     args = parser.parse_args(argv)
     if args.command == "configtest":
         return configtest(args.config)
-    return EXIT_FAILED
+    return run(args.config, args.daemon, args.pidfile)
+
+
+def run(config_arg: str | None, daemon: bool, pidfile: str | None) -> int:
+    from pyspamd.milter.server import serve  # pymilter is needed only to serve
+
+    path = resolve_config_path(config_arg)
+    try:
+        return serve(path, daemon=daemon, pidfile=Path(pidfile) if pidfile else None)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    except RuleLoadError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print("pyspamd not started: fix the rule files (pyspamd configtest)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,444 @@
+"""The daemon's processes: master -> one pool per listener -> pre-forked workers.
+
+Why three levels: libmilter keeps exactly one listening socket per process, so each listener
+gets a pool process that opens it once and forks its workers, which inherit it. Workers
+restarted later inherit the same socket, so no connection is refused while they come and go.
+Python's GIL makes one process one core; scanning happens in the workers.
+
+Stopping a worker gracefully cannot go through libmilter's own SIGTERM handling: libmilter
+then closes its listener and returns from milter.main(), after which pymilter no longer runs
+Python callbacks, so sessions still open are stranded (seen in tests: the MTA waits, then
+gets a reset). Instead the pool sends SIGUSR1; a thread in the worker closes its gate (see
+gate.py: the worker stops accepting, the others do not), waits until its open sessions have
+finished, and exits. Past shutdown_timeout the pool kills what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import Milter
+import milter
+
+from pyspamd.config import Config, load_config
+from pyspamd.logsetup import setup_logging
+from pyspamd.milter.gate import CHECK_INTERVAL, Gate, SessionBoard
+from pyspamd.milter.session import MilterApp, session_class
+from pyspamd.scanner import Scanner
+
+log = logging.getLogger("pyspamd.master")
+
+_RESTART_MIN = 0.5  # seconds before restarting a crashed process; doubles while it keeps dying
+_RESTART_MAX = 30.0
+_STABLE_AFTER = 60.0  # a process that lived this long resets the back-off
+_TICK = 0.2
+
+
+def worker_count(config: Config) -> int:
+    return config.milter.workers or os.cpu_count() or 1
+
+
+def server_name(config: Config) -> str:
+    return config.milter.server_name or socket.gethostname()
+
+
+def load_scanner(config_path: Path | None) -> Scanner:
+    """Config and rules, validated; raises ConfigError or RuleLoadError."""
+    return Scanner.from_config(load_config(config_path))
+
+
+# --- workers -----------------------------------------------------------------------------
+
+def _register_callbacks() -> None:
+    """What Milter.runmilter registers, without its call to milter.main()."""
+    milter.set_connect_callback(Milter.connect_callback)
+    milter.set_helo_callback(lambda ctx, host: ctx.getpriv().hello(host))
+    milter.set_envfrom_callback(lambda ctx, *b: ctx.getpriv().envfrom_bytes(*b))
+    milter.set_envrcpt_callback(lambda ctx, *b: ctx.getpriv().envrcpt_bytes(*b))
+    milter.set_header_callback(lambda ctx, f, v: ctx.getpriv().header_bytes(f, v))
+    milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    milter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
+    milter.set_close_callback(Milter.close_callback)
+    milter.register(
+        "pyspamd",
+        data=lambda ctx: ctx.getpriv().data(),
+        unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
+        negotiate=Milter.negotiate_callback,
+    )
+
+
+DRAIN_SIGNAL = signal.SIGUSR1
+
+
+def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
+    # libmilter waits for these signals in its own thread; Python's handlers would hide them.
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD):
+        signal.signal(signum, signal.SIG_DFL)
+    # Blocked before any thread exists, so every libmilter thread inherits the mask and only
+    # the drain thread's sigwait() receives it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {DRAIN_SIGNAL})
+    app.on_sessions_changed = gate.update
+    threading.Thread(target=_balance, args=(app, gate), name="balance", daemon=True).start()
+    threading.Thread(target=_drain_on_signal, args=(app, gate, shutdown_timeout),
+                     name="drain", daemon=True).start()
+    Milter.factory = session_class(app)
+    code = 0
+    try:
+        milter.main()
+    except Exception:
+        log.exception("worker %d: milter loop failed", os.getpid())
+        code = 1
+    logging.shutdown()
+    os._exit(code)
+
+
+def _balance(app: MilterApp, gate: Gate) -> None:
+    """Re-check now and then: other workers' loads change without our sessions changing."""
+    while True:
+        time.sleep(CHECK_INTERVAL)
+        gate.update(app.active)
+
+
+def _drain_on_signal(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
+    signal.sigwait({DRAIN_SIGNAL})
+    try:
+        gate.drain()
+        log.info("worker %d: draining, %d session(s) open", os.getpid(), app.active)
+        if not app.wait_idle(shutdown_timeout):
+            log.warning("worker %d: sessions still open after %.0fs; exiting anyway",
+                        os.getpid(), shutdown_timeout)
+    except Exception:
+        log.exception("worker %d: drain failed; exiting", os.getpid())
+    logging.shutdown()
+    os._exit(0)
+
+
+# --- pools -------------------------------------------------------------------------------
+
+@dataclass
+class _Child:
+    pid: int
+    started: float
+    generation: int
+    slot: int = -1
+
+
+@dataclass
+class _Backoff:
+    delay: float = 0.0
+    not_before: float = 0.0
+
+    def crashed(self, lived: float) -> None:
+        if lived >= _STABLE_AFTER:
+            self.delay = 0.0
+        self.delay = min(_RESTART_MAX, max(_RESTART_MIN, self.delay * 2))
+        self.not_before = time.monotonic() + self.delay
+
+
+def _listen_fds(spec: str) -> list[int]:
+    """The fd libmilter opened for `spec`, found by address (libmilter does not return it)."""
+    kind, _, rest = spec.partition(":")
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 1:
+                continue
+            local = sock.getsockname()
+            is_unix = kind in ("unix", "local") and local == rest
+            is_inet = kind.startswith("inet") and isinstance(local, tuple) \
+                and str(local[1]) == rest.partition("@")[0]
+            if is_unix or is_inet:
+                fds.append(fd)
+        finally:
+            sock.close()
+    return fds
+
+
+def _prepare_socket(spec: str, config: Config) -> None:
+    kind, _, rest = spec.partition(":")
+    if kind in ("unix", "local"):
+        os.chmod(rest, int(config.milter.socket_mode, 8))
+        if config.milter.socket_group:
+            import grp
+
+            os.chown(rest, -1, grp.getgrnam(config.milter.socket_group).gr_gid)
+        return
+    # libmilter never sets TCP_NODELAY; Nagle plus delayed ACKs then cost ~40 ms twice per
+    # message. Linux copies the option from the listening socket to every accepted one.
+    for fd in _listen_fds(spec):
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        finally:
+            sock.close()
+
+
+@dataclass
+class Pool:
+    spec: str
+    config_path: Path | None
+    config: Config
+    scanner: Scanner
+    children: dict[int, _Child] = field(default_factory=dict)
+    generation: int = 0
+    backoff: _Backoff = field(default_factory=_Backoff)
+    stopping: bool = False
+    reload_requested: bool = False
+    listen_fds: list[int] = field(default_factory=list)
+    board: SessionBoard | None = None
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        _register_callbacks()
+        milter.setconn(self.spec)
+        milter.settimeout(self.config.milter.timeout)
+        milter.opensocket(True)
+        _prepare_socket(self.spec, self.config)
+        self.listen_fds = _listen_fds(self.spec)
+        self._new_board()
+        log.info("listening on %s with %d workers", self.spec, worker_count(self.config))
+        while not self.stopping:
+            self._reap()
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            self._fill()
+            time.sleep(_TICK)
+        self._shutdown()
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload_requested = True
+
+    def _new_board(self) -> None:
+        # Room for a full generation plus one draining after a reload.
+        self.board = SessionBoard(2 * worker_count(self.config) + 2)
+
+    def _spawn(self) -> None:
+        assert self.board is not None
+        app = MilterApp(self.scanner, server_name(self.config))
+        slot = self.board.free_slot()
+        self.board.set(slot, 0)  # claimed before fork, so two spawns never share a slot
+        pid = os.fork()
+        if pid == 0:
+            gate = Gate(self.board, slot, self.listen_fds)
+            _worker_main(app, gate, self.config.milter.shutdown_timeout)
+        self.children[pid] = _Child(pid, time.monotonic(), self.generation, slot)
+
+    def _fill(self) -> None:
+        current = sum(1 for c in self.children.values() if c.generation == self.generation)
+        while current < worker_count(self.config) and time.monotonic() >= self.backoff.not_before:
+            self._spawn()
+            current += 1
+
+    def _reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is not None and self.board is not None and child.slot >= 0:
+                self.board.set(child.slot, -1)
+            if child is None or child.generation != self.generation or self.stopping:
+                continue
+            lived = time.monotonic() - child.started
+            self.backoff.crashed(lived)
+            log.error("worker %d died (%s) after %.1fs; restarting in %.1fs", pid,
+                      _describe_status(status), lived, self.backoff.delay)
+
+    def _reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+            scanner = Scanner.from_config(config)
+        except Exception as exc:  # a bad new config must not stop the running one
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        if config.milter.listen != self.config.milter.listen:
+            log.warning("milter.listen changed: restart pyspamd to apply it")
+        self.config, self.scanner = config, scanner
+        old = [c.pid for c in self.children.values()]
+        self.generation += 1
+        if self.board is None or self.board.slots < 2 * worker_count(config) + 2:
+            self._new_board()
+        self.backoff = _Backoff()
+        self._fill()  # new workers first, so the socket always has takers
+        for pid in old:
+            _kill(pid, DRAIN_SIGNAL)
+        log.info("reloaded config and rules; %d workers replaced", len(old))
+
+    def _shutdown(self) -> None:
+        for pid in self.children:
+            _kill(pid, DRAIN_SIGNAL)
+        deadline = time.monotonic() + self.config.milter.shutdown_timeout + 2
+        while self.children and time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.children.pop(pid, None)
+            else:
+                time.sleep(0.05)
+        for pid in list(self.children):
+            log.warning("worker %d did not stop in time; killing it", pid)
+            _kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+        if self.spec.startswith(("unix:", "local:")):
+            Path(self.spec.partition(":")[2]).unlink(missing_ok=True)
+
+
+def _kill(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit {os.WEXITSTATUS(status)}"
+
+
+# --- master ------------------------------------------------------------------------------
+
+@dataclass
+class Master:
+    config_path: Path | None
+    config: Config
+    scanner: Scanner
+    pools: dict[int, str] = field(default_factory=dict)  # pid -> listener spec
+    backoff: dict[str, _Backoff] = field(default_factory=dict)
+    started: dict[int, float] = field(default_factory=dict)
+    stopping: bool = False
+    reload_requested: bool = False
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        while not self.stopping:
+            self._reap()
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            running = set(self.pools.values())
+            for spec in self.config.milter.listen:
+                backoff = self.backoff.setdefault(spec, _Backoff())
+                if spec not in running and time.monotonic() >= backoff.not_before:
+                    self._spawn_pool(spec)
+            time.sleep(_TICK)
+        for pid in self.pools:
+            _kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.milter.shutdown_timeout + 15
+        while self.pools and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for pid in list(self.pools):
+            _kill(pid, signal.SIGKILL)
+        log.info("pyspamd stopped")
+        return 0
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload_requested = True
+
+    def _spawn_pool(self, spec: str) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                Pool(spec, self.config_path, self.config, self.scanner).run()
+            except Exception:
+                log.exception("pool for %s failed", spec)
+                code = 1
+            logging.shutdown()
+            os._exit(code)
+        self.pools[pid] = spec
+        self.started[pid] = time.monotonic()
+
+    def _reap(self) -> None:
+        while self.pools:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            spec = self.pools.pop(pid, None)
+            if spec is None or self.stopping:
+                continue
+            backoff = self.backoff.setdefault(spec, _Backoff())
+            backoff.crashed(time.monotonic() - self.started.pop(pid, time.monotonic()))
+            log.error("pool for %s died (%s); restarting in %.1fs", spec,
+                      _describe_status(status), backoff.delay)
+
+    def _reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+            Scanner.from_config(config)
+        except Exception as exc:
+            log.error("SIGHUP: new config refused, keeping the running one: %s", exc)
+            return
+        self.config = config
+        for pid in self.pools:
+            _kill(pid, signal.SIGHUP)
+
+
+def _daemonize(pidfile: Path | None) -> None:
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+    os.chdir("/")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None = None) -> int:
+    """Run the milter until SIGTERM. Config and rules are validated before anything forks."""
+    if config_path is not None:
+        config_path = config_path.resolve()
+    config = load_config(config_path)
+    scanner = Scanner.from_config(config)
+    setup_logging(config.logging)
+    if daemon:
+        _daemonize(pidfile)
+    if pidfile is not None:
+        pidfile.write_text(f"{os.getpid()}\n")
+    try:
+        return Master(config_path, config, scanner).run()
+    finally:
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
+        sys.stdout.flush()

@@ -1,0 +1,243 @@
+"""One SMTP connection as the MTA reports it over the milter protocol.
+
+libmilter calls these methods from one thread per connection. All decisions are made at end
+of message, where the whole message is known; earlier stages only collect.
+
+Every stage is answered, deliberately not marked @noreply: Postfix does not set TCP_NODELAY
+on its milter connections, so when it sends several small unanswered packets in a row Nagle
+holds the second until our delayed ACK goes out, ~40 ms later, twice per message. Measured
+over the milter protocol with an MTA side that leaves Nagle on: 44 ms per message with
+no-reply stages, 1.1 ms when every stage is answered (the answer carries the ACK).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import Milter
+
+from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
+from pyspamd.scanner import Scanner
+from pyspamd.task import Envelope
+from pyspamd.tasklog import task_log_line
+
+log = logging.getLogger("pyspamd.milter")
+task_log = logging.getLogger("pyspamd.task")
+
+_FAIL_TEXT = "Temporary local problem, please try again later"
+
+
+class MilterApp:
+    """What all sessions of one worker share: the scanner, the config, the session count."""
+
+    def __init__(self, scanner: Scanner, server_name: str) -> None:
+        self.scanner = scanner
+        self.config = scanner.config
+        self.server_name = server_name
+        self.trusted = [ipaddress.ip_network(n, strict=False)
+                        for n in self.config.milter.trusted_networks]
+        self._active = 0
+        self._idle = threading.Condition()
+        # Told the new count whenever a session opens or closes (the worker's Gate).
+        self.on_sessions_changed: Callable[[int], None] = lambda active: None
+
+    def is_trusted(self, ip: str | None) -> bool:
+        if not ip or not self.trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in net for net in self.trusted)
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def session_started(self) -> None:
+        with self._idle:
+            self._active += 1
+            active = self._active
+        self.on_sessions_changed(active)
+
+    def session_ended(self) -> None:
+        with self._idle:
+            self._active -= 1
+            active = self._active
+            self._idle.notify_all()
+        self.on_sessions_changed(active)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """After libmilter stops accepting: let the sessions in flight finish."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active <= 0, timeout)
+
+
+class MilterSession(Milter.Base):
+    app: ClassVar[MilterApp]
+
+    def __init__(self) -> None:
+        self.client_ip: str | None = None
+        self.client_hostname: str | None = None
+        self.helo: str | None = None
+        self._counted = False
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self.mail_from: str | None = None
+        self.user: str | None = None
+        self.rcpts: list[str] = []
+        self.header_lines: list[bytes] = []
+        self.body_chunks: list[bytes] = []
+        self.size = 0
+        self.oversized = False
+        self.foreign: dict[str, list[str]] = {}
+
+    # --- stages before end of message: collect, never answer ---------------------------
+
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        self.app.session_started()
+        self._counted = True
+        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+            # libmilter gives (ip, port[, flow, scope]); some callers give the bare address
+            self.client_ip = str(hostaddr[0] if isinstance(hostaddr, tuple) else hostaddr)
+        else:
+            self.client_ip = self.getsymval("{client_addr}") or None
+        self.client_hostname = hostname or None
+        return Milter.CONTINUE
+
+    def hello(self, heloname: str) -> int:
+        self.helo = heloname
+        return Milter.CONTINUE
+
+    def envfrom(self, mailfrom: str, *esmtp: str) -> int:
+        self._reset_message()  # a new transaction on the same connection
+        self.mail_from = mailfrom.strip().strip("<>")
+        self.user = self.getsymval("{auth_authen}") or None
+        return Milter.CONTINUE
+
+    def envrcpt(self, to: str, *esmtp: str) -> int:
+        self.rcpts.append(to.strip().strip("<>"))
+        return Milter.CONTINUE
+
+    @Milter.decode("bytes")
+    def header(self, name: Any, value: Any) -> int:
+        name_text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogateescape")
+        if name_text.lower() in VERDICT_HEADERS:
+            # libmilter numbers headers per name without regard to case
+            self.foreign.setdefault(name_text.title(), []).append(raw.decode("utf-8", "replace"))
+            return Milter.CONTINUE  # not scanned: a forged verdict must not sway ours
+        line = name_text.encode("ascii", "replace") + b": " + raw.replace(b"\n", b"\r\n")
+        self._grow(len(line) + 2)
+        if not self.oversized:
+            self.header_lines.append(line)
+        return Milter.CONTINUE
+
+    def eoh(self) -> int:
+        return Milter.CONTINUE
+
+    def body(self, chunk: bytes) -> int:
+        self._grow(len(chunk))
+        if not self.oversized:
+            self.body_chunks.append(chunk)
+        return Milter.CONTINUE
+
+    def _grow(self, count: int) -> None:
+        self.size += count
+        if self.size > self.app.config.milter.max_size and not self.oversized:
+            self.oversized = True
+            self.header_lines, self.body_chunks = [], []  # keep no more than we will use
+
+    # --- end of message: scan and act --------------------------------------------------
+
+    def eom(self) -> int:
+        queue_id = self.getsymval("i") or ""
+        envelope = Envelope(
+            client_ip=self.client_ip, client_hostname=self.client_hostname, helo=self.helo,
+            mail_from=self.mail_from, rcpts=tuple(self.rcpts), user=self.user,
+            queue_id=queue_id,
+        )
+        try:
+            skip = self._skip_reason(envelope)
+            if skip:
+                log.info("qid: %s, ip: %s, not scanned: %s", queue_id or "-",
+                         self.client_ip or "-", skip)
+                return self._apply(Verdict("accept", add_headers=unscanned(
+                    f"skipped; {skip}", self.app.server_name, queue_id)))
+            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
+            scanner = self.app.scanner
+            result = scanner.scan_task(scanner.task(raw, envelope),
+                                       budget=self.app.config.milter.scan_timeout)
+            task_log.info("%s", task_log_line(result, envelope, len(raw)))
+            verdict = decide(result, self.app.config, queue_id, self.app.server_name,
+                             self.foreign)
+            return self._apply(verdict)
+        except Exception as exc:  # never lose mail over our own fault
+            log.exception("qid: %s: scan failed, applying fail_action=%s: %s",
+                          queue_id or "-", self.app.config.milter.fail_action, exc)
+            return self._fail(queue_id, exc)
+        finally:
+            self._reset_message()
+
+    def _skip_reason(self, envelope: Envelope) -> str:
+        m = self.app.config.milter
+        if self.oversized:
+            return f"message size {self.size} > max_size {m.max_size}"
+        if envelope.user and not m.scan_authenticated:
+            return "authenticated sender"
+        if not m.scan_trusted and self.app.is_trusted(envelope.client_ip):
+            return "trusted network"
+        return ""
+
+    def _apply(self, verdict: Verdict) -> int:
+        for name, index, value in verdict.change_headers:
+            self.chgheader(name, index, value)
+        for name, value in verdict.add_headers:
+            self.addheader(name, value)
+        if verdict.quarantine:
+            self.quarantine(verdict.quarantine)
+        if verdict.reply is not None:
+            self.setreply(verdict.reply.code, verdict.reply.status, verdict.reply.text)
+        if verdict.disposition == "reject":
+            return Milter.REJECT
+        if verdict.disposition == "tempfail":
+            return Milter.TEMPFAIL
+        if verdict.disposition == "discard":
+            return Milter.DISCARD
+        return Milter.ACCEPT
+
+    def _fail(self, queue_id: str, exc: BaseException) -> int:
+        if self.app.config.milter.fail_action == "tempfail":
+            try:
+                self.setreply("451", "4.7.1", _FAIL_TEXT)
+            except Exception:
+                log.exception("could not set the tempfail reply")
+            return Milter.TEMPFAIL
+        try:
+            reason = f"failed; {type(exc).__name__}"
+            for name, value in unscanned(reason, self.app.server_name, queue_id):
+                self.addheader(name, value)
+        except Exception:
+            log.exception("could not add the scan-failed header; accepting without it")
+        return Milter.ACCEPT
+
+    def abort(self) -> int:
+        self._reset_message()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        if self._counted:
+            self._counted = False
+            self.app.session_ended()
+        return Milter.CONTINUE
+
+
+def session_class(app: MilterApp) -> type[MilterSession]:
+    """A session class bound to this worker's app (pymilter builds sessions by calling it)."""
+    return type("BoundMilterSession", (MilterSession,), {"app": app})

@@ -1,0 +1,105 @@
+"""What the milter tells the MTA at end of message, decided from a scan result.
+
+Kept apart from the pymilter session so the decision can be tested without an MTA.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pyspamd import actions
+from pyspamd.config import Config
+from pyspamd.result import ScanResult, result_headers, rewrite_subject
+
+# Headers a sender could forge to fake a verdict; ours replace them.
+VERDICT_HEADERS = ("x-spamd-result", "x-spam-flag", "x-spam-status", "x-spam-level",
+                   "x-spam-bar", "x-pyspamd-queue-id", "x-pyspamd-server", "x-pyspamd-scan")
+_MAX_REPLY_TEXT = 400  # SMTP reply lines are limited to 512 octets with code and CRLF
+
+
+@dataclass(slots=True)
+class Reply:
+    """An SMTP reply for reject/tempfail outcomes."""
+
+    code: str
+    status: str
+    text: str
+
+
+@dataclass(slots=True)
+class Verdict:
+    disposition: str  # "accept", "reject", "tempfail", "discard"
+    reply: Reply | None = None
+    add_headers: list[tuple[str, str]] = field(default_factory=list)
+    change_headers: list[tuple[str, int, str]] = field(default_factory=list)  # name, index, value
+    quarantine: str = ""
+
+
+def reply_text(text: str) -> str:
+    """One line, printable, without a lone '%' (libmilter drops replies with one)."""
+    clean = re.sub(r"[\x00-\x1f\x7f]+", " ", text).replace("%", " percent")
+    return clean[:_MAX_REPLY_TEXT].strip() or "Message refused"
+
+
+def top_symbols(result: ScanResult, count: int = 3) -> str:
+    positive = [s for s in result.sorted_symbols() if s.score > 0][:count]
+    return ", ".join(s.name for s in positive) or "no symbols"
+
+
+def _fill(template: str, result: ScanResult) -> str:
+    return template.format(score=result.score, required=result.required_score,
+                           symbols=top_symbols(result), action=result.action,
+                           queue_id=result.queue_id)
+
+
+def decide(
+    result: ScanResult,
+    config: Config,
+    queue_id: str,
+    server_name: str,
+    foreign: dict[str, list[str]],
+) -> Verdict:
+    """Turn the scan result into an SMTP outcome plus header changes."""
+    m = config.milter
+    verdict = Verdict("accept")
+    for name, values in foreign.items():
+        for index in range(len(values), 0, -1):
+            if m.foreign_headers != "keep":
+                verdict.change_headers.append((name, index, ""))
+        if m.foreign_headers == "rename":
+            verdict.add_headers.extend((f"X-Original-{name}", v) for v in values)
+    action = result.action
+    if action == actions.REJECT:
+        text = result.message or _fill(m.reject_message, result)
+        verdict.disposition = "reject"
+        verdict.reply = Reply("554", "5.7.1", reply_text(text))
+        return verdict
+    if action in (actions.SOFT_REJECT, actions.GREYLIST):
+        template = m.greylist_message if action == actions.GREYLIST else m.soft_reject_message
+        text = result.message or _fill(template, result)
+        verdict.disposition = "tempfail"
+        verdict.reply = Reply("451", "4.7.1", reply_text(text))
+        return verdict
+    if action == actions.DISCARD:
+        verdict.disposition = "discard"
+        return verdict
+    verdict.add_headers.extend(result_headers(result, config.headers))
+    if queue_id:
+        verdict.add_headers.append(("X-Pyspamd-Queue-Id", queue_id))
+    verdict.add_headers.append(("X-Pyspamd-Server", server_name))
+    if action == actions.REWRITE_SUBJECT:
+        verdict.change_headers.append(
+            ("Subject", 1, rewrite_subject(result.subject, config.actions.subject_template)))
+    if action == actions.QUARANTINE:
+        verdict.quarantine = reply_text(result.message or _fill(m.reject_message, result))
+    return verdict
+
+
+def unscanned(reason: str, server_name: str, queue_id: str) -> list[tuple[str, str]]:
+    """Headers for a message accepted without a verdict (too big, trusted, scan failed)."""
+    headers = [("X-Pyspamd-Scan", reason)]
+    if queue_id:
+        headers.append(("X-Pyspamd-Queue-Id", queue_id))
+    headers.append(("X-Pyspamd-Server", server_name))
+    return headers

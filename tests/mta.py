@@ -1,0 +1,195 @@
+"""Test helpers that play the MTA: a milter-protocol client and a pyspamd daemon runner."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.policy import compat32
+from pathlib import Path
+
+import miltertest
+from miltertest import constants as C
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 15.0,
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            output = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"exited with status {proc.returncode} before listening:\n"
+                               f"{output}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class EomResult:
+    replies: list[tuple[str, dict[str, object]]]
+
+    @property
+    def disposition(self) -> str:
+        return self.replies[-1][0]
+
+    @property
+    def added(self) -> dict[str, str]:
+        return {str(r["name"]): str(r["value"]) for c, r in self.replies if c == C.SMFIR_ADDHEADER}
+
+    @property
+    def changed(self) -> list[tuple[str, int, str]]:
+        return [(str(r["name"]), int(str(r["index"])), str(r["value"]))
+                for c, r in self.replies if c == C.SMFIR_CHGHEADER]
+
+    @property
+    def reply(self) -> str:
+        for c, r in self.replies:
+            if c == C.SMFIR_REPLYCODE:
+                return f"{r['smtpcode']} {r['text']}"
+        return ""
+
+
+@dataclass
+class MtaSession:
+    """One milter connection, driven the way Postfix drives it."""
+
+    port: int
+    client_ip: str = "192.0.2.1"
+    sock: socket.socket = field(init=False)
+    conn: miltertest.MilterConnection = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        self.conn = miltertest.MilterConnection(self.sock)
+        self.conn.optneg_mta()
+        self.conn.send_macro(C.SMFIC_CONNECT, j="mx.example.net", **{"{daemon_name}": "smtpd"})
+        self._step(C.SMFIC_CONNECT, hostname="client.example.org", family=C.SMFIA_INET,
+                   port=40000, address=self.client_ip)
+        self._step(C.SMFIC_HELO, helo="client.example.org")
+
+    def _step(self, cmd: str, **kw: object) -> None:
+        reply = self.conn.send_get(cmd, **kw)
+        assert reply[0] == C.SMFIR_CONTINUE, reply
+
+    def send(self, raw: bytes, mail_from: str = "alice@example.org",
+             rcpts: tuple[str, ...] = ("bob@example.net",), queue_id: str = "4QTEST1",
+             user: str | None = None) -> EomResult:
+        macros = {"{mail_addr}": mail_from}
+        if user:
+            macros["{auth_authen}"] = user
+        self.conn.send_macro(C.SMFIC_MAIL, **macros)
+        self._step(C.SMFIC_MAIL, args=[f"<{mail_from}>"])
+        for rcpt in rcpts:
+            self.conn.send_macro(C.SMFIC_RCPT, i=queue_id)
+            self._step(C.SMFIC_RCPT, args=[f"<{rcpt}>"])
+        head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+        message = message_from_bytes(head + b"\n\n", policy=compat32)
+        for name, value in message.raw_items():
+            self._step(C.SMFIC_HEADER, name=name,
+                       value=value.encode("utf-8", "surrogateescape").decode("latin-1"))
+        self._step(C.SMFIC_EOH)
+        wire = body.replace(b"\n", b"\r\n").decode("latin-1")
+        for start in range(0, len(wire), C.MILTER_CHUNK_SIZE):
+            self._step(C.SMFIC_BODY, buf=wire[start : start + C.MILTER_CHUNK_SIZE])
+        self.conn.send_macro(C.SMFIC_BODYEOB, i=queue_id)
+        return EomResult(self.conn.send_eom())
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn._send(C.SMFIC_QUIT)
+        self.sock.close()
+
+
+@dataclass
+class Daemon:
+    """A pyspamd process on its own port and directory, stopped whatever happens."""
+
+    workdir: Path
+    config_text: str = ""
+    workers: int = 2
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "pyspamd.log"
+
+    def start(self) -> None:
+        config = self.workdir / "pyspamd.toml"
+        config.write_text(
+            f'[milter]\nlisten = ["inet:{self.port}@127.0.0.1"]\nworkers = {self.workers}\n'
+            f'shutdown_timeout = 10.0\n{self.config_text}\n'
+            f'[logging]\ntarget = "{self.log_path}"\nlevel = "info"\n')
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pyspamd.cli.pyspamd", "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        try:
+            wait_for_port(self.port, proc=self.proc)
+        except (TimeoutError, RuntimeError):
+            self.stop()
+            raise
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def worker_pids(self) -> set[int]:
+        """Processes of this daemon's group other than the master and its pool."""
+        assert self.proc is not None
+        out = subprocess.run(["pgrep", "-g", str(self.proc.pid)], capture_output=True,
+                             text=True, check=False).stdout.split()
+        pids = {int(p) for p in out} - {self.proc.pid}
+        parents = {pid: _ppid(pid) for pid in pids}
+        return {pid for pid, ppid in parents.items() if ppid in pids}
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+            return None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # workers left behind, if any
+
+
+def _ppid(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+@contextlib.contextmanager
+def running_daemon(workdir: Path, config_text: str = "", workers: int = 2) -> Iterator[Daemon]:
+    daemon = Daemon(workdir, config_text, workers)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()

@@ -1,0 +1,159 @@
+"""A private Postfix instance for end-to-end tests: loopback only, own ports and directories.
+
+Mail for bob@example.test is delivered by virtual(8) into a Maildir under the instance's
+directory (as uid nobody), so no system user or system Postfix setting is touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from email.policy import compat32
+from pathlib import Path
+
+from mta import free_port, wait_for_port
+
+MAILBOX = "bob@example.test"
+
+
+@dataclass
+class Postfix:
+    root: Path
+    smtp_port: int
+    milter_port: int
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def maildir(self) -> Path:
+        return self.root / "vmail" / "bob"
+
+    def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
+        # postfix writes its errors to stderr only on a terminal; `script` gives it one.
+        command = " ".join(["postfix", "-c", str(self.conf), *args])
+        return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
+                              text=True, check=False, timeout=60)
+
+    def log(self) -> str:
+        path = self.root / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def delivered(self) -> list[Message]:
+        folder = self.maildir / "new"
+        if not folder.is_dir():
+            return []
+        return [message_from_bytes(p.read_bytes(), policy=compat32)
+                for p in sorted(folder.iterdir())]
+
+    def wait_delivered(self, count: int, timeout: float = 20.0) -> list[Message]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.delivered()
+            if len(messages) >= count:
+                return messages
+            time.sleep(0.1)
+        raise AssertionError(f"{len(self.delivered())} of {count} messages delivered:\n"
+                             + self.log()[-3000:])
+
+    def clear_mailbox(self) -> None:
+        for sub in ("new", "cur"):
+            folder = self.maildir / sub
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    path.unlink()
+
+
+def _main_cf(root: Path, smtp_port: int, milter_port: int, default_action: str) -> str:
+    nobody = pwd.getpwnam("nobody")
+    return f"""\
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+meta_directory = /etc/postfix
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.example.test
+mydomain = example.test
+myorigin = example.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+alias_maps =
+alias_database =
+virtual_mailbox_domains = example.test
+virtual_mailbox_base = {root}/vmail
+virtual_mailbox_maps = inline:{{ {MAILBOX}=bob/ }}
+virtual_uid_maps = static:{nobody.pw_uid}
+virtual_gid_maps = static:{nobody.pw_gid}
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_milters = inet:127.0.0.1:{milter_port}
+non_smtpd_milters = inet:127.0.0.1:{milter_port}
+milter_default_action = {default_action}
+milter_protocol = 6
+milter_connect_macros = j {{daemon_name}} {{daemon_addr}} {{client_addr}} {{client_name}} v _
+milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
+"""
+
+
+@contextlib.contextmanager
+def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
+    if shutil.which("postfix") is None:
+        raise RuntimeError("postfix is not installed: .ci/run installs it (apt-get install postfix)")
+    # Postfix's daemons run as user postfix and must reach these directories: not under
+    # pytest's 0700 temp root.
+    root = Path(tempfile.mkdtemp(prefix="pyspamd-postfix-"))
+    root.chmod(0o755)
+    instance = Postfix(root, free_port(), milter_port)
+    try:
+        conf = root / "conf"
+        conf.mkdir()
+        (root / "queue").mkdir()
+        data = root / "data"
+        data.mkdir()
+        os.chown(data, pwd.getpwnam("postfix").pw_uid, grp.getgrnam("postfix").gr_gid)
+        vmail = root / "vmail"
+        vmail.mkdir()
+        nobody = pwd.getpwnam("nobody")
+        os.chown(vmail, nobody.pw_uid, nobody.pw_gid)
+        (conf / "main.cf").write_text(
+            _main_cf(root, instance.smtp_port, milter_port, default_action))
+        master = Path("/etc/postfix/master.cf").read_text()
+        lines = []
+        for line in master.splitlines():
+            if line.startswith("smtp ") and " inet " in line:
+                line = f"127.0.0.1:{instance.smtp_port} inet n - n - - smtpd"
+            lines.append(line)
+        (conf / "master.cf").write_text("\n".join(lines) + "\n")
+        subprocess.run(["postconf", "-c", str(conf), "-F", "*/*/chroot = n"], check=True)
+        started = instance.postfix("start")
+        if started.returncode != 0:
+            raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}")
+        wait_for_port(instance.smtp_port, timeout=30)
+        yield instance
+    finally:
+        instance.postfix("stop")
+        time.sleep(0.2)
+        with contextlib.suppress(FileNotFoundError):
+            pid = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,181 @@
+"""End to end with a real Postfix (Debian's package) and a real pyspamd daemon, over SMTP.
+
+Thresholds are raised tenfold here so that what loopback SMTP itself looks like (a bare-IP
+HELO, no reverse DNS) cannot push a test message into another action: each test message
+carries one marker rule that decides its action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+from conftest import CORPUS, REPO, make_message
+from mta import Daemon, running_daemon
+from postfix import MAILBOX, Postfix, running_postfix
+
+MARKER_RULES = """
+body GREY_ME /greylist-me-please/
+score GREY_ME 45
+body SUBJ_ME /rewrite-my-subject/
+score SUBJ_ME 85
+"""
+CONFIG = """
+[actions]
+greylist = 40.0
+add_header = 60.0
+rewrite_subject = 80.0
+reject = 150.0
+subject_template = "***SPAM*** %s"
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postfix, Daemon]]:
+    workdir = tmp_path_factory.mktemp("e2e")
+    rules = workdir / "rules"
+    rules.mkdir()
+    (rules / "markers.rules").write_text(MARKER_RULES)
+    config = f'[rules]\ndirs = ["{REPO / "rules"}", "{rules}"]\n' + CONFIG
+    with running_daemon(workdir, config, workers=2) as daemon, \
+            running_postfix(daemon.port) as postfix:
+        yield postfix, daemon
+
+
+def _message(subject: str = "Lunch", body: str = "see you at noon\n",
+             extra: list[tuple[str, str]] | None = None) -> bytes:
+    return make_message([("To", MAILBOX), ("Subject", subject), ("Date", formatdate()),
+                         *(extra or [])], body)
+
+
+def _send(postfix: Postfix, raw: bytes) -> tuple[int, str]:
+    async def go() -> tuple[int, str]:
+        try:
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
+                                       timeout=30) as smtp:
+                _, reply = await smtp.sendmail("alice@example.org", [MAILBOX], raw)
+                return 250, reply
+        except aiosmtplib.SMTPResponseException as exc:
+            return exc.code, exc.message
+
+    return asyncio.run(go())
+
+
+def test_ham_arrives_with_verdict_headers(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, _ = stack
+    postfix.clear_mailbox()
+    code, _ = _send(postfix, _message(extra=[("X-Spam-Flag", "YES"),
+                                             ("X-Spamd-Result", "forged")]))
+    assert code == 250
+    (message,) = postfix.wait_delivered(1)
+    assert message["X-Spamd-Result"].startswith("default: False [")
+    assert message.get_all("X-Spam-Flag") == ["NO"]  # the forged one is gone
+    assert message.get_all("X-Spamd-Result") and len(message.get_all("X-Spamd-Result")) == 1
+    queue_id = message["X-Pyspamd-Queue-Id"]
+    assert queue_id and f"{queue_id}: to=<{MAILBOX}>" in postfix.log()
+
+
+def test_gtube_is_refused_at_end_of_data(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, _ = stack
+    raw = (CORPUS / "malformed" / "gtube.eml").read_bytes()
+    code, reply = _send(postfix, raw)
+    assert code == 554
+    assert reply.startswith("5.7.1 Message rejected as spam") and "GTUBE" in reply
+    assert "milter-reject: END-OF-MESSAGE" in postfix.log()
+
+
+def test_greylist_score_gets_451(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, _ = stack
+    code, reply = _send(postfix, _message(body="greylist-me-please\n"))
+    assert code == 451
+    assert reply.startswith("4.7.1 Greylisted, please try again later")
+
+
+def test_rewrite_subject(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, _ = stack
+    postfix.clear_mailbox()
+    code, _ = _send(postfix, _message(subject="Cheap meds", body="rewrite-my-subject\n"))
+    assert code == 250
+    (message,) = postfix.wait_delivered(1)
+    assert message["Subject"] == "***SPAM*** Cheap meds"
+    assert message["X-Spam-Flag"] == "YES"
+
+
+def test_two_messages_on_one_smtp_connection(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, _ = stack
+    postfix.clear_mailbox()
+
+    async def go() -> list[int]:
+        codes = []
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port) as smtp:
+            for raw in (_message(subject="one"), (CORPUS / "malformed" / "gtube.eml")
+                        .read_bytes(), _message(subject="three")):
+                try:
+                    await smtp.sendmail("alice@example.org", [MAILBOX], raw)
+                    codes.append(250)
+                except aiosmtplib.SMTPResponseException as exc:
+                    codes.append(exc.code)
+                    await smtp.rset()
+        return codes
+
+    assert asyncio.run(go()) == [250, 554, 250]
+    subjects = sorted(m["Subject"] for m in postfix.wait_delivered(2))
+    assert subjects == ["one", "three"]
+
+
+def test_worker_killed_under_load_loses_nothing(stack: tuple[Postfix, Daemon]) -> None:
+    postfix, daemon = stack
+    postfix.clear_mailbox()
+    total = 200
+
+    async def sender(index: int, outcomes: list[int]) -> None:
+        async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
+                                   timeout=60) as smtp:
+            for n in range(index, total, 4):
+                try:
+                    await smtp.sendmail("alice@example.org", [MAILBOX],
+                                        _message(subject=f"load {n}"))
+                    outcomes.append(250)
+                except aiosmtplib.SMTPResponseException as exc:
+                    outcomes.append(exc.code)
+                    await smtp.rset()
+
+    async def load() -> list[int]:
+        outcomes: list[int] = []
+        senders = [asyncio.create_task(sender(i, outcomes)) for i in range(4)]
+        while len(outcomes) < total // 4:
+            await asyncio.sleep(0.01)
+        victim = max(daemon.worker_pids())
+        os.kill(victim, signal.SIGKILL)
+        await asyncio.gather(*senders)
+        return outcomes
+
+    outcomes = asyncio.run(load())
+    assert len(outcomes) == total
+    accepted = outcomes.count(250)
+    refused = [c for c in outcomes if c != 250]
+    assert all(400 <= c < 600 for c in refused)  # the sender saw every refusal
+    delivered = postfix.wait_delivered(accepted, timeout=60)
+    assert len(delivered) == accepted  # nothing accepted was lost
+    assert "died (signal SIGKILL)" in daemon.log()
+
+
+def test_milter_down_applies_postfix_default_action(tmp_path: Path) -> None:
+    # Nothing listens on the milter port: milter_default_action = accept delivers unscanned.
+    from mta import free_port
+
+    with running_postfix(free_port(), default_action="accept") as postfix:
+        code, _ = _send(postfix, _message(subject="unscanned"))
+        assert code == 250
+        (message,) = postfix.wait_delivered(1)
+        assert message["X-Spamd-Result"] is None
+        assert "connect to milter service" in postfix.log().lower()
+    with running_postfix(free_port(), default_action="tempfail") as postfix:
+        code, reply = _send(postfix, _message(subject="deferred"))
+        assert code == 451

@@ -117,7 +117,8 @@ milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr
 @contextlib.contextmanager
 def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
     if shutil.which("postfix") is None:
-        raise RuntimeError("postfix is not installed: .ci/run installs it (apt-get install postfix)")
+        raise RuntimeError(
+            "postfix is not installed: .ci/run installs it (apt-get install postfix)")
     # Postfix's daemons run as user postfix and must reach these directories: not under
     # pytest's 0700 temp root.
     root = Path(tempfile.mkdtemp(prefix="pyspamd-postfix-"))

@@ -177,5 +177,5 @@ def test_milter_down_applies_postfix_default_action(tmp_path: Path) -> None:
         assert message["X-Spamd-Result"] is None
         assert "connect to milter service" in postfix.log().lower()
     with running_postfix(free_port(), default_action="tempfail") as postfix:
-        code, reply = _send(postfix, _message(subject="deferred"))
+        code, _ = _send(postfix, _message(subject="deferred"))
         assert code == 451

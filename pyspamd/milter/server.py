@@ -42,6 +42,7 @@ _RESTART_MIN = 0.5  # seconds before restarting a crashed process; doubles while
 _RESTART_MAX = 30.0
 _STABLE_AFTER = 60.0  # a process that lived this long resets the back-off
 _TICK = 0.2
+_DRAIN_GRACE = 0.5  # seconds between closing a worker's gate and counting its sessions
 
 
 def worker_count(config: Config) -> int:
@@ -115,6 +116,9 @@ def _drain_on_signal(app: MilterApp, gate: Gate, shutdown_timeout: float) -> Non
     signal.sigwait({DRAIN_SIGNAL})
     try:
         gate.drain()
+        # A connection accepted just before the gate closed reaches our first callback a
+        # moment later; give it that moment before counting open sessions.
+        time.sleep(_DRAIN_GRACE)
         log.info("worker %d: draining, %d session(s) open", os.getpid(), app.active)
         if not app.wait_idle(shutdown_timeout):
             log.warning("worker %d: sessions still open after %.0fs; exiting anyway",

@@ -82,10 +82,13 @@ class MilterSession(Milter.Base):
     app: ClassVar[MilterApp]
 
     def __init__(self) -> None:
+        # Built by pymilter's negotiate callback, the first thing after accept(): counting the
+        # session from here on keeps a draining worker from exiting under it.
         self.client_ip: str | None = None
         self.client_hostname: str | None = None
         self.helo: str | None = None
-        self._counted = False
+        self.app.session_started()
+        self._counted = True
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -101,8 +104,6 @@ class MilterSession(Milter.Base):
     # --- stages before end of message: collect, never answer ---------------------------
 
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
-        self.app.session_started()
-        self._counted = True
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
             # libmilter gives (ip, port[, flow, scope]); some callers give the bare address
             self.client_ip = str(hostaddr[0] if isinstance(hostaddr, tuple) else hostaddr)

@@ -104,6 +104,7 @@ class GroupConfig:
 class StorageConfig:
     backend: str = "sqlite"
     path: str = ""  # empty: /var/lib/pyspamd/pyspamd.sqlite, else the user's data dir
+    busy_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "pyspamd"
 

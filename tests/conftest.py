@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer, redis_server
 
 from pyspamd.config import Config, RulesConfig, load_config
 from pyspamd.scanner import Scanner
@@ -54,3 +55,10 @@ def rules_scanner(tmp_path: Path) -> Callable[[str], Scanner]:
         return Scanner.from_config(Config(rules=RulesConfig(dirs=[str(rule_dir)])))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def redis_proc() -> Iterator[RedisServer]:
+    """One private redis-server for the session (see tests/redis_server.py)."""
+    with redis_server() as server:
+        yield server

@@ -31,6 +31,30 @@ def test_example_config_loads_and_documents_every_option() -> None:
         for f in dataclasses.fields(getattr(defaults, section)):
             assert f"\n{f.name} = " in text, f"{section}.{f.name} missing from the example"
     assert "# dirs = " in text and "[scores]" in text and "max_score" in text
+    for section in ("storage", "bayes"):
+        assert getattr(loaded, section) == getattr(defaults, section), section
+    for name, options in (("storage", defaults.storage), ("bayes", defaults.bayes),
+                          ("bayes.autolearn", defaults.bayes.autolearn)):
+        assert f"\n[{name}]\n" in text
+        for f in dataclasses.fields(options):
+            if f.name != "autolearn":
+                assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
+
+
+def test_storage_and_bayes_errors_point_at_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pyspamd.toml"
+    path.write_text('[storage]\nbackend = "mysql"\nredis_url = "localhost:6379"\n'
+                    'path = "data/b.sqlite"\n[bayes]\nspam_threshold = 0.3\n'
+                    '[bayes.autolearn]\nspam_score = -5.0\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    errors = info.value.errors
+    assert any(e.startswith(f"{path}:2: storage.backend must be") for e in errors)
+    assert any(e.startswith(f"{path}:3: storage.redis_url must start") for e in errors)
+    assert any(e.startswith(f"{path}:6: bayes.spam_threshold must be") for e in errors)
+    assert any(e.startswith(f"{path}:8: autolearn.spam_score must be above") for e in errors)
+    path.write_text('[storage]\npath = "data/b.sqlite"\n')
+    assert load_config(path).storage.path == str(tmp_path / "data" / "b.sqlite")
 
 
 def test_errors_point_at_lines(tmp_path: Path) -> None:

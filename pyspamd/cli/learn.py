@@ -33,12 +33,12 @@ def not_a_message(data: bytes) -> str | None:
     """Why `data` is not a mail message, or None. Learning junk would teach Bayes junk."""
     if not data.strip():
         return "empty file"
-    if not _HEADER_START.match(data.lstrip(b"\r\n")):
-        return "not a mail message (no header line at the start)"
     head = data[:4096]
     controls = sum(1 for b in head if b < 9 or 13 < b < 32)
     if controls > len(head) // 10:
         return "binary data, not a mail message"
+    if not _HEADER_START.match(data.lstrip(b"\r\n")):
+        return "not a mail message (no header line at the start)"
     return None
 
 
@@ -165,13 +165,15 @@ def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
 def cmd_learn(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
+    bayes = bayes_from_config(config, create=label is not None)
     try:
-        bayes = bayes_from_config(config, create=label is not None)
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
                             tty=sys.stderr.isatty())
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        bayes.storage.close()
     order = ((LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED) if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
     print(summary.line(order))
@@ -190,11 +192,14 @@ def _size(n: int) -> str:
 
 def cmd_stat(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
+    storage = bayes_from_config(config, create=False).storage
     try:
-        stats = bayes_from_config(config, create=False).storage.bayes_stats()
+        stats = storage.bayes_stats()
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        storage.close()
     for label, symbol in ((SPAM, "BAYES_SPAM"), (HAM, "BAYES_HAM")):
         print(f"Statfile: {symbol} type: {stats.backend}; learned: {stats.learned[label]}; "
               f"users: 1")
@@ -210,13 +215,15 @@ def cmd_stat(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     days = config.bayes.expire_days if args.days is None else args.days
+    storage = bayes_from_config(config, create=False).storage
     try:
-        storage = bayes_from_config(config, create=False).storage
         dropped = storage.expire_tokens(today() - days)
         stats = storage.bayes_stats()
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        storage.close()
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
           f"tokens stored: {stats.tokens}; size: {_size(stats.size_bytes)}")
     return EXIT_OK

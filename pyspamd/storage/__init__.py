@@ -27,7 +27,8 @@ def open_storage(config: StorageConfig, create: bool = True) -> Storage:
     if config.backend == "sqlite":
         from pyspamd.storage.sqlite_store import SqliteStorage
 
-        return SqliteStorage(config.path or default_sqlite_path(), create=create)
+        return SqliteStorage(config.path or default_sqlite_path(), create=create,
+                             busy_timeout=config.busy_timeout)
     if config.backend == "redis":
         from pyspamd.storage.redis_store import RedisStorage
 

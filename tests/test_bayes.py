@@ -1,0 +1,280 @@
+"""Tokenizer, chi-square combining, and the Bayes check on both backends."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CORPUS, make_message
+from redis_server import RedisServer
+
+from pyspamd.checks.bayes import BayesCheck, bayes_from_config, verdict_symbol
+from pyspamd.classifiers.bayes import Bayes, Verdict
+from pyspamd.classifiers.chi2 import Chi2Params, chi2_combine, classify_counts
+from pyspamd.classifiers.tokenizer import TokenizerLimits, _h, _mix, tokenize, words
+from pyspamd.config import BayesConfig, Config, StorageConfig
+from pyspamd.scanner import Scanner
+from pyspamd.sources import iter_messages
+from pyspamd.storage.base import HAM, SPAM
+from pyspamd.task import Task
+
+SPAM_TEXT = ("Dear friend, CLAIM your FREE prize now! Click http://win.prize.example/claim "
+             "to get cash today. Limited offer, act now!")
+HAM_TEXT = "Hi Bob, the build is green again; can we review the patch at lunch tomorrow?"
+
+
+def task_of(body: str, **headers: str) -> Task:
+    return Task(make_message({k.replace("_", "-"): v for k, v in headers.items()}, body))
+
+
+# --- tokenizer ---
+
+def test_words_are_normalised_and_long_ones_become_skip_tokens() -> None:
+    found, extra = words("ＦＲＥＥ Mon€y ÉTÉ don't e-mail 3.99 a " + "x" * 45,
+                         TokenizerLimits())
+    assert found == ["free", "mon€y", "été", "don't", "e-mail", "3.99"]
+    assert extra == ["skip:x:40"]
+
+
+def test_tokens_cover_words_pairs_headers_and_urls() -> None:
+    task = task_of(SPAM_TEXT, From="Prize Team <win@prize.example>",
+                   Reply_To="other@elsewhere.example", X_Mailer="MassMailer 5")
+    tokens = tokenize(task)
+    hashes = set(tokens.hashes.tolist())
+    for feature in ("claim", "fromdom:prize.example", "replyto:elsewhere.example",
+                    "replyto:other", "mailer:massmailer 5", "url:win.prize.example",
+                    "url:prize.example", "urlpath:claim", "ctype:text/plain",
+                    "charset:us-ascii", "subj:lunch", "rcvd:mail.example.org"):
+        assert _h(feature) in hashes, feature
+    assert len(tokens.hashes) == len(np.unique(tokens.hashes))  # distinct, sorted
+    assert np.all(np.diff(tokens.hashes.astype(np.float64)) >= 0)
+    assert tokens.weights.max() == 1.0 and 0 < tokens.weights.min() < 1.0  # pairs weigh less
+
+
+def _pair(a: str, b: str, distance: int) -> int:
+    return int(_mix(np.array([_h(a)], dtype=np.uint64), np.array([_h(b)], dtype=np.uint64),
+                    distance)[0])
+
+
+def test_word_pairs_keep_order_and_distance() -> None:
+    one = set(tokenize(task_of("alpha beta")).hashes.tolist())
+    two = set(tokenize(task_of("beta alpha")).hashes.tolist())
+    far = set(tokenize(task_of("alpha gamma beta")).hashes.tolist())
+    assert _pair("alpha", "beta", 1) in one and _pair("alpha", "beta", 1) not in two
+    assert _pair("beta", "alpha", 1) in two
+    assert _pair("alpha", "beta", 2) in far and _pair("alpha", "beta", 1) not in far
+    assert _pair("alpha", "beta", 1) != _pair("alpha", "beta", 2)
+    unigrams = tokenize(task_of("alpha beta"), TokenizerLimits(osb_window=1))
+    assert _pair("alpha", "beta", 1) not in set(unigrams.hashes.tolist())
+
+
+def test_token_count_is_bounded_for_a_huge_message() -> None:
+    body = " ".join(f"w{n}" for n in range(200_000))
+    tokens = tokenize(task_of(body), TokenizerLimits(max_words=1500, max_tokens=3000))
+    assert len(tokens) == 3000
+    assert _h("w0") in set(tokens.hashes.tolist())  # the cut keeps the start
+
+
+def test_same_message_same_digest_and_different_message_not() -> None:
+    assert tokenize(task_of(HAM_TEXT)).digest() == tokenize(task_of(HAM_TEXT)).digest()
+    assert tokenize(task_of(HAM_TEXT)).digest() != tokenize(task_of(HAM_TEXT + " x1")).digest()
+
+
+# --- chi-square ---
+
+def _chi2q(x2: float, v: int) -> float:
+    """SpamBayes' series for the chi-square survival function, even degrees of freedom."""
+    m = x2 / 2.0
+    term = total = math.exp(-m)
+    for i in range(1, v // 2):
+        term *= m / i
+        total += term
+    return min(total, 1.0)
+
+
+@pytest.mark.parametrize("probs", [[0.99, 0.98, 0.2], [0.01, 0.4, 0.03, 0.02], [0.6, 0.4],
+                                   [0.9] * 30 + [0.1] * 5])
+def test_chi2_combine_matches_spambayes_formula(probs: list[float]) -> None:
+    n = len(probs)
+    s = 1.0 - _chi2q(-2.0 * sum(math.log(1 - p) for p in probs), 2 * n)
+    h = 1.0 - _chi2q(-2.0 * sum(math.log(p) for p in probs), 2 * n)
+    expected = (s - h + 1.0) / 2.0
+    assert chi2_combine(np.array(probs), np.ones(n)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_unknown_and_weak_tokens_do_not_vote() -> None:
+    params = Chi2Params()
+    spam = np.array([0, 5, 1, 40], dtype=np.int64)
+    ham = np.array([0, 5, 0, 0], dtype=np.int64)
+    p, used = classify_counts(spam, ham, np.ones(4), 50, 50, params)
+    assert used == 2  # the unseen token and the 5/5 token say nothing
+    assert p > 0.9
+    assert classify_counts(spam[:0], ham[:0], np.ones(0), 50, 50, params) == (0.5, 0)
+
+
+def test_score_scales_with_confidence_and_nothing_when_unsure() -> None:
+    config = BayesConfig()
+    def sym(p: float, ready: bool = True) -> tuple[str, float] | None:
+        return verdict_symbol(Verdict(p, 10, 10, 300, 300, ready), config)
+    assert sym(0.5) is None and sym(0.85) is None and sym(0.15) is None
+    assert sym(1.0) == ("BAYES_SPAM", 1.0) and sym(0.0) == ("BAYES_HAM", 1.0)
+    low, high = sym(0.92), sym(0.99)
+    assert low is not None and high is not None and low[1] < high[1] < 1.0
+    assert sym(1.0, ready=False) is None
+
+
+# --- the classifier on both backends ---
+
+def _storage_config(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
+                    prefix: str) -> StorageConfig:
+    if backend == "sqlite":
+        return StorageConfig(path=str(tmp_path / "bayes.sqlite"))
+    server: RedisServer = request.getfixturevalue("redis_proc")
+    return StorageConfig(backend="redis", redis_url=server.url, redis_prefix=prefix)
+
+
+def _train(bayes: Bayes) -> None:
+    with bayes.storage.batch():
+        for label, folder in ((SPAM, "spam"), (HAM, "ham")):
+            for source in iter_messages([str(CORPUS / folder)]):
+                assert source.data is not None
+                bayes.learn(Task(source.data), label)
+
+
+@pytest.fixture(scope="module")
+def trained_redis_prefix(redis_proc: RedisServer) -> str:
+    config = Config(storage=StorageConfig(backend="redis", redis_url=redis_proc.url,
+                                          redis_prefix="trained"))
+    _train(bayes_from_config(config, create=True))
+    return "trained"
+
+
+def test_both_backends_give_identical_counts_and_verdicts(
+    tmp_path: Path, redis_proc: RedisServer, trained_redis_prefix: str
+) -> None:
+    sqlite_bayes = bayes_from_config(
+        Config(storage=StorageConfig(path=str(tmp_path / "b.sqlite"))), create=True)
+    _train(sqlite_bayes)
+    redis_bayes = bayes_from_config(Config(storage=StorageConfig(
+        backend="redis", redis_url=redis_proc.url, redis_prefix=trained_redis_prefix)),
+        create=False)
+    assert sqlite_bayes.storage.bayes_stats().learned == redis_bayes.storage.bayes_stats().learned
+    assert (sqlite_bayes.storage.bayes_stats().tokens
+            == redis_bayes.storage.bayes_stats().tokens)
+    for body in (SPAM_TEXT, HAM_TEXT):
+        tokens = sqlite_bayes.tokens(task_of(body))
+        a = sqlite_bayes.storage.token_counts(tokens.hashes)
+        b = redis_bayes.storage.token_counts(tokens.hashes)
+        assert a.spam.tolist() == b.spam.tolist() and a.ham.tolist() == b.ham.tolist()
+        assert sqlite_bayes.classify_tokens(tokens) == redis_bayes.classify_tokens(tokens)
+
+
+HELD_OUT = ("spam-2.01351.e960056da1502c90d40d598cdf37f359.eml",
+            "hard-ham-1.00233.3731b99b0fb04bcf461d098d0570ea36.eml")
+
+
+def _learn_folder(bayes: Bayes, folder: str, label: str) -> None:
+    with bayes.storage.batch():
+        for source in iter_messages([str(CORPUS / folder)]):
+            assert source.data is not None
+            if not source.label.endswith(HELD_OUT):
+                bayes.learn(Task(source.data), label)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_scan_gets_bayes_symbols_after_min_learns(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    storage = _storage_config(backend, tmp_path, request, f"scan-{tmp_path.name}")
+    config = Config(storage=storage, bayes=BayesConfig(min_learns=90))
+    spam_raw = (CORPUS / "spam" / "cur" / HELD_OUT[0]).read_bytes()
+    ham_raw = (CORPUS / "ham" / "cur" / HELD_OUT[1]).read_bytes()
+    bayes = bayes_from_config(config, create=True)
+    _learn_folder(bayes, "spam", SPAM)
+    # 99 spam but no ham yet: Bayes must not vote
+    scanner = Scanner.from_config(config)
+    assert not {"BAYES_SPAM", "BAYES_HAM"} & scanner.scan(spam_raw).symbols.keys()
+    _learn_folder(bayes, "ham", HAM)
+    spam_result = scanner.scan(spam_raw)
+    ham_result = scanner.scan(ham_raw)
+    assert "BAYES_SPAM" in spam_result.symbols and "BAYES_HAM" in ham_result.symbols
+    assert 0 < spam_result.symbols["BAYES_SPAM"].score <= 5.0
+    assert -3.0 <= ham_result.symbols["BAYES_HAM"].score < 0
+    assert spam_result.symbols["BAYES_SPAM"].options[0].endswith("%")
+
+
+def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
+    config_path = tmp_path / "pyspamd.toml"
+    config_path.write_text(f'[storage]\npath = "{tmp_path / "b.sqlite"}"\n'
+                           "[bayes]\nmin_learns = 50\n")
+    config = Config(storage=StorageConfig(path=str(tmp_path / "b.sqlite")),
+                    bayes=BayesConfig(min_learns=50))
+    bayes = bayes_from_config(config, create=True)
+    _learn_folder(bayes, "spam", SPAM)
+    _learn_folder(bayes, "ham", HAM)
+    message = CORPUS / "spam" / "cur" / HELD_OUT[0]
+    in_process = Scanner.from_config(config).scan(message.read_bytes()).symbols["BAYES_SPAM"]
+    # A new process is what a worker restart is; pyspamc symbols is what the admin runs.
+    proc = subprocess.run([sys.executable, "-m", "pyspamd.cli.pyspamc", "--config",
+                           str(config_path), "symbols", "--json", str(message)],
+                          capture_output=True, check=True)
+    symbols = json.loads(proc.stdout)["symbols"]
+    assert symbols["BAYES_SPAM"]["score"] == pytest.approx(in_process.score)
+    assert symbols["BAYES_SPAM"]["options"] == in_process.options
+
+
+def test_redis_down_during_scan_is_a_check_error_not_a_lost_verdict() -> None:
+    from redis_server import free_port
+
+    config = Config(storage=StorageConfig(backend="redis",
+                                          redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    result = Scanner.from_config(config).scan(make_message())
+    assert any(e.startswith("bayes: StorageError") and "cannot connect" in e
+               for e in result.errors)
+    assert result.action == "no action"
+
+
+def test_autolearn_learns_clear_cases_with_a_balance_guard(tmp_path: Path) -> None:
+    from pyspamd.config import AutolearnConfig
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "t.rules").write_text("body VERY_BAD /autolearn-me-spam/\nscore VERY_BAD 20\n"
+                                   "body VERY_GOOD /autolearn-me-ham/\nscore VERY_GOOD -5\n")
+    from pyspamd.config import RulesConfig
+
+    config = Config(rules=RulesConfig(dirs=[str(rules)]),
+                    storage=StorageConfig(path=str(tmp_path / "a.sqlite")),
+                    bayes=BayesConfig(min_learns=2, autolearn=AutolearnConfig(
+                        enabled=True, spam_score=12, ham_score=-2, max_ratio=2.0)))
+    bayes_from_config(config, create=True).storage.token_counts(np.zeros(0, np.uint64))
+    scanner = Scanner.from_config(config)
+    storage = bayes_from_config(config, create=False).storage
+    for n in range(3):
+        scanner.scan(make_message({"Subject": f"s{n}"}, f"autolearn-me-spam number {n}"))
+    scanner.scan(make_message({"Subject": "neutral"}, "nothing special here"))
+    assert storage.bayes_stats().learned == {SPAM: 3, HAM: 0}
+    # the guard: at min_learns, spam may not grow beyond max_ratio x ham
+    for n in range(3, 6):
+        scanner.scan(make_message({"Subject": f"s{n}"}, f"autolearn-me-spam number {n}"))
+    assert storage.bayes_stats().learned == {SPAM: 3, HAM: 0}
+    for n in range(2):
+        scanner.scan(make_message({"Subject": f"h{n}"}, f"autolearn-me-ham item {n}"))
+    assert storage.bayes_stats().learned == {SPAM: 3, HAM: 2}
+    # now below the ratio again, but Bayes already says spam: learning it adds nothing
+    scanner.scan(make_message({"Subject": "s9"}, "autolearn-me-spam number 9"))
+    assert storage.bayes_stats().learned == {SPAM: 3, HAM: 2}
+    # a clear case Bayes gets wrong or is unsure about is learned
+    result = scanner.scan(make_message({"Subject": "h9"}, "autolearn-me-spam item 1"))
+    assert "BAYES_SPAM" not in result.symbols
+    assert storage.bayes_stats().learned == {SPAM: 4, HAM: 2}
+
+
+def test_bayes_off_when_disabled() -> None:
+    scanner = Scanner.from_config(Config(bayes=BayesConfig(enabled=False)))
+    assert not any(isinstance(c, BayesCheck) for c in scanner.checks)

@@ -1,0 +1,185 @@
+"""Storage: the same behaviour from SQLite and from a real Redis server."""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from redis_server import RedisServer, free_port
+
+from pyspamd.config import StorageConfig
+from pyspamd.storage import open_storage
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome, Storage, StorageError
+from pyspamd.storage.redis_store import RedisStorage
+from pyspamd.storage.sqlite_store import SqliteStorage
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    if request.param == "sqlite":
+        storage: Storage = SqliteStorage(tmp_path / "store.sqlite")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_proc")
+        # A fresh prefix per test instead of FLUSHALL: tests never wipe a server.
+        storage = RedisStorage(server.url, prefix=f"t{next(_prefixes)}")
+    yield storage
+    storage.close()
+
+
+def toks(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.uint64)
+
+
+BIG = 2**64 - 5  # above 2**63: must survive the signed SQLite integer round trip
+
+
+def test_learn_counts_and_totals(store: Storage) -> None:
+    assert store.learn(b"d1" * 8, toks(1, 2, BIG), SPAM, 100) is LearnOutcome.LEARNED
+    assert store.learn(b"d2" * 8, toks(2, 3), HAM, 100) is LearnOutcome.LEARNED
+    assert store.learn(b"d3" * 8, toks(2, BIG), SPAM, 100) is LearnOutcome.LEARNED
+    counts = store.token_counts(toks(BIG, 2, 3, 1, 99))
+    assert counts.spam.tolist() == [2, 2, 0, 1, 0]
+    assert counts.ham.tolist() == [0, 1, 1, 0, 0]
+    assert (counts.nspam, counts.nham) == (2, 1)
+    stats = store.bayes_stats()
+    assert stats.learned == {SPAM: 2, HAM: 1} and stats.tokens == 4 and stats.size_bytes > 0
+
+
+def test_relearn_is_skipped_and_other_class_moves(store: Storage) -> None:
+    digest = b"m" * 16
+    store.learn(digest, toks(5, 6), SPAM, 100)
+    assert store.learn(digest, toks(5, 6), SPAM, 100) is LearnOutcome.ALREADY
+    assert store.token_counts(toks(5)).spam.tolist() == [1]  # counted once
+    assert store.learn(digest, toks(5, 6), HAM, 100) is LearnOutcome.MOVED
+    counts = store.token_counts(toks(5, 6))
+    assert counts.spam.tolist() == [0, 0] and counts.ham.tolist() == [1, 1]
+    assert (counts.nspam, counts.nham) == (0, 1)
+    assert store.learned_as(digest) == HAM
+    assert store.unlearn(digest, toks(5, 6)) is LearnOutcome.UNLEARNED
+    assert store.unlearn(digest, toks(5, 6)) is LearnOutcome.NOT_LEARNED
+    assert store.learned_as(digest) is None
+    assert store.bayes_stats().tokens == 0  # rows at zero are removed, not kept
+    assert store.token_counts(toks(5)).nham == 0
+
+
+def test_batch_gives_the_same_counts(store: Storage) -> None:
+    rng = np.random.default_rng(1)
+    messages = [np.unique(rng.integers(0, 50, 20).astype(np.uint64)) for _ in range(30)]
+    with store.batch():
+        for n, tokens in enumerate(messages):
+            label = SPAM if n % 3 else HAM
+            assert store.learn(bytes([n]) * 16, tokens, label, 7) is LearnOutcome.LEARNED
+        # the same message twice within one batch is still counted once
+        assert store.learn(bytes([1]) * 16, messages[1], SPAM, 7) is LearnOutcome.ALREADY
+    counts = store.token_counts(np.arange(50, dtype=np.uint64))
+    expected_spam = np.zeros(50, dtype=int)
+    expected_ham = np.zeros(50, dtype=int)
+    for n, tokens in enumerate(messages):
+        (expected_spam if n % 3 else expected_ham)[tokens.astype(int)] += 1
+    assert counts.spam.tolist() == expected_spam.tolist()
+    assert counts.ham.tolist() == expected_ham.tolist()
+    assert (counts.nspam, counts.nham) == (20, 10)
+
+
+def test_expiry_drops_only_old_rare_tokens(store: Storage) -> None:
+    store.learn(b"a" * 16, toks(1, 2), SPAM, 10)  # old
+    store.learn(b"b" * 16, toks(2, 3), HAM, 10)  # token 2 now seen twice
+    store.learn(b"c" * 16, toks(4), HAM, 50)  # recent
+    assert store.expire_tokens(before_day=20) == 2  # 1 and 3: once, day 10
+    counts = store.token_counts(toks(1, 2, 3, 4))
+    assert (counts.spam + counts.ham).tolist() == [0, 2, 0, 1]
+    assert store.bayes_stats().tokens == 2
+
+
+def test_counters_and_values_with_ttl(store: Storage) -> None:
+    assert store.incr("rate:alice", ttl=0.3) == 1
+    assert store.incr("rate:alice", 4, ttl=0.3) == 5
+    assert store.get("rate:alice") == b"5"
+    store.set("grey:triplet", b"\x00seen", ttl=0.3)
+    store.set("history:1", b"kept")
+    assert store.get("grey:triplet") == b"\x00seen"
+    time.sleep(0.5)  # past the TTL: the window is over
+    assert store.get("rate:alice") is None and store.get("grey:triplet") is None
+    assert store.incr("rate:alice", ttl=0.3) == 1  # a new window starts at 1
+    assert store.get("history:1") == b"kept"
+    assert store.delete("history:1") is True and store.delete("history:1") is False
+    assert store.get("nope") is None
+
+
+def test_sqlite_corrupt_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match=rf"{path}.*(corrupt|not a database)"):
+        SqliteStorage(path).token_counts(toks(1))
+
+
+def test_sqlite_locked_file_is_a_clear_error_and_nothing_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "locked.sqlite"
+    store = SqliteStorage(path, busy_timeout=0.2)
+    store.learn(b"x" * 16, toks(1), SPAM, 1)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another learner holds the write lock
+    try:
+        with pytest.raises(StorageError, match=rf"{path}.*locked.*another process"):
+            store.learn(b"y" * 16, toks(2), SPAM, 1)
+        assert store.token_counts(toks(1, 2)).spam.tolist() == [1, 0]  # reads still work
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.learned_as(b"y" * 16) is None
+    assert store.learn(b"y" * 16, toks(2), SPAM, 1) is LearnOutcome.LEARNED
+
+
+def test_sqlite_unwritable_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StorageError, match="cannot create"):
+        SqliteStorage(blocker / "sub" / "x.sqlite").token_counts(toks(1))
+
+
+def test_redis_down_is_a_clear_error() -> None:
+    store = RedisStorage(f"redis://127.0.0.1:{free_port()}/0", timeout=1)
+    with pytest.raises(StorageError, match=r"cannot connect.*redis-server running"):
+        store.learn(b"z" * 16, toks(1), SPAM, 1)
+    with pytest.raises(StorageError, match="cannot connect"):
+        store.token_counts(toks(1))
+
+
+def test_redis_unix_socket_and_key_layout(redis_proc: RedisServer) -> None:
+    store = open_storage(StorageConfig(backend="redis", redis_url=redis_proc.unix_url,
+                                       redis_prefix="layout"))
+    store.learn(b"q" * 16, toks(0x0102030405060708), HAM, 3)
+    store.incr("rl:x", ttl=60)
+    client = redis.Redis(port=redis_proc.port, db=1)  # the unix URL said db=1
+    assert sorted(client.keys("layout:*")) == [
+        b"layout:kv:rl:x", b"layout:{bayes}:learned", b"layout:{bayes}:tokens",
+        b"layout:{bayes}:totals"]
+    record = client.hget("layout:{bayes}:tokens", bytes.fromhex("0102030405060708"))
+    assert record == (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + (3).to_bytes(
+        2, "little")
+    assert client.hget("layout:{bayes}:totals", "ham") == b"1"
+    assert 0 < client.ttl("layout:kv:rl:x") <= 60
+    store.close()
+
+
+def test_bad_backend_and_url() -> None:
+    with pytest.raises(StorageError, match="unknown storage backend"):
+        open_storage(StorageConfig(backend="mysql"))
+    with pytest.raises(StorageError, match="bad redis_url"):
+        RedisStorage("http://nope")
+
+
+def test_scanning_never_creates_the_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "not-yet.sqlite"
+    store = open_storage(StorageConfig(path=str(path)), create=False)
+    with pytest.raises(StorageError, match="nothing learned yet"):
+        store.token_counts(toks(1))
+    assert not path.exists()

@@ -123,6 +123,7 @@ class BayesConfig:
     min_learns: int = 200
     spam_threshold: float = 0.9
     ham_threshold: float = 0.1
+    osb_window: int = 1
     max_words: int = 1500
     max_tokens: int = 8000
     expire_days: int = 60
@@ -215,6 +216,9 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if not 0.0 <= bayes.ham_threshold <= 0.5:
         errors.append(f"{locator.where(('bayes', 'ham_threshold'))}: bayes.ham_threshold "
                       "must be between 0.0 and 0.5")
+    if not 1 <= bayes.osb_window <= 5:
+        errors.append(f"{locator.where(('bayes', 'osb_window'))}: bayes.osb_window must be "
+                      "1 (single words) to 5")
     for name in ("min_learns", "max_words", "max_tokens", "expire_days"):
         if getattr(bayes, name) < 0:
             errors.append(f"{locator.where(('bayes', name))}: bayes.{name} must be >= 0")

@@ -25,6 +25,7 @@ from pyspamd.task import Task
 
 SPAM_TEXT = ("Dear friend, CLAIM your FREE prize now! Click http://win.prize.example/claim "
              "to get cash today. Limited offer, act now!")
+OSB3 = TokenizerLimits(osb_window=3)
 HAM_TEXT = "Hi Bob, the build is green again; can we review the patch at lunch tomorrow?"
 
 
@@ -44,7 +45,7 @@ def test_words_are_normalised_and_long_ones_become_skip_tokens() -> None:
 def test_tokens_cover_words_pairs_headers_and_urls() -> None:
     task = task_of(SPAM_TEXT, From="Prize Team <win@prize.example>",
                    Reply_To="other@elsewhere.example", X_Mailer="MassMailer 5")
-    tokens = tokenize(task)
+    tokens = tokenize(task, OSB3)
     hashes = set(tokens.hashes.tolist())
     for feature in ("claim", "fromdom:prize.example", "replyto:elsewhere.example",
                     "replyto:other", "mailer:massmailer 5", "url:win.prize.example",
@@ -62,20 +63,22 @@ def _pair(a: str, b: str, distance: int) -> int:
 
 
 def test_word_pairs_keep_order_and_distance() -> None:
-    one = set(tokenize(task_of("alpha beta")).hashes.tolist())
-    two = set(tokenize(task_of("beta alpha")).hashes.tolist())
-    far = set(tokenize(task_of("alpha gamma beta")).hashes.tolist())
+    one = set(tokenize(task_of("alpha beta"), OSB3).hashes.tolist())
+    two = set(tokenize(task_of("beta alpha"), OSB3).hashes.tolist())
+    far = set(tokenize(task_of("alpha gamma beta"), OSB3).hashes.tolist())
     assert _pair("alpha", "beta", 1) in one and _pair("alpha", "beta", 1) not in two
     assert _pair("beta", "alpha", 1) in two
     assert _pair("alpha", "beta", 2) in far and _pair("alpha", "beta", 1) not in far
     assert _pair("alpha", "beta", 1) != _pair("alpha", "beta", 2)
-    unigrams = tokenize(task_of("alpha beta"), TokenizerLimits(osb_window=1))
+    unigrams = tokenize(task_of("alpha beta"))  # the default: single words
     assert _pair("alpha", "beta", 1) not in set(unigrams.hashes.tolist())
+    assert np.all(unigrams.weights == 1.0)
 
 
 def test_token_count_is_bounded_for_a_huge_message() -> None:
     body = " ".join(f"w{n}" for n in range(200_000))
-    tokens = tokenize(task_of(body), TokenizerLimits(max_words=1500, max_tokens=3000))
+    tokens = tokenize(task_of(body), TokenizerLimits(max_words=1500, max_tokens=3000,
+                                                     osb_window=3))
     assert len(tokens) == 3000
     assert _h("w0") in set(tokens.hashes.tolist())  # the cut keeps the start
 

@@ -31,7 +31,8 @@ def bayes_from_config(config: Config, create: bool) -> Bayes:
         open_storage(config.storage, create=create),
         min_learns=bayes.min_learns,
         params=Chi2Params(),
-        limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens),
+        limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens,
+                               osb_window=bayes.osb_window),
     )
 
 

@@ -130,6 +130,7 @@ def evaluate(samples: list[Sample], train: np.ndarray, test: np.ndarray,
     rows = [
         ("train / test messages", f"{len(train)} / {len(test)} ({spams} spam, {hams} ham)"),
         ("thresholds (spam >=, ham <=)", f"{config.spam_threshold} / {config.ham_threshold}"),
+        ("tokens per message, median", f"{np.median([len(samples[i].tokens) for i in test]):.0f}"),
         ("accuracy (unsure = wrong)", f"{100 * accuracy_score(truth, predicted):.2f}%"),
         ("spam recall", f"{100 * said_spam[truth].sum() / max(spams, 1):.2f}%"),
         ("ham false positives", f"{100 * said_spam[~truth].sum() / max(hams, 1):.2f}% "
@@ -153,7 +154,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     limits = TokenizerLimits(max_words=config.bayes.max_words,
-                             max_tokens=config.bayes.max_tokens)
+                             max_tokens=config.bayes.max_tokens,
+                             osb_window=config.bayes.osb_window)
     errors: list[str] = []
     samples = (load_samples(args.spam, True, limits, args.by_date, errors)
                + load_samples(args.ham, False, limits, args.by_date, errors))

@@ -145,7 +145,8 @@ class RedisStorage(Storage):
 
     # --- Bayes ---
     def token_counts(self, tokens: np.ndarray) -> TokenCounts:
-        pipe = self.client.pipeline(transaction=False)
+        # MULTI/EXEC: totals and counts from the same moment, never between two learns.
+        pipe = self.client.pipeline(transaction=True)
         pipe.hmget(self.k_totals, [SPAM, HAM])
         if len(tokens):
             pipe.hmget(self.k_tokens, _token_bytes(tokens))

@@ -46,6 +46,8 @@ _ADD = {
     HAM: "INSERT INTO bayes_tokens (token, spam, ham, day) VALUES (?1, 0, ?2, ?3) "
          "ON CONFLICT(token) DO UPDATE SET ham = ham + ?2, day = max(day, ?3)",
 }
+MMAP_BYTES = 1 << 30
+CACHE_KIB = 32768
 BATCH_SIZE = 500  # messages summed before a write; bounds memory and what one failure loses
 _DECREMENT = {
     SPAM: "UPDATE bayes_tokens SET spam = max(spam - 1, 0) WHERE token = ?",
@@ -116,6 +118,10 @@ class SqliteStorage(Storage):
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
+            # Token look-ups hit random pages: read them through a memory map (shared by all
+            # worker processes via the page cache) instead of a read() call per page.
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.executescript(_SCHEMA)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except OSError as exc:
@@ -208,22 +214,34 @@ class SqliteStorage(Storage):
     def token_counts(self, tokens: np.ndarray) -> TokenCounts:
         spam = np.zeros(len(tokens), dtype=np.int64)
         ham = np.zeros(len(tokens), dtype=np.int64)
-        totals = dict(self._query("SELECT label, messages FROM bayes_totals"))
-        if len(tokens):
-            signed = tokens.astype(np.uint64, copy=False).view(np.int64)
-            # One statement for all tokens: json_each turns one text parameter into a table,
-            # so the SQL text (and the prepared-statement cache entry) is the same every time.
-            rows = self._query(
-                "SELECT token, spam, ham FROM bayes_tokens WHERE token IN "
-                "(SELECT value FROM json_each(?))",
+        signed = tokens.astype(np.uint64, copy=False).view(np.int64)
+        conn = self.conn
+        # One read transaction, so the totals and the token counts come from the same
+        # snapshot even while a learner commits (WAL readers never wait for it).
+        own = self._depth == 0
+        try:
+            if own:
+                conn.execute("BEGIN")
+            totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
+            rows = conn.execute(
+                # json_each turns one text parameter into a table, so the SQL text (and the
+                # prepared statement) is the same whatever the number of tokens.
+                "SELECT t.token, t.spam, t.ham FROM json_each(?) j "
+                "JOIN bayes_tokens t ON t.token = j.value",
                 ("[" + ",".join(map(str, signed.tolist())) + "]",),
-            )
-            if rows:
-                found = np.array(rows, dtype=np.int64)
-                order = np.argsort(signed, kind="stable")
-                where = order[np.searchsorted(signed, found[:, 0], sorter=order)]
-                spam[where] = found[:, 1]
-                ham[where] = found[:, 2]
+            ).fetchall() if len(tokens) else []
+            if own:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "read failed") from exc
+        if rows:
+            found = np.array(rows, dtype=np.int64)
+            order = np.argsort(signed, kind="stable")
+            where = order[np.searchsorted(signed, found[:, 0], sorter=order)]
+            spam[where] = found[:, 1]
+            ham[where] = found[:, 2]
         return TokenCounts(spam, ham, int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)))
 
     def learned_as(self, digest: bytes) -> str | None:

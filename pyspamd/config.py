@@ -107,6 +107,7 @@ class StorageConfig:
     busy_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "pyspamd"
+    redis_timeout: float = 2.0
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import subprocess
@@ -229,6 +230,22 @@ def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
     symbols = json.loads(proc.stdout)["symbols"]
     assert symbols["BAYES_SPAM"]["score"] == pytest.approx(in_process.score)
     assert symbols["BAYES_SPAM"]["options"] == in_process.options
+    # ... and the milter session (pymilter's test context plays Postfix)
+    import Milter
+    from Milter.testctx import TestCtx
+
+    from pyspamd.milter.session import MilterApp, session_class
+
+    # reject and greylist off, so the milter accepts and adds X-Spamd-Result to compare
+    config.actions.reject = config.actions.greylist = False
+    Milter.factory = session_class(MilterApp(Scanner.from_config(config), "mx.example.net"))
+    ctx = TestCtx()
+    ctx._connect(ip="198.51.100.4")
+    rc = ctx._feedFile(io.BytesIO(message.read_bytes()), "a@example.org", "b@example.net")
+    assert rc == Milter.ACCEPT
+    ctx._close()
+    assert f"BAYES_SPAM({in_process.score:.2f})[{in_process.options[0]}]" in (
+        ctx._msg["X-Spamd-Result"].replace("\n", "").replace("\t", ""))
 
 
 def test_redis_down_during_scan_is_a_check_error_not_a_lost_verdict() -> None:

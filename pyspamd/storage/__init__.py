@@ -32,7 +32,8 @@ def open_storage(config: StorageConfig, create: bool = True) -> Storage:
     if config.backend == "redis":
         from pyspamd.storage.redis_store import RedisStorage
 
-        return RedisStorage(config.redis_url, prefix=config.redis_prefix)
+        return RedisStorage(config.redis_url, prefix=config.redis_prefix,
+                            timeout=config.redis_timeout)
     raise StorageError(f"unknown storage backend {config.backend!r}; use \"sqlite\" or "
                        "\"redis\"")
 

@@ -15,8 +15,9 @@ import pytest
 from conftest import CORPUS, REPO, make_message
 from redis_server import RedisServer, free_port
 
-from pyspamd.cli.learn import not_a_message, parse_duration
+from pyspamd.cli.learn import Progress, Summary, not_a_message, parse_duration
 from pyspamd.cli.pyspamc import main as pyspamc_main
+from pyspamd.storage.base import LearnOutcome
 
 SPAM_DIR = CORPUS / "spam"
 HAM_DIR = CORPUS / "ham"
@@ -260,3 +261,22 @@ def test_eval_prints_the_measures(capsys: pytest.CaptureFixture[str]) -> None:
     assert "by Date header" in capsys.readouterr().out
     assert pyspamc_main(["eval", "--spam", str(SPAM_DIR), "--ham", str(HAM_DIR),
                          "--split", "1.5"]) == 2
+
+
+def test_progress_bar_on_a_terminal_counts_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
+    order = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
+    done = Summary()
+    for _ in range(4):
+        done.add(LearnOutcome.LEARNED)
+    bar = Progress(tty=True)
+    bar.show(4, done, order)
+    bar.end()
+    err = capsys.readouterr().err
+    assert err.startswith("\r4 messages, ") and "learned: 4, already learned: 0" in err
+    log = Progress(tty=False, every=2)
+    for n in (1, 2, 3, 4):
+        log.show(n, done, order)
+    log.end()
+    lines = capsys.readouterr().err.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["2 messages", "4 messages"]
+    assert "\r" not in "".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import ClassVar
 
 import numpy as np
@@ -63,8 +64,10 @@ class BayesCheck(Check):
         self.config = config
         self._bayes: Bayes | None = None
         self._missing_until = 0.0
-        # Task -> (verdict, weighted score) for autolearn, which runs after scoring.
-        self._last: dict[int, tuple[Verdict, str | None]] = {}
+        # Task -> (verdict, symbol) for autolearn, which runs after scoring; weak keys, so a
+        # scan that dies before scoring leaves nothing behind.
+        self._last: weakref.WeakKeyDictionary[Task, tuple[Verdict, str | None]] = (
+            weakref.WeakKeyDictionary())
 
     def classifier(self) -> Bayes | None:
         if self._bayes is not None:
@@ -91,7 +94,7 @@ class BayesCheck(Check):
             symbol, weight = chosen
             hits.add(symbol, f"{verdict.probability * 100:.2f}%", weight=round(weight, 2))
         if self.config.bayes.autolearn.enabled:
-            self._last[id(task)] = (verdict, chosen[0] if chosen else None)
+            self._last[task] = (verdict, chosen[0] if chosen else None)
 
     def autolearn(self, task: Task, result: ScanResult) -> str | None:
         """Learn a clear case after scoring; returns the class learned, if any.
@@ -100,7 +103,7 @@ class BayesCheck(Check):
         itself; a message Bayes already put in the right class is not learned again (it
         would only reinforce what is known); and a class that already has `max_ratio`
         times the other's messages is not learned more, so one class cannot run away."""
-        entry = self._last.pop(id(task), None)
+        entry = self._last.pop(task, None)
         if entry is None or self._bayes is None:
             return None
         verdict, symbol = entry

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
 from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
-from pyspamd.storage.base import HAM, SPAM, LearnOutcome, Storage
+from pyspamd.storage.base import LearnOutcome, Storage
 from pyspamd.task import Task
 
 
@@ -20,10 +20,6 @@ class Verdict:
     nspam: int
     nham: int
     ready: bool  # enough of each class learned to vote
-
-    @property
-    def label(self) -> str | None:
-        return None if not self.ready else (SPAM if self.probability >= 0.5 else HAM)
 
 
 def today() -> int:
@@ -45,10 +41,6 @@ class Bayes:
 
     def tokens(self, task: Task) -> Tokens:
         return tokenize(task, self.limits)
-
-    @staticmethod
-    def tokenize_with(task: Task, limits: TokenizerLimits) -> Tokens:
-        return tokenize(task, limits)
 
     def classify_tokens(self, tokens: Tokens) -> Verdict:
         counts = self.storage.token_counts(tokens.hashes)

@@ -18,7 +18,7 @@ import numpy as np
 
 from pyspamd.checks.bayes import verdict_symbol
 from pyspamd.classifiers.bayes import Bayes, Verdict
-from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens
+from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
 from pyspamd.config import BayesConfig
 from pyspamd.sources import iter_messages
@@ -68,7 +68,7 @@ def load_samples(paths: list[str], spam: bool, limits: TokenizerLimits, by_date:
             continue
         task = Task(source.data)
         when = _message_time(task, source.mtime) if by_date else (source.mtime or 0.0)
-        out.append(Sample(Bayes.tokenize_with(task, limits), spam, when))
+        out.append(Sample(tokenize(task, limits), spam, when))
     return out
 
 

@@ -91,10 +91,15 @@ class Progress:
         self.tty = tty
         self.every = every
         self.start = time.monotonic()
+        self.drawn = 0.0
 
     def show(self, done: int, summary: Summary, order: tuple[LearnOutcome, ...]) -> None:
         if self.tty:
-            rate = done / max(time.monotonic() - self.start, 1e-6)
+            now = time.monotonic()
+            if now - self.drawn < 0.1 and done > 1:  # ten redraws a second are plenty
+                return
+            self.drawn = now
+            rate = done / max(now - self.start, 1e-6)
             print(f"\r{done} messages, {rate:.0f}/s | {summary.line(order)}", end="",
                   file=sys.stderr, flush=True)
         elif done % self.every == 0:

@@ -183,3 +183,11 @@ def test_scanning_never_creates_the_sqlite_file(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="nothing learned yet"):
         store.token_counts(toks(1))
     assert not path.exists()
+
+
+def test_redis_password_is_never_shown() -> None:
+    store = RedisStorage(f"redis://admin:s3cret@127.0.0.1:{free_port()}/0", timeout=1)
+    assert store.url.startswith("redis://admin:***@127.0.0.1:")
+    with pytest.raises(StorageError) as info:
+        store.token_counts(toks(1))
+    assert "s3cret" not in str(info.value) and "admin:***@" in str(info.value)

@@ -15,8 +15,8 @@ Lua script and a lookup is one HMGET: one round trip per message either way.
 
 from __future__ import annotations
 
-import os
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
@@ -103,6 +103,16 @@ return v
 """
 
 
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and `pyspamc stat`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
 def _token_bytes(tokens: np.ndarray) -> list[bytes]:
     raw = tokens.astype(">u8").tobytes()
     return [raw[i : i + 8] for i in range(0, len(raw), 8)]
@@ -112,14 +122,14 @@ class RedisStorage(Storage):
     backend = "redis"
 
     def __init__(self, url: str, prefix: str = "pyspamd", timeout: float = 5.0) -> None:
-        self.url = url
+        self.url = redacted(url)  # for messages; the client keeps the real one
         self.prefix = prefix
         try:
             # redis-py reconnects after fork by itself (its pool checks the pid).
             self.client = redis.Redis.from_url(url, socket_timeout=timeout,
                                                socket_connect_timeout=timeout)
         except ValueError as exc:
-            raise StorageError(f"Redis store {url!r}: bad redis_url: {exc} (use "
+            raise StorageError(f"Redis store {self.url!r}: bad redis_url: {exc} (use "
                                "redis://HOST:PORT/DB or unix:///path/to/redis.sock?db=0)"
                                ) from exc
         tag = f"{prefix}:{{bayes}}"
@@ -128,7 +138,6 @@ class RedisStorage(Storage):
         self._learn = self.client.register_script(_LEARN)
         self._expire = self.client.register_script(_EXPIRE)
         self._incr = self.client.register_script(_INCR)
-        self._pid = os.getpid()
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +17,11 @@ from pyspamd.scanner import Scanner
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
+
+# Tests that run on built-in defaults must not read (or write) a Bayes store the machine
+# may have in /var/lib/pyspamd: point the default store at an empty directory of our own.
+os.environ["PYSPAMD_DATA_DIR"] = tempfile.mkdtemp(prefix="pyspamd-test-data-")
+atexit.register(shutil.rmtree, os.environ["PYSPAMD_DATA_DIR"], ignore_errors=True)
 
 
 def make_message(

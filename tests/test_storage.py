@@ -191,3 +191,12 @@ def test_redis_password_is_never_shown() -> None:
     with pytest.raises(StorageError) as info:
         store.token_counts(toks(1))
     assert "s3cret" not in str(info.value) and "admin:***@" in str(info.value)
+
+
+def test_default_sqlite_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pyspamd.storage import default_sqlite_path
+
+    monkeypatch.setenv("PYSPAMD_DATA_DIR", str(tmp_path / "d"))
+    assert default_sqlite_path() == tmp_path / "d" / "pyspamd.sqlite"
+    monkeypatch.delenv("PYSPAMD_DATA_DIR")
+    assert default_sqlite_path().name == "pyspamd.sqlite"

@@ -9,11 +9,16 @@ from pyspamd.config import StorageConfig
 from pyspamd.storage.base import Storage, StorageError, StorageMissing
 
 SYSTEM_DIR = Path("/var/lib/pyspamd")
+DATA_DIR_ENV = "PYSPAMD_DATA_DIR"
 
 
 def default_sqlite_path() -> Path:
-    """/var/lib/pyspamd when it exists or can be made (a system install), else the user's
-    data dir, so `pyspamc learn_*` works for a non-root admin too."""
+    """$PYSPAMD_DATA_DIR if set (packages, tests); else /var/lib/pyspamd when it exists or can
+    be made (a system install); else the user's data dir, so `pyspamc learn_*` works for a
+    non-root admin too."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override) / "pyspamd.sqlite"
     if os.access(SYSTEM_DIR, os.W_OK) or (
         not SYSTEM_DIR.exists() and os.access(SYSTEM_DIR.parent, os.W_OK)
     ):

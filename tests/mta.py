@@ -16,6 +16,7 @@ from email.policy import compat32
 from pathlib import Path
 
 import miltertest
+from miltertest import codec
 from miltertest import constants as C
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,14 +80,20 @@ class MtaSession:
         self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         self.conn = miltertest.MilterConnection(self.sock)
         self.conn.optneg_mta()
-        self.conn.send_macro(C.SMFIC_CONNECT, j="mx.example.net", **{"{daemon_name}": "smtpd"})
-        self._step(C.SMFIC_CONNECT, hostname="client.example.org", family=C.SMFIA_INET,
-                   port=40000, address=self.client_ip)
+        self._step(C.SMFIC_CONNECT, {"j": "mx.example.net", "{daemon_name}": "smtpd"},
+                   hostname="client.example.org", family=C.SMFIA_INET, port=40000,
+                   address=self.client_ip)
         self._step(C.SMFIC_HELO, helo="client.example.org")
 
-    def _step(self, cmd: str, **kw: object) -> None:
-        reply = self.conn.send_get(cmd, **kw)
-        assert reply[0] == C.SMFIR_CONTINUE, reply
+    def _step(self, cmd: str, macros: dict[str, str] | None = None, **kw: object) -> None:
+        # Macros and their command go out in one write, as Postfix's buffered stream does.
+        wire = codec.encode_msg(cmd, **kw)
+        if macros:
+            pairs = [x for item in macros.items() for x in item]
+            wire = codec.encode_msg(C.SMFIC_MACRO, cmdcode=cmd, nameval=pairs) + wire
+        self.sock.sendall(wire)
+        reply = self.conn.recv()
+        assert reply is not None and reply[0] == C.SMFIR_CONTINUE, reply
 
     def send(self, raw: bytes, mail_from: str = "alice@example.org",
              rcpts: tuple[str, ...] = ("bob@example.net",), queue_id: str = "4QTEST1",
@@ -94,11 +101,10 @@ class MtaSession:
         macros = {"{mail_addr}": mail_from}
         if user:
             macros["{auth_authen}"] = user
-        self.conn.send_macro(C.SMFIC_MAIL, **macros)
-        self._step(C.SMFIC_MAIL, args=[f"<{mail_from}>"])
+        self._step(C.SMFIC_MAIL, macros, args=[f"<{mail_from}>"])
         for rcpt in rcpts:
-            self.conn.send_macro(C.SMFIC_RCPT, i=queue_id)
-            self._step(C.SMFIC_RCPT, args=[f"<{rcpt}>"])
+            self._step(C.SMFIC_RCPT, {"i": queue_id}, args=[f"<{rcpt}>"])
+        self._step(C.SMFIC_DATA, {"i": queue_id})
         head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
         message = message_from_bytes(head + b"\n\n", policy=compat32)
         for name, value in message.raw_items():
@@ -108,8 +114,14 @@ class MtaSession:
         wire = body.replace(b"\n", b"\r\n").decode("latin-1")
         for start in range(0, len(wire), C.MILTER_CHUNK_SIZE):
             self._step(C.SMFIC_BODY, buf=wire[start : start + C.MILTER_CHUNK_SIZE])
-        self.conn.send_macro(C.SMFIC_BODYEOB, i=queue_id)
-        return EomResult(self.conn.send_eom())
+        eom = codec.encode_msg(C.SMFIC_MACRO, cmdcode=C.SMFIC_BODYEOB, nameval=["i", queue_id])
+        self.sock.sendall(eom + codec.encode_msg(C.SMFIC_BODYEOB))
+        replies = []
+        while True:
+            reply = self.conn.recv()
+            replies.append(reply)
+            if reply[0] in miltertest.DISPOSITION_REPLIES:
+                return EomResult(replies)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

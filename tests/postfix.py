@@ -109,6 +109,10 @@ smtpd_milters = inet:127.0.0.1:{milter_port}
 non_smtpd_milters = inet:127.0.0.1:{milter_port}
 milter_default_action = {default_action}
 milter_protocol = 6
+# Test and benchmark clients are refused on purpose, many times per connection: no penalty.
+smtpd_error_sleep_time = 0
+smtpd_soft_error_limit = 100000
+smtpd_hard_error_limit = 100000
 milter_connect_macros = j {{daemon_name}} {{daemon_addr}} {{client_addr}} {{client_name}} v _
 milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
 """

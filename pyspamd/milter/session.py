@@ -126,6 +126,12 @@ class MilterSession(Milter.Base):
         self.rcpts.append(to.strip().strip("<>"))
         return Milter.CONTINUE
 
+    def data(self) -> int:
+        # Answered on purpose: Postfix sends the DATA-stage macros even when a milter opts out
+        # of the DATA step, and those macros, unanswered, meet Nagle and our delayed ACK: a
+        # 42 ms stall per message, measured on loopback. Taking the step costs one round trip.
+        return Milter.CONTINUE
+
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
         name_text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)

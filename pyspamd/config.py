@@ -108,6 +108,7 @@ class StorageConfig:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "pyspamd"
     redis_timeout: float = 2.0
+    redis_cluster: bool = False
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, redis_server
+from redis_server import RedisCluster, RedisServer, redis_cluster, redis_server
 
 from pyspamd.config import Config, RulesConfig, load_config
 from pyspamd.scanner import Scanner
@@ -71,3 +71,10 @@ def redis_proc() -> Iterator[RedisServer]:
     """One private redis-server for the session (see tests/redis_server.py)."""
     with redis_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_proc() -> Iterator[RedisCluster]:
+    """A private three-node Redis Cluster for the session."""
+    with redis_cluster() as cluster:
+        yield cluster

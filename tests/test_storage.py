@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from redis_server import RedisServer, free_port
+from redis_server import RedisCluster, RedisServer, free_port
 
 from pyspamd.config import StorageConfig
 from pyspamd.storage import open_storage
@@ -22,10 +22,13 @@ from pyspamd.storage.sqlite_store import SqliteStorage
 _prefixes = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     if request.param == "sqlite":
         storage: Storage = SqliteStorage(tmp_path / "store.sqlite")
+    elif request.param == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster_proc")
+        storage = RedisStorage(cluster.url, prefix=f"t{next(_prefixes)}", cluster=True)
     else:
         server: RedisServer = request.getfixturevalue("redis_proc")
         # A fresh prefix per test instead of FLUSHALL: tests never wipe a server.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_server import RedisServer
+from redis_server import RedisCluster, RedisServer
 
 from pyspamd.storage.base import HAM, SPAM, Storage
 from pyspamd.storage.redis_store import RedisStorage
@@ -87,3 +87,7 @@ def test_store_object_reopens_after_fork(tmp_path: Path, backend: str) -> None:
     proc.start()
     proc.join(timeout=30)
     assert out.get(timeout=10) == (True, 1)
+
+
+def test_redis_cluster_readers_while_learning(redis_cluster_proc: RedisCluster) -> None:
+    _run(RedisStorage(redis_cluster_proc.url, prefix="concurrency", cluster=True))

@@ -38,7 +38,7 @@ def open_storage(config: StorageConfig, create: bool = True) -> Storage:
         from pyspamd.storage.redis_store import RedisStorage
 
         return RedisStorage(config.redis_url, prefix=config.redis_prefix,
-                            timeout=config.redis_timeout)
+                            timeout=config.redis_timeout, cluster=config.redis_cluster)
     raise StorageError(f"unknown storage backend {config.backend!r}; use \"sqlite\" or "
                        "\"redis\"")
 

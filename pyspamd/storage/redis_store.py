@@ -9,8 +9,9 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
     {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned
     {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
 
-The `{bayes}` hash tag puts all Bayes keys in one cluster slot, so a learn is one atomic
-Lua script and a lookup is one HMGET: one round trip per message either way.
+The `{bayes}` hash tag puts all Bayes keys in one cluster slot, so on Redis Cluster too
+(`redis_cluster = true`) a learn is one atomic Lua script and a look-up one MULTI/EXEC:
+one round trip per message either way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import redis
+from redis.cluster import RedisCluster
 
 from pyspamd.storage.base import (
     HAM,
@@ -121,13 +123,18 @@ def _token_bytes(tokens: np.ndarray) -> list[bytes]:
 class RedisStorage(Storage):
     backend = "redis"
 
-    def __init__(self, url: str, prefix: str = "pyspamd", timeout: float = 5.0) -> None:
+    def __init__(self, url: str, prefix: str = "pyspamd", timeout: float = 5.0,
+                 cluster: bool = False) -> None:
         self.url = redacted(url)  # for messages; the client keeps the real one
         self.prefix = prefix
         try:
             # redis-py reconnects after fork by itself (its pool checks the pid).
-            self.client = redis.Redis.from_url(url, socket_timeout=timeout,
-                                               socket_connect_timeout=timeout)
+            client_class = RedisCluster if cluster else redis.Redis
+            self.client = client_class.from_url(url, socket_timeout=timeout,
+                                                socket_connect_timeout=timeout)
+        except redis.RedisError as exc:
+            raise StorageError(f"Redis store {self.url}: cannot reach the cluster: {exc}") \
+                from exc
         except ValueError as exc:
             raise StorageError(f"Redis store {self.url!r}: bad redis_url: {exc} (use "
                                "redis://HOST:PORT/DB or unix:///path/to/redis.sock?db=0)"

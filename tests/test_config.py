@@ -26,7 +26,7 @@ def test_example_config_loads_and_documents_every_option() -> None:
     loaded = load_config(example)
     text = example.read_text()
     defaults = Config()
-    for section in ("scan", "actions", "headers"):
+    for section in ("scan", "actions", "headers", "milter", "logging"):
         assert getattr(loaded, section) == getattr(defaults, section), section
         for f in dataclasses.fields(getattr(defaults, section)):
             assert f"\n{f.name} = " in text, f"{section}.{f.name} missing from the example"

@@ -73,11 +73,17 @@ class MtaSession:
 
     port: int
     client_ip: str = "192.0.2.1"
+    unix_path: str = ""  # connect here instead of the TCP port
     sock: socket.socket = field(init=False)
     conn: miltertest.MilterConnection = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        if self.unix_path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(30)
+            self.sock.connect(self.unix_path)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
         self.conn = miltertest.MilterConnection(self.sock)
         self.conn.optneg_mta()
         self._step(C.SMFIC_CONNECT, {"j": "mx.example.net", "{daemon_name}": "smtpd"},

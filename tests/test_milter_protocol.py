@@ -205,3 +205,34 @@ def _wait_for(condition: object, timeout: float = 20.0) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("condition not met in time")
+
+
+def test_unix_socket_listener_with_mode_and_group(tmp_path: Path) -> None:
+    import grp
+    import stat
+    import subprocess
+    import sys
+
+    sock = tmp_path / "milter.sock"
+    group = grp.getgrgid(os.getgid()).gr_name
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(f'[milter]\nlisten = ["unix:{sock}"]\nworkers = 1\n'
+                      f'socket_mode = "0660"\nsocket_group = "{group}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "pyspamd.cli.pyspamd", "--config",
+                             str(config)], start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+    try:
+        _wait_for(sock.exists)
+        mode = sock.stat()
+        assert stat.S_IMODE(mode.st_mode) == 0o660 and mode.st_gid == os.getgid()
+        time.sleep(0.3)
+        session = MtaSession(0, unix_path=str(sock))
+        try:
+            result = session.send(make_message())
+        finally:
+            session.close()
+        assert result.disposition == C.SMFIR_ACCEPT
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+    assert not sock.exists()  # removed on shutdown

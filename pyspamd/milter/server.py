@@ -24,6 +24,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,11 +52,6 @@ def worker_count(config: Config) -> int:
 
 def server_name(config: Config) -> str:
     return config.milter.server_name or socket.gethostname()
-
-
-def load_scanner(config_path: Path | None) -> Scanner:
-    """Config and rules, validated; raises ConfigError or RuleLoadError."""
-    return Scanner.from_config(load_config(config_path))
 
 
 # --- workers -----------------------------------------------------------------------------
@@ -259,13 +255,7 @@ class Pool:
             current += 1
 
     def _reap(self) -> None:
-        while self.children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in _exited_children():
             child = self.children.pop(pid, None)
             if child is not None and self.board is not None and child.slot >= 0:
                 self.board.set(child.slot, -1)
@@ -316,6 +306,18 @@ class Pool:
                 os.waitpid(pid, 0)
         if self.spec.startswith(("unix:", "local:")):
             Path(self.spec.partition(":")[2]).unlink(missing_ok=True)
+
+
+def _exited_children() -> Iterator[tuple[int, int]]:
+    """(pid, status) of each child that has exited, without waiting for the others."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # no children at all
+            return
+        if pid == 0:
+            return
+        yield pid, status
 
 
 def _kill(pid: int, signum: int) -> None:
@@ -390,13 +392,7 @@ class Master:
         self.started[pid] = time.monotonic()
 
     def _reap(self) -> None:
-        while self.pools:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in _exited_children():
             spec = self.pools.pop(pid, None)
             if spec is None or self.stopping:
                 continue

@@ -133,6 +133,43 @@ class BayesConfig:
 
 
 @dataclass
+class MapConfig:
+    """One `[[maps]]` entry: see pyspamd.toml.example and README's Policy section."""
+
+    name: str = ""
+    type: str = ""  # ip, address, domain, regexp
+    match: str = ""  # what the map is looked up with; empty: the type's usual field
+    header: str = ""  # the header's name, for match = "header"
+    file: str = ""
+    values: list[str] = field(default_factory=list)
+    symbol: str = ""  # empty: the name in upper case
+    score: float = 0.0
+    action: str = ""  # forced on a hit whose line names no action of its own
+    message: str = ""
+    description: str = ""
+
+
+@dataclass
+class GreylistConfig:
+    enabled: bool = True
+    delay: float = 300.0
+    expire: float = 86400.0
+    whitelist_expire: float = 35 * 86400.0
+    ipv4_mask: int = 24
+    ipv6_mask: int = 64
+    recipients: list[str] = field(default_factory=list)
+    whitelist_networks: list[str] = field(default_factory=list)
+    whitelist_hosts: list[str] = field(default_factory=lambda: list(BIG_SENDER_HOSTS))
+    whitelist_sender_domains: list[str] = field(default_factory=list)
+
+
+# Client host names (verified reverse DNS, subdomains included) of large senders that retry
+# from a different address of a big pool, so a retry would start a new triplet each time.
+BIG_SENDER_HOSTS = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
+                    "mimecast.com", "pphosted.com", "messagelabs.com", "icloud.com")
+
+
+@dataclass
 class Config:
     rules: RulesConfig = field(default_factory=RulesConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -144,6 +181,8 @@ class Config:
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     storage: StorageConfig = field(default_factory=StorageConfig)
     bayes: BayesConfig = field(default_factory=BayesConfig)
+    maps: list[MapConfig] = field(default_factory=list)
+    greylist: GreylistConfig = field(default_factory=GreylistConfig)
     path: Path | None = None
 
 
@@ -197,6 +236,8 @@ def load_config(path: str | Path | None) -> Config:
             errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "
                           "be a number or false")
     _check_storage_and_bayes(config, locator, errors)
+    errors.extend(_check_maps(config, locator))
+    errors.extend(_check_greylist(config, locator))
     if errors:
         raise ConfigError(errors)
     return config
@@ -242,10 +283,16 @@ class _Locator:
     def where(self, keys: tuple[str, ...]) -> str:
         section: tuple[str, ...] = ()
         header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
+        arrays: dict[tuple[str, ...], int] = {}  # [[name]] tables seen so far, by name
         for number, line in enumerate(self.lines, 1):
             m = header.match(line)
             if m:
                 section = tuple(p.strip().strip("\"'") for p in m.group(1).split("."))
+                if line.lstrip().startswith("[["):
+                    # The Nth [[maps]] table is ("maps", "N") in the keys errors name.
+                    index = arrays.get(section, 0)
+                    arrays[section] = index + 1
+                    section = (*section, str(index))
                 if section == keys:
                     return f"{self.path}:{number}"
                 continue
@@ -325,6 +372,9 @@ def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: l
         if typing.get_origin(tp) is dict:
             kwargs[key] = _build_map(tp, value, here, loc, errors)
             continue
+        if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            kwargs[key] = _build_tables(typing.get_args(tp)[0], value, here, loc, errors)
+            continue
         ok, coerced = _coerce(tp, value)
         if not ok:
             errors.append(
@@ -333,6 +383,17 @@ def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: l
             continue
         kwargs[key] = coerced
     return cls(**kwargs)
+
+
+def _build_tables(item_type: type, value: Any, keys: tuple[str, ...], loc: _Locator,
+                  errors: list[str]) -> list[Any]:
+    """An array of tables (`[[maps]]`): each item is built like a section."""
+    if not isinstance(value, list):
+        errors.append(f"{loc.where(keys)}: {'.'.join(keys)} must be written as [[{keys[-1]}]] "
+                      "tables")
+        return []
+    return [_build(item_type, item, (*keys, str(index)), loc, errors)
+            for index, item in enumerate(value)]
 
 
 def _build_map(tp: Any, value: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
@@ -400,4 +461,85 @@ def _check_milter(config: Config, loc: _Locator) -> list[str]:
         bad("max_size", "and the timeouts must be positive")
     if logging.getLevelName(config.logging.level.upper()) not in range(0, 100):
         bad("level", "must be debug, info, warning or error", "logging")
+    return errors
+
+
+# Written out here because pyspamd.actions imports this module.
+_MAP_ACTIONS = ("reject", "soft reject", "discard", "quarantine", "rewrite subject",
+                "add header", "greylist", "no action", "accept")
+MAP_TYPES = ("ip", "address", "domain", "regexp")
+# What a map can be looked up with, and which types fit each.
+MAP_MATCHES: dict[str, tuple[str, ...]] = {
+    "client_ip": ("ip",), "received_ip": ("ip",),
+    "envelope_from": ("address", "domain", "regexp"),
+    "header_from": ("address", "domain", "regexp"), "rcpt": ("address", "domain", "regexp"),
+    "helo": ("domain", "regexp"), "hostname": ("domain", "regexp"),
+    "url_hosts": ("domain", "regexp"), "header": ("regexp", "address", "domain"),
+    "headers": ("regexp",), "body": ("regexp",), "user": ("address", "regexp"),
+}
+DEFAULT_MATCH = {"ip": "client_ip", "address": "envelope_from", "domain": "hostname",
+                 "regexp": "headers"}
+_MAP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
+_SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _check_maps(config: Config, loc: _Locator) -> list[str]:
+    errors: list[str] = []
+    seen: set[str] = set()
+    for index, m in enumerate(config.maps):
+        at = ("maps", str(index))
+        label = m.name or f"#{index + 1}"
+
+        def bad(key: str, what: str, at: tuple[str, ...] = at, label: str = label) -> None:
+            errors.append(f"{loc.where((*at, key))}: maps {label}: {what}")
+
+        if not _MAP_NAME.match(m.name):
+            bad("name", "needs a name of letters, digits, _ or - (name = \"blocked_senders\")")
+        elif m.name in seen:
+            bad("name", "is defined twice; map names must be unique")
+        seen.add(m.name)
+        if m.type not in MAP_TYPES:
+            bad("type", f"type must be one of {', '.join(MAP_TYPES)}, got {m.type!r}")
+            continue
+        m.match = m.match or DEFAULT_MATCH[m.type]
+        if m.match not in MAP_MATCHES:
+            bad("match", f"match must be one of {', '.join(MAP_MATCHES)}, got {m.match!r}")
+        elif m.type not in MAP_MATCHES[m.match]:
+            bad("match", f"a map of type {m.type!r} cannot match {m.match}; use type "
+                f"{' or '.join(repr(t) for t in MAP_MATCHES[m.match])}")
+        if (m.match == "header") != bool(m.header):
+            bad("header", "header = \"Name\" goes with match = \"header\" (and only there)")
+        if bool(m.file) == bool(m.values):
+            bad("file", "give either file = \"PATH\" or values = [...], not both or neither")
+        if m.file and not Path(m.file).is_absolute() and config.path is not None:
+            m.file = str(config.path.parent / m.file)
+        m.symbol = m.symbol or m.name.upper().replace("-", "_")
+        if not _SYMBOL.match(m.symbol):
+            bad("symbol", f"{m.symbol!r} is not a symbol name (letters, digits, _)")
+        if m.action and m.action not in _MAP_ACTIONS:
+            bad("action", f"action must be one of {', '.join(_MAP_ACTIONS)}, got {m.action!r}")
+    return errors
+
+
+def _check_greylist(config: Config, loc: _Locator) -> list[str]:
+    import ipaddress
+
+    g, errors = config.greylist, []
+
+    def bad(key: str, what: str) -> None:
+        errors.append(f"{loc.where(('greylist', key))}: greylist.{key} {what}")
+
+    if g.delay < 0 or g.expire <= g.delay:
+        bad("expire", "must be above greylist.delay, and delay must be >= 0")
+    if g.whitelist_expire <= 0:
+        bad("whitelist_expire", "must be positive")
+    if not 8 <= g.ipv4_mask <= 32:
+        bad("ipv4_mask", "must be 8 to 32")
+    if not 16 <= g.ipv6_mask <= 128:
+        bad("ipv6_mask", "must be 16 to 128")
+    for net in g.whitelist_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            bad("whitelist_networks", f"has {net!r}, which is not an address or CIDR network")
     return errors

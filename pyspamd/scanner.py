@@ -14,10 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from pyspamd.actions import Thresholds, strongest
-from pyspamd.checks.base import Check
+from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.mime_sanity import MimeSanity
+from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.config import Config
 from pyspamd.result import ScanResult, Symbol
@@ -56,7 +57,9 @@ class Scanner:
     def __init__(self, config: Config, ruleset: RuleSet, checks: list[Check]) -> None:
         self.config = config
         self.ruleset = ruleset
-        self.checks = [*checks, RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
+        self.checks = [*(c for c in checks if not c.runs_after_scoring),
+                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
+        self.post_checks = [c for c in checks if c.runs_after_scoring]
         self.thresholds = Thresholds.from_config(config.actions)
         self.defs = {name: replace(d) for name, d in ruleset.defs.items()}
         for name, score in config.scores.items():
@@ -80,6 +83,7 @@ class Scanner:
     def from_config(cls, config: Config, extra_checks: list[Check] | None = None) -> Scanner:
         """Build the pipeline; raises RuleLoadError when the rule files have errors."""
         checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
+        checks += policy_checks(config)
         bayes = BayesCheck(config) if config.bayes.enabled else None
         if bayes is not None:
             checks.append(bayes)
@@ -151,13 +155,7 @@ class Scanner:
         if late:
             await asyncio.gather(*late, return_exceptions=True)
 
-    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
-        counts = {name: hit.count for name, hit in hits.hits.items()}
-        for rule in self.metas:
-            assert rule.expr is not None
-            if rule.expr.evaluate(counts):
-                hits.add(rule.name)
-                counts[rule.name] = 1
+    def _score(self, hits: Hits) -> tuple[dict[str, Symbol], float]:
         symbols: dict[str, Symbol] = {}
         group_sums: dict[str, float] = {}
         total = 0.0
@@ -175,6 +173,16 @@ class Scanner:
                 total += score
         for group, subtotal in group_sums.items():
             total += min(subtotal, self.group_caps[group])
+        return symbols, total
+
+    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
+        counts = {name: hit.count for name, hit in hits.hits.items()}
+        for rule in self.metas:
+            assert rule.expr is not None
+            if rule.expr.evaluate(counts):
+                hits.add(rule.name)
+                counts[rule.name] = 1
+        symbols, total = self._score(hits)
         message = forced_by = ""
         if hits.forced:
             top = max(hits.forced, key=lambda f: f.priority)
@@ -184,6 +192,16 @@ class Scanner:
             message, forced_by = chosen.message, chosen.symbol
         else:
             action = self.thresholds.choose(total)
+        if self.post_checks:
+            decision = Decision(action, total, message, forced_by)
+            for check in self.post_checks:
+                try:
+                    check.after_scoring(task, hits, decision)
+                except Exception as exc:  # as in _run_sync: the verdict stands without it
+                    errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
+                    log.exception("check %s failed", check.name)
+            symbols, total = self._score(hits)
+            action, message, forced_by = decision.action, decision.message, decision.forced_by
         result = ScanResult(
             action=action,
             score=total,

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from pyspamd.cli.pyspamd import main as pyspamd_main
-from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
+from pyspamd.config import Config, ConfigError, MapConfig, load_config, resolve_config_path
 
 
 def test_no_file_means_defaults() -> None:
@@ -39,6 +39,13 @@ def test_example_config_loads_and_documents_every_option() -> None:
         for f in dataclasses.fields(options):
             if f.name != "autolearn":
                 assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
+
+
+def test_example_documents_map_options() -> None:
+    text = (REPO / "pyspamd.toml.example").read_text()
+    assert "\n# [[maps]]\n" in text
+    for f in dataclasses.fields(MapConfig):
+        assert f"\n# {f.name} = " in text, f"maps.{f.name} missing from the example"
 
 
 def test_storage_and_bayes_errors_point_at_lines(tmp_path: Path) -> None:

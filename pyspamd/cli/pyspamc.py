@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import evaluate, learn
+from pyspamd.cli import evaluate, learn, policy
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner
@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="file, directory, Maildir, mbox, or - for stdin")
     learn.add_commands(commands)
     evaluate.add_command(commands)
+    policy.add_commands(commands)
     return parser
 
 
@@ -126,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return learn.cmd_expire(args)
         if args.command == "eval":
             return evaluate.cmd_eval(args)
+        if args.command in policy.COMMANDS:
+            return policy.run(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

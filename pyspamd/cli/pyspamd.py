@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
-from pyspamd.config import ConfigError, load_config, resolve_config_path
+from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
 from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, load_ruleset
 from pyspamd.symbols import is_hidden
 
@@ -31,13 +31,32 @@ def configtest(config_arg: str | None) -> int:
         print(f"warning: {warning}")
     for error in ruleset.errors:
         print(error)
-    if ruleset.errors:
-        print(f"config test failed: {len(ruleset.errors)} error(s) in rule files")
+    map_errors = _check_map_files(config)
+    if ruleset.errors or map_errors:
+        print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
+              "map files")
         return EXIT_FAILED
     scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")
     return EXIT_OK
+
+
+def _check_map_files(config: Config) -> int:
+    """Load every map as the daemon would; print its problems; return the error count."""
+    from pyspamd.policy.maps import MapSource
+
+    errors = 0
+    for map_config in config.maps:
+        loaded = MapSource(map_config).loaded
+        for warning in loaded.warnings:
+            print(f"warning: {warning}")
+        for error in loaded.errors:
+            print(error)
+        errors += len(loaded.errors)
+        print(f"map {map_config.name}: {len(loaded.table)} entries from "
+              f"{map_config.file or 'inline values'}")
+    return errors
 
 
 def main(argv: Sequence[str] | None = None) -> int:

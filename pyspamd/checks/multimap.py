@@ -1,0 +1,122 @@
+"""The multimap check: every `[[maps]]` entry of the config, looked up with the part of the
+message it names; a hit adds the map's symbol and may force an action (rspamd's multimap,
+Postfix's access tables and header_checks)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from pyspamd import actions
+from pyspamd.checks.base import Check
+from pyspamd.config import Config, MapConfig
+from pyspamd.policy.maps import MapSource, load_maps
+from pyspamd.symbols import Hits, SymbolDef
+from pyspamd.task import Task
+from pyspamd.textdecode import surrogates_to_text, unfold
+
+log = logging.getLogger("pyspamd.maps")
+
+MAX_BODY_LINES = 5000  # body lines looked up per map; beyond that is not a mail a human wrote
+_ACCEPT_WORDS = {"accept": actions.NO_ACTION}
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2]
+
+
+def _raw_body_lines(task: Task) -> Iterator[str]:
+    raw = task.full_bytes
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = raw.find(sep)
+        if at >= 0:
+            raw = raw[at + len(sep) :]
+            break
+    else:
+        return
+    for line in raw.decode("utf-8", "surrogateescape").splitlines()[:MAX_BODY_LINES]:
+        yield surrogates_to_text(line)[0]
+
+
+def values_for(config: MapConfig, task: Task) -> Iterator[str]:
+    """What a map is looked up with, for one message."""
+    env = task.envelope
+    match = config.match
+    domain_only = config.type == "domain"
+    if match == "client_ip":
+        if env.client_ip:
+            yield env.client_ip
+    elif match == "received_ip":
+        yield from dict.fromkeys(hop.ip for hop in task.received if hop.ip)
+    elif match == "envelope_from":
+        if env.mail_from is not None:
+            yield _domain(env.mail_from) if domain_only else env.mail_from
+    elif match == "header_from":
+        for _, address in task.headers.addresses("from"):
+            yield _domain(address) if domain_only else address
+    elif match == "rcpt":
+        for rcpt in env.rcpts:
+            yield _domain(rcpt.strip("<>")) if domain_only else rcpt.strip("<>")
+    elif match == "helo":
+        if env.helo:
+            yield env.helo
+    elif match == "hostname":
+        if env.client_hostname:
+            yield env.client_hostname
+    elif match == "user":
+        if env.user:
+            yield env.user
+    elif match == "url_hosts":
+        yield from dict.fromkeys(url.host for url in task.urls if url.host)
+    elif match == "header":
+        if config.type == "regexp":
+            yield from task.headers.decoded(config.header)
+        else:
+            for _, address in task.headers.addresses(config.header):
+                yield _domain(address) if domain_only else address
+    elif match == "headers":
+        # header_checks sees each header as one logical line, "Name: value".
+        for name, value in task.headers.items:
+            yield f"{name}: {unfold(surrogates_to_text(value)[0])}"
+    elif match == "body":
+        lines = list(dict.fromkeys(_raw_body_lines(task)))
+        yield from lines
+        seen = set(lines)
+        for part in task.text_parts:
+            for line in part.text.splitlines()[:MAX_BODY_LINES]:
+                if line not in seen:
+                    seen.add(line)
+                    yield line
+
+
+class MultiMap(Check):
+    name = "multimap"
+
+    def __init__(self, config: Config) -> None:
+        self.sources: dict[str, MapSource] = load_maps(config.maps)
+        self.configs = {m.name: m for m in config.maps}
+        defs: dict[str, SymbolDef] = {}
+        for m in config.maps:
+            defs.setdefault(m.symbol, SymbolDef(
+                m.score, m.description or f"listed in map {m.name}", group="policy"))
+        self.symbols = defs  # type: ignore[misc]  # per instance: the config names them
+
+    def run(self, task: Task, hits: Hits) -> None:
+        for name, source in self.sources.items():
+            config = self.configs[name]
+            table = source.table()
+            if not len(table):
+                continue
+            for value in values_for(config, task):
+                found = table.lookup(value)
+                if found is None or found[1].stop:
+                    continue
+                key, entry = found
+                hits.add(config.symbol, key)
+                action = entry.action
+                text = entry.text or config.message
+                if entry.verb == "" and config.action:
+                    action = _ACCEPT_WORDS.get(config.action, config.action)
+                if action is not None:
+                    hits.force_action(action, text, config.symbol)
+                log.info("map %s: %s matched %s: %s", name, key, config.match, entry.describe())

@@ -1,0 +1,15 @@
+"""The policy checks the config turns on: maps."""
+
+from __future__ import annotations
+
+from pyspamd.checks.base import Check
+from pyspamd.config import Config
+
+
+def policy_checks(config: Config) -> list[Check]:
+    from pyspamd.checks.multimap import MultiMap
+
+    checks: list[Check] = []
+    if config.maps:
+        checks.append(MultiMap(config))
+    return checks

@@ -33,8 +33,10 @@ def test_example_config_loads_and_documents_every_option() -> None:
     assert "# dirs = " in text and "[scores]" in text and "max_score" in text
     for section in ("storage", "bayes"):
         assert getattr(loaded, section) == getattr(defaults, section), section
+    assert loaded.greylist == defaults.greylist
     for name, options in (("storage", defaults.storage), ("bayes", defaults.bayes),
-                          ("bayes.autolearn", defaults.bayes.autolearn)):
+                          ("bayes.autolearn", defaults.bayes.autolearn),
+                          ("greylist", defaults.greylist)):
         assert f"\n[{name}]\n" in text
         for f in dataclasses.fields(options):
             if f.name != "autolearn":

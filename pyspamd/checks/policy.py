@@ -1,4 +1,4 @@
-"""The policy checks the config turns on: maps."""
+"""The policy checks the config turns on: maps and greylisting."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from pyspamd.config import Config
 
 
 def policy_checks(config: Config) -> list[Check]:
+    from pyspamd.checks.greylist import Greylist
     from pyspamd.checks.multimap import MultiMap
 
     checks: list[Check] = []
     if config.maps:
         checks.append(MultiMap(config))
+    if config.greylist.enabled:
+        checks.append(Greylist(config))
     return checks

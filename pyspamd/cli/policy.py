@@ -1,4 +1,4 @@
-"""pyspamc commands for the policy parts: `maps check`."""
+"""pyspamc commands for the policy parts: `maps check`, `greylist del`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
 
-COMMANDS = ("maps",)
+COMMANDS = ("maps", "greylist")
 
 
 def add_commands(commands: Any) -> None:
@@ -20,10 +20,18 @@ def add_commands(commands: Any) -> None:
     check.add_argument("value", metavar="VALUE",
                        help="an IP, address, domain, or a header line / text for regexp maps "
                             "(\"\" or <> for the null sender)")
+    grey = commands.add_parser("greylist", help="manage greylisting triplets")
+    grey_sub = grey.add_subparsers(dest="greylist_command", required=True, metavar="ACTION")
+    delete = grey_sub.add_parser("del", help="forget a triplet (it is greylisted again)")
+    delete.add_argument("ip", metavar="IP", help="client address (its network is used)")
+    delete.add_argument("sender", metavar="SENDER", help="envelope sender, <> for none")
+    delete.add_argument("rcpt", metavar="RCPT", help="recipient")
 
 
 def run(args: argparse.Namespace) -> int:
-    return cmd_maps_check(args)
+    if args.command == "maps":
+        return cmd_maps_check(args)
+    return cmd_greylist_del(args)
 
 
 def cmd_maps_check(args: argparse.Namespace) -> int:
@@ -50,3 +58,24 @@ def cmd_maps_check(args: argparse.Namespace) -> int:
           + (f"; text: {entry.text or chosen.message}" if entry.text or chosen.message else ""))
     return EXIT_OK
 
+
+def cmd_greylist_del(args: argparse.Namespace) -> int:
+    from pyspamd.policy.greylist import Greylister, Timing, Triplet, client_network
+    from pyspamd.storage import StorageError, open_storage
+
+    config = load_config_or_exit(args.config)
+    g = config.greylist
+    network = client_network(args.ip, g.ipv4_mask, g.ipv6_mask)
+    if network is None:
+        print(f"{args.ip!r} is not an IP address", file=sys.stderr)
+        return EXIT_USAGE
+    triplet = Triplet.make(network, args.sender, args.rcpt)
+    try:
+        with open_storage(config.storage, create=False) as storage:
+            gone = Greylister(storage, Timing(g.delay, g.expire, g.whitelist_expire)
+                              ).forget(triplet)
+    except StorageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{triplet.key}: {'deleted' if gone else 'not found'}")
+    return EXIT_OK if gone else EXIT_FAILED

@@ -1,0 +1,106 @@
+"""Greylisting state: triplets (client network, envelope sender, recipient) in the storage
+backend, so every worker and every host sharing the store agree.
+
+A triplet seen for the first time is recorded and deferred. A retry at least `delay`
+seconds later (and before `expire`) passes, and the triplet is remembered as good for
+`whitelist_expire` seconds from its last pass (postgrey's default: 35 days), so regular
+correspondents are deferred once. Each record holds its own time stamp and is judged by the
+injected clock; the store's TTL only makes sure old records go away.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pyspamd.storage.base import Storage
+
+GREYLISTED = "greylisted"
+PASS = "pass"
+WHITELISTED = "whitelisted"
+_MAX_PART = 320  # longest address SMTP allows (RFC 5321: 64 + 1 + 255)
+
+
+def client_network(ip: str, ipv4_mask: int, ipv6_mask: int) -> str | None:
+    """The client's network as text (a /24 or /64 by default: big senders retry from the
+    next address of the same pool); None when `ip` is not an address."""
+    try:
+        address = ipaddress.ip_address(ip.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    mask = ipv4_mask if address.version == 4 else ipv6_mask
+    return str(ipaddress.ip_network(f"{address}/{mask}", strict=False))
+
+
+@dataclass(frozen=True, slots=True)
+class Triplet:
+    network: str
+    sender: str  # lower case; "<>" for the null sender
+    rcpt: str
+
+    @classmethod
+    def make(cls, network: str, sender: str | None, rcpt: str) -> Triplet:
+        sender = (sender or "").strip().strip("<>").lower()[:_MAX_PART] or "<>"
+        return cls(network, sender, rcpt.strip().strip("<>").lower()[:_MAX_PART])
+
+    @property
+    def key(self) -> str:
+        return f"{self.network}|{self.sender}|{self.rcpt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    delay: float
+    expire: float
+    whitelist_expire: float
+
+
+class Greylister:
+    def __init__(self, storage: Storage, timing: Timing,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.storage = storage
+        self.timing = timing
+        self.clock = clock
+
+    def _stamp(self, key: str) -> float | None:
+        raw = self.storage.get(key)
+        if raw is None:
+            return None
+        try:
+            return float(raw)
+        except ValueError:  # not ours, or damaged: treat as never seen
+            return None
+
+    def check_one(self, triplet: Triplet) -> str:
+        """GREYLISTED or PASS for one triplet, recording what was seen."""
+        now, t = self.clock(), self.timing
+        good_key, seen_key = f"greylist:ok:{triplet.key}", f"greylist:seen:{triplet.key}"
+        last_pass = self._stamp(good_key)
+        if last_pass is not None and now - last_pass < t.whitelist_expire:
+            self.storage.set(good_key, repr(now).encode(), ttl=t.whitelist_expire)
+            return PASS
+        first = self._stamp(seen_key)
+        if first is None or now - first >= t.expire or now < first:
+            # New, or its retry came too late: this delivery attempt starts it over.
+            self.storage.set(seen_key, repr(now).encode(), ttl=t.expire)
+            return GREYLISTED
+        if now - first < t.delay:
+            return GREYLISTED
+        self.storage.set(good_key, repr(now).encode(), ttl=t.whitelist_expire)
+        self.storage.delete(seen_key)
+        return PASS
+
+    def check(self, triplets: Iterable[Triplet]) -> str:
+        """A message passes only when every recipient's triplet passes. All are checked, so
+        each recipient's retry clock starts with the first attempt."""
+        states = [self.check_one(t) for t in triplets]
+        return PASS if states and all(s == PASS for s in states) else GREYLISTED
+
+    def forget(self, triplet: Triplet) -> bool:
+        gone_ok = self.storage.delete(f"greylist:ok:{triplet.key}")
+        gone_seen = self.storage.delete(f"greylist:seen:{triplet.key}")
+        return gone_ok or gone_seen

@@ -1,0 +1,85 @@
+"""Greylisting through a real Postfix and a real pyspamd daemon (two workers sharing the
+store): 451 on first sight and on an early retry, delivered once `delay` has passed.
+
+The delay is set to two seconds in the config rather than faking a clock: the daemon runs
+the production code path with real time, and the test waits those two seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+
+import aiosmtplib
+import pytest
+from conftest import REPO, make_message
+from mta import Daemon, running_daemon
+from postfix import MAILBOX, Postfix, running_postfix
+
+DELAY = 2.0
+MARKER_RULES = "body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n"
+CONFIG = """
+[actions]
+greylist = 40.0
+add_header = 60.0
+reject = 150.0
+[storage]
+path = "{store}"
+[greylist]
+delay = {delay}
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postfix, Daemon]]:
+    workdir = tmp_path_factory.mktemp("grey-e2e")
+    rules = workdir / "rules"
+    rules.mkdir()
+    (rules / "markers.rules").write_text(MARKER_RULES)
+    config = (f'[rules]\ndirs = ["{REPO / "rules"}", "{rules}"]\n'
+              + CONFIG.format(store=workdir / "store.sqlite", delay=DELAY))
+    with running_daemon(workdir, config, workers=2) as daemon, \
+            running_postfix(daemon.port) as postfix:
+        yield postfix, daemon
+
+
+def _send(postfix: Postfix, raw: bytes, sender: str) -> tuple[int, str]:
+    async def go() -> tuple[int, str]:
+        try:
+            # A new connection each time, as a real retrying MTA does.
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
+                                       timeout=30) as smtp:
+                _, reply = await smtp.sendmail(sender, [MAILBOX], raw)
+                return 250, reply
+        except aiosmtplib.SMTPResponseException as exc:
+            return exc.code, exc.message
+
+    return asyncio.run(go())
+
+
+def test_first_attempt_deferred_retry_after_delay_delivered(
+        stack: tuple[Postfix, Daemon]) -> None:
+    postfix, daemon = stack
+    postfix.clear_mailbox()
+    raw = make_message([("To", MAILBOX), ("Subject", "grey"), ("Date", formatdate())],
+                       "greylist-me-please\n")
+    start = time.monotonic()
+    assert _send(postfix, raw, "alice@example.org") == (
+        451, "4.7.1 Greylisted, please try again later")
+    assert _send(postfix, raw, "alice@example.org")[0] == 451  # too early
+    # Another sender is another triplet: deferred on its own first sight.
+    assert _send(postfix, raw, "carol@example.org")[0] == 451
+    time.sleep(max(0.0, DELAY + 0.3 - (time.monotonic() - start)))
+    code, _ = _send(postfix, raw, "alice@example.org")
+    assert code == 250
+    (message,) = postfix.wait_delivered(1)
+    assert "GREYLIST(0.00)[pass]" in message["X-Spamd-Result"].replace("\n", "").replace(
+        "\t", "")
+    assert "milter-reject: END-OF-MESSAGE" in postfix.log() and "4.7.1 Greylisted" in \
+        postfix.log()
+    task_lines = [line for line in daemon.log().splitlines() if "pyspamd.task" in line]
+    assert [("(greylist)" in line, "carol" in line) for line in task_lines] == [
+        (True, False), (True, False), (True, True), (False, False)]
+    assert "F (no action)" in task_lines[-1]

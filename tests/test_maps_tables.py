@@ -107,6 +107,21 @@ def test_regexp_is_linear_time_on_a_hostile_line() -> None:
     table, problems = regexp("/(a+)+$/ REJECT x\n")
     assert not problems.errors
     assert table.lookup("a" * 50_000 + "b") is None  # RE2: no catastrophic backtracking
+    table, _ = regexp("/caf.$/ REJECT x\n")
+    assert table.lookup("caf\udce9") is not None  # a raw 8-bit byte kept as a surrogate
+
+
+def test_big_table_finds_the_first_matching_line() -> None:
+    lines = "".join(f"/^From:.*@spam{i}\\.test/ REJECT listed {i}\n" for i in range(2000))
+    table, problems = regexp(lines + "/^From:/ WARN any\n/spam1999/ DISCARD later line\n")
+    assert not problems.errors and len(table.sets) > 1
+    assert table.lookup("From: x@spam1999.test")[1].text == "listed 1999"  # type: ignore
+    assert table.lookup("From: x@spam7.test")[1].text == "listed 7"  # type: ignore[index]
+    assert table.lookup("From: x@other.test")[1].verb == "WARN"  # type: ignore[index]
+    nested, problems = regexp("if /^From:/\n" + lines + "endif\n!/^From:/ HOLD not from\n")
+    assert not problems.errors and not nested.flat
+    assert nested.lookup("From: x@spam1999.test")[1].text == "listed 1999"  # type: ignore
+    assert nested.lookup("To: x@spam1999.test")[1].verb == "HOLD"  # type: ignore[index]
 
 
 def test_access_keys_in_postfix_order() -> None:

@@ -10,6 +10,7 @@ with different actions).
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Iterator
 
 from pyspamd.policy.verbs import Entry, VerbError, VerbUnsupported, parse_result
@@ -141,6 +142,24 @@ def _octet_prefix(key: str) -> str:
     return key
 
 
+def parse_network(key: str) -> tuple[int, int, int] | None:
+    """(IP version, prefix length, network as int) or None. inet_pton is several times
+    faster than ipaddress.ip_network, which matters for maps of 100,000 networks."""
+    text, _, length_text = _octet_prefix(key.strip().strip("[]")).partition("/")
+    for family, version, bits in ((socket.AF_INET, 4, 32), (socket.AF_INET6, 6, 128)):
+        try:
+            number = int.from_bytes(socket.inet_pton(family, text), "big")
+        except OSError:
+            continue
+        if not length_text:
+            return version, bits, number
+        if not length_text.isdigit() or int(length_text) > bits:
+            return None
+        length = int(length_text)
+        return version, length, number & ~((1 << (bits - length)) - 1)
+    return None
+
+
 class NetworkTable:
     """IPv4 and IPv6 addresses and CIDR networks (`192.0.2.0/24`, `2001:db8::/32`,
     Postfix's `192.168` octet prefixes)."""
@@ -154,19 +173,19 @@ class NetworkTable:
         self.count = 0
 
     def add(self, key: str, entry: Entry, problems: LoadProblems) -> None:
-        try:
-            net = ipaddress.ip_network(_octet_prefix(key.strip("[]")), strict=False)
-        except ValueError:
+        parsed = parse_network(key)
+        if parsed is None:
             problems.errors.append(f"{entry.where}: {key!r} is not an IP address or CIDR "
                                    "network (write 192.0.2.1, 192.0.2.0/24 or 2001:db8::/32)")
             return
-        lengths = self.nets[net.version]
-        if net.prefixlen not in lengths:
-            lengths[net.prefixlen] = {}
-            self._order[net.version] = sorted(lengths, reverse=True)
-        by_len = lengths[net.prefixlen]
-        if int(net.network_address) not in by_len:  # the first line for a network wins
-            by_len[int(net.network_address)] = (key, entry)
+        version, prefixlen, network = parsed
+        lengths = self.nets[version]
+        if prefixlen not in lengths:
+            lengths[prefixlen] = {}
+            self._order[version] = sorted(lengths, reverse=True)
+        by_len = lengths[prefixlen]
+        if network not in by_len:  # the first line for a network wins
+            by_len[network] = (key, entry)
             self.count += 1
 
     def lookup(self, value: str) -> tuple[str, Entry] | None:

@@ -163,6 +163,13 @@ class GreylistConfig:
     whitelist_sender_domains: list[str] = field(default_factory=list)
 
 
+@dataclass
+class RatelimitConfig:
+    # key type (ip, user, sender, sender_domain, rcpt) -> "COUNT / PERIOD"; none: off
+    limits: dict[str, str] = field(default_factory=dict)
+    exempt_networks: list[str] = field(default_factory=list)
+
+
 # Client host names (verified reverse DNS, subdomains included) of large senders that retry
 # from a different address of a big pool, so a retry would start a new triplet each time.
 BIG_SENDER_HOSTS = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
@@ -183,6 +190,7 @@ class Config:
     bayes: BayesConfig = field(default_factory=BayesConfig)
     maps: list[MapConfig] = field(default_factory=list)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
+    ratelimit: RatelimitConfig = field(default_factory=RatelimitConfig)
     path: Path | None = None
 
 
@@ -238,6 +246,7 @@ def load_config(path: str | Path | None) -> Config:
     _check_storage_and_bayes(config, locator, errors)
     errors.extend(_check_maps(config, locator))
     errors.extend(_check_greylist(config, locator))
+    errors.extend(_check_ratelimit(config, locator))
     if errors:
         raise ConfigError(errors)
     return config
@@ -542,4 +551,25 @@ def _check_greylist(config: Config, loc: _Locator) -> list[str]:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             bad("whitelist_networks", f"has {net!r}, which is not an address or CIDR network")
+    return errors
+
+
+def _check_ratelimit(config: Config, loc: _Locator) -> list[str]:
+    import ipaddress
+
+    from pyspamd.policy.ratelimit import RateError, parse_limit
+
+    errors = []
+    for key_type, text in config.ratelimit.limits.items():
+        try:
+            parse_limit(key_type, text)
+        except RateError as exc:
+            errors.append(f"{loc.where(('ratelimit', 'limits', key_type))}: ratelimit.limits."
+                          f"{key_type}: {exc}")
+    for net in config.ratelimit.exempt_networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            errors.append(f"{loc.where(('ratelimit', 'exempt_networks'))}: ratelimit."
+                          f"exempt_networks has {net!r}, which is not an address or network")
     return errors

@@ -33,13 +33,14 @@ def test_example_config_loads_and_documents_every_option() -> None:
     assert "# dirs = " in text and "[scores]" in text and "max_score" in text
     for section in ("storage", "bayes"):
         assert getattr(loaded, section) == getattr(defaults, section), section
-    assert loaded.greylist == defaults.greylist
+    assert loaded.greylist == defaults.greylist and loaded.ratelimit == defaults.ratelimit
+    assert "\n[ratelimit.limits]\n" in text and '\n# ip = "100 / 1h"\n' in text
     for name, options in (("storage", defaults.storage), ("bayes", defaults.bayes),
                           ("bayes.autolearn", defaults.bayes.autolearn),
-                          ("greylist", defaults.greylist)):
+                          ("greylist", defaults.greylist), ("ratelimit", defaults.ratelimit)):
         assert f"\n[{name}]\n" in text
         for f in dataclasses.fields(options):
-            if f.name != "autolearn":
+            if f.name not in ("autolearn", "limits"):  # both are sub-tables
                 assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
 
 

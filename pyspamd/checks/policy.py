@@ -1,4 +1,4 @@
-"""The policy checks the config turns on: maps and greylisting."""
+"""The policy checks the config turns on: maps, rate limits and greylisting."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pyspamd.config import Config
 def policy_checks(config: Config) -> list[Check]:
     from pyspamd.checks.greylist import Greylist
     from pyspamd.checks.multimap import MultiMap
+    from pyspamd.checks.ratelimit import RateLimit
 
     checks: list[Check] = []
     if config.maps:
         checks.append(MultiMap(config))
+    if config.ratelimit.limits:
+        checks.append(RateLimit(config))
     if config.greylist.enabled:
         checks.append(Greylist(config))
     return checks

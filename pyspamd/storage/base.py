@@ -62,6 +62,31 @@ class TokenCounts:
     nham: int
 
 
+def bucket_after(raw: bytes | None, capacity: float, rate: float,
+                 now: float) -> tuple[bool, float, float]:
+    """The token-bucket arithmetic, shared by the backends that run it in Python:
+    (taken, tokens left, time of this use) from the stored "TOKENS|LAST" value."""
+    tokens, last = capacity, now
+    if raw:
+        try:
+            left, _, stamp = raw.decode().partition("|")
+            tokens, last = float(left), float(stamp)
+        except ValueError:  # damaged: start over with a full bucket
+            tokens, last = capacity, now
+    if now > last:  # a clock that went back adds nothing
+        tokens = min(capacity, tokens + (now - last) * rate)
+        last = now
+    taken = tokens >= 1.0
+    if taken:
+        tokens -= 1.0
+    return taken, tokens, last
+
+
+def bucket_ttl(capacity: float, rate: float) -> float:
+    """Seconds after which an unused bucket is full again and need not be kept."""
+    return capacity / rate + 60.0 if rate > 0 else 400 * 86400.0
+
+
 def other_class(label: str) -> str:
     return HAM if label == SPAM else SPAM
 
@@ -122,6 +147,14 @@ class Storage(ABC):
 
     @abstractmethod
     def delete(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        """A token bucket, atomically under any number of processes and hosts: refill
+        `rate` tokens per second (up to `capacity`) since the bucket's last use, then take
+        one token if there is a whole one. Returns (taken, tokens left). A bucket not seen
+        before is full. `now` comes from the caller so tests can move the clock; the
+        stored value is "TOKENS|LAST_TIME" on both backends."""
 
     @abstractmethod
     def close(self) -> None: ...

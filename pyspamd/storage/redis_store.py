@@ -31,6 +31,7 @@ from pyspamd.storage.base import (
     Storage,
     StorageError,
     TokenCounts,
+    bucket_ttl,
     check_label,
 )
 
@@ -105,6 +106,34 @@ return v
 """
 
 
+# KEYS: bucket. ARGV: capacity, rate per second, now, ttl in ms. The same arithmetic as
+# storage.base.bucket_after, inside one script so concurrent workers cannot interleave.
+_TAKE = """
+local cap, rate, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tokens, last = cap, now
+local v = redis.call('GET', KEYS[1])
+if v then
+  local sep = string.find(v, '|', 1, true)
+  local t, l = nil, nil
+  if sep then
+    t, l = tonumber(string.sub(v, 1, sep - 1)), tonumber(string.sub(v, sep + 1))
+  end
+  if t and l then tokens, last = t, l end
+end
+if now > last then
+  tokens = math.min(cap, tokens + (now - last) * rate)
+  last = now
+end
+local taken = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  taken = 1
+end
+redis.call('SET', KEYS[1], string.format('%.17g|%.17g', tokens, last), 'PX', ARGV[4])
+return {taken, string.format('%.17g', tokens)}
+"""
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and `pyspamc stat`."""
     parts = urlsplit(url)
@@ -145,6 +174,7 @@ class RedisStorage(Storage):
         self._learn = self.client.register_script(_LEARN)
         self._expire = self.client.register_script(_EXPIRE)
         self._incr = self.client.register_script(_INCR)
+        self._take = self.client.register_script(_TAKE)
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -238,6 +268,13 @@ class RedisStorage(Storage):
 
     def delete(self, key: str) -> bool:
         return bool(self._call("deleting", self.client.delete, self._key(key)))
+
+    def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        ttl_ms = int(bucket_ttl(capacity, rate) * 1000)
+        taken, tokens = self._call("rate limiting", self._take, keys=[self._key(key)],
+                                   args=[repr(float(capacity)), repr(float(rate)),
+                                         repr(float(now)), ttl_ms])
+        return bool(int(taken)), float(tokens)
 
     def close(self) -> None:
         self.client.close()

@@ -23,6 +23,8 @@ from pyspamd.storage.base import (
     StorageError,
     StorageMissing,
     TokenCounts,
+    bucket_after,
+    bucket_ttl,
     check_label,
     other_class,
 )
@@ -350,6 +352,21 @@ class SqliteStorage(Storage):
                                 "expires > ?)", (key, time.time())).rowcount
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
         return gone > 0
+
+    def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
+        # BEGIN IMMEDIATE takes the write lock before the read, so no other process can
+        # read the same bucket in between: read, refill, take and write are one step.
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR "
+                                "expires > ?)", (key, time.time())).fetchall()
+            raw = rows[0][0] if rows else None
+            if raw is not None and not isinstance(raw, bytes):
+                raw = str(raw).encode()
+            taken, tokens, last = bucket_after(raw, capacity, rate, now)
+            conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
+                         (key, f"{tokens!r}|{last!r}".encode(),
+                          time.time() + bucket_ttl(capacity, rate)))
+        return taken, tokens
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():

@@ -165,3 +165,23 @@ def test_store_down_fails_open(tmp_path: Path) -> None:
     scanner, _ = _scanner(down, {"ip": "1 / 1h"})
     env = Envelope(client_ip="192.0.2.1", rcpts=("b@x.test",))
     assert [scanner.scan(make_message(), env).action for _ in range(2)] == ["no action"] * 2
+
+
+def test_pyspamc_ratelimit_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspamd.cli.pyspamc import main as pyspamc_main
+
+    store_path = tmp_path / "s.sqlite"
+    config_path = tmp_path / "p.toml"
+    config_path.write_text(f'[storage]\npath = "{store_path}"\n[greylist]\nenabled = false\n'
+                           '[ratelimit.limits]\nip = "1 / 1d"\n')
+    config = load_config(config_path)
+    config.bayes.enabled = False
+    scanner = Scanner.from_config(config)
+    env = Envelope(client_ip="2001:db8:5::7", rcpts=("b@x.test",))
+    assert [scanner.scan(make_message(), env).action for _ in range(2)] == [
+        "no action", "soft reject"]
+    args = ["-c", str(config_path), "ratelimit", "reset", "ip", "2001:db8:5::1"]
+    assert pyspamc_main(args) == 0  # another address of the same /64 is the same bucket
+    assert "ratelimit:ip:2001:db8:5::/64: reset" in capsys.readouterr().out
+    assert scanner.scan(make_message(), env).action == "no action"
+    assert pyspamc_main(["-c", str(config_path), "ratelimit", "reset", "helo", "x"]) == 2

@@ -1,4 +1,4 @@
-"""pyspamc commands for the policy parts: `maps check`, `greylist del`."""
+"""pyspamc commands for the policy parts: `maps check`, `greylist del`, `ratelimit reset`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
 
-COMMANDS = ("maps", "greylist")
+COMMANDS = ("maps", "greylist", "ratelimit")
 
 
 def add_commands(commands: Any) -> None:
@@ -26,11 +26,19 @@ def add_commands(commands: Any) -> None:
     delete.add_argument("ip", metavar="IP", help="client address (its network is used)")
     delete.add_argument("sender", metavar="SENDER", help="envelope sender, <> for none")
     delete.add_argument("rcpt", metavar="RCPT", help="recipient")
+    rate = commands.add_parser("ratelimit", help="manage rate-limit buckets")
+    rate_sub = rate.add_subparsers(dest="ratelimit_command", required=True, metavar="ACTION")
+    reset = rate_sub.add_parser("reset", help="refill a bucket (forget what it counted)")
+    reset.add_argument("key_type", metavar="TYPE",
+                       help="ip, user, sender, sender_domain or rcpt")
+    reset.add_argument("key", metavar="KEY", help="the address, login or domain")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "maps":
         return cmd_maps_check(args)
+    if args.command == "ratelimit":
+        return cmd_ratelimit_reset(args)
     return cmd_greylist_del(args)
 
 
@@ -78,4 +86,33 @@ def cmd_greylist_del(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
     print(f"{triplet.key}: {'deleted' if gone else 'not found'}")
+    return EXIT_OK if gone else EXIT_FAILED
+
+
+def cmd_ratelimit_reset(args: argparse.Namespace) -> int:
+    from pyspamd.checks.ratelimit import bucket_keys
+    from pyspamd.policy.ratelimit import KEY_TYPES, Limit
+    from pyspamd.storage import StorageError, open_storage
+    from pyspamd.task import Envelope
+
+    if args.key_type not in KEY_TYPES:
+        print(f"unknown key type {args.key_type!r}; use {', '.join(KEY_TYPES)}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config_or_exit(args.config)
+    # The same key the check would use (an IPv6 client's /64, lower case addresses).
+    key = args.key
+    fields = {"ip": {"client_ip": key}, "user": {"user": key}, "sender": {"mail_from": key},
+              "sender_domain": {"mail_from": f"x@{key}"}, "rcpt": {"rcpts": (key,)}}
+    envelope = Envelope(**fields[args.key_type])  # type: ignore[arg-type]
+    keys = [k for k, _ in bucket_keys(Limit(args.key_type, 1, 1.0, ""), envelope)]
+    if not keys:
+        print(f"{key!r} is not a valid {args.key_type} key", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with open_storage(config.storage, create=False) as storage:
+            gone = storage.delete(keys[0])
+    except StorageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{keys[0]}: {'reset' if gone else 'not found (the bucket is full)'}")
     return EXIT_OK if gone else EXIT_FAILED

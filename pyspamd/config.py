@@ -170,6 +170,12 @@ class RatelimitConfig:
     exempt_networks: list[str] = field(default_factory=list)
 
 
+@dataclass
+class HeloConfig:
+    our_names: list[str] = field(default_factory=list)  # empty: this host's FQDN
+    our_addresses: list[str] = field(default_factory=list)
+
+
 # Client host names (verified reverse DNS, subdomains included) of large senders that retry
 # from a different address of a big pool, so a retry would start a new triplet each time.
 BIG_SENDER_HOSTS = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
@@ -191,6 +197,7 @@ class Config:
     maps: list[MapConfig] = field(default_factory=list)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     ratelimit: RatelimitConfig = field(default_factory=RatelimitConfig)
+    helo: HeloConfig = field(default_factory=HeloConfig)
     path: Path | None = None
 
 
@@ -566,6 +573,12 @@ def _check_ratelimit(config: Config, loc: _Locator) -> list[str]:
         except RateError as exc:
             errors.append(f"{loc.where(('ratelimit', 'limits', key_type))}: ratelimit.limits."
                           f"{key_type}: {exc}")
+    for address in config.helo.our_addresses:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            errors.append(f"{loc.where(('helo', 'our_addresses'))}: helo.our_addresses has "
+                          f"{address!r}, which is not an IP address")
     for net in config.ratelimit.exempt_networks:
         try:
             ipaddress.ip_network(net, strict=False)

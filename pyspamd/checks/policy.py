@@ -1,4 +1,4 @@
-"""The policy checks the config turns on: maps, rate limits and greylisting."""
+"""The policy checks the config turns on: HELO/sender sanity, maps, rate limits and greylisting."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pyspamd.config import Config
 
 def policy_checks(config: Config) -> list[Check]:
     from pyspamd.checks.greylist import Greylist
+    from pyspamd.checks.helo_sanity import HeloSanity
     from pyspamd.checks.multimap import MultiMap
     from pyspamd.checks.ratelimit import RateLimit
 
-    checks: list[Check] = []
+    checks: list[Check] = [HeloSanity(config)]
     if config.maps:
         checks.append(MultiMap(config))
     if config.ratelimit.limits:

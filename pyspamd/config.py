@@ -133,6 +133,23 @@ class BayesConfig:
 
 
 @dataclass
+class LdapConfig:
+    """`[maps.ldap]` of a map with type = "ldap" (Postfix's ldap_table(5) options)."""
+
+    server_url: str = ""  # ldap://HOST:PORT, ldaps://HOST:PORT
+    search_base: str = ""
+    query_filter: str = ""  # %s the value, %u its local part, %d its domain (escaped)
+    result_attribute: str = ""  # empty: a found entry is the result
+    result_format: str = "%s"  # %s: the attribute's value
+    bind_dn: str = ""  # empty: anonymous
+    bind_password: str = ""
+    timeout: float = 2.0
+    start_tls: bool = False
+    cache_ttl: float = 60.0
+    fail_open: bool = True
+
+
+@dataclass
 class MapConfig:
     """One `[[maps]]` entry: see pyspamd.toml.example and README's Policy section."""
 
@@ -147,6 +164,7 @@ class MapConfig:
     action: str = ""  # forced on a hit whose line names no action of its own
     message: str = ""
     description: str = ""
+    ldap: LdapConfig = field(default_factory=LdapConfig)
 
 
 @dataclass
@@ -309,6 +327,9 @@ class _Locator:
                     index = arrays.get(section, 0)
                     arrays[section] = index + 1
                     section = (*section, str(index))
+                elif len(section) > 1 and section[:1] in arrays:
+                    # [maps.ldap] belongs to the last [[maps]] table above it.
+                    section = (section[0], str(arrays[section[:1]] - 1), *section[1:])
                 if section == keys:
                     return f"{self.path}:{number}"
                 continue
@@ -483,18 +504,19 @@ def _check_milter(config: Config, loc: _Locator) -> list[str]:
 # Written out here because pyspamd.actions imports this module.
 _MAP_ACTIONS = ("reject", "soft reject", "discard", "quarantine", "rewrite subject",
                 "add header", "greylist", "no action", "accept")
-MAP_TYPES = ("ip", "address", "domain", "regexp")
+MAP_TYPES = ("ip", "address", "domain", "regexp", "ldap")
 # What a map can be looked up with, and which types fit each.
 MAP_MATCHES: dict[str, tuple[str, ...]] = {
-    "client_ip": ("ip",), "received_ip": ("ip",),
-    "envelope_from": ("address", "domain", "regexp"),
-    "header_from": ("address", "domain", "regexp"), "rcpt": ("address", "domain", "regexp"),
+    "client_ip": ("ip", "ldap"), "received_ip": ("ip",),
+    "envelope_from": ("address", "domain", "regexp", "ldap"),
+    "header_from": ("address", "domain", "regexp", "ldap"),
+    "rcpt": ("address", "domain", "regexp", "ldap"),
     "helo": ("domain", "regexp"), "hostname": ("domain", "regexp"),
     "url_hosts": ("domain", "regexp"), "header": ("regexp", "address", "domain"),
-    "headers": ("regexp",), "body": ("regexp",), "user": ("address", "regexp"),
+    "headers": ("regexp",), "body": ("regexp",), "user": ("address", "regexp", "ldap"),
 }
 DEFAULT_MATCH = {"ip": "client_ip", "address": "envelope_from", "domain": "hostname",
-                 "regexp": "headers"}
+                 "regexp": "headers", "ldap": "envelope_from"}
 _MAP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 _SYMBOL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -525,7 +547,9 @@ def _check_maps(config: Config, loc: _Locator) -> list[str]:
                 f"{' or '.join(repr(t) for t in MAP_MATCHES[m.match])}")
         if (m.match == "header") != bool(m.header):
             bad("header", "header = \"Name\" goes with match = \"header\" (and only there)")
-        if bool(m.file) == bool(m.values):
+        if m.type == "ldap":
+            errors.extend(_check_ldap(m, at, label, loc))
+        elif bool(m.file) == bool(m.values):
             bad("file", "give either file = \"PATH\" or values = [...], not both or neither")
         if m.file and not Path(m.file).is_absolute() and config.path is not None:
             m.file = str(config.path.parent / m.file)
@@ -534,6 +558,28 @@ def _check_maps(config: Config, loc: _Locator) -> list[str]:
             bad("symbol", f"{m.symbol!r} is not a symbol name (letters, digits, _)")
         if m.action and m.action not in _MAP_ACTIONS:
             bad("action", f"action must be one of {', '.join(_MAP_ACTIONS)}, got {m.action!r}")
+    return errors
+
+
+def _check_ldap(m: MapConfig, at: tuple[str, ...], label: str, loc: _Locator) -> list[str]:
+    errors, ldap = [], m.ldap
+    where = (*at, "ldap")
+    if not ldap.server_url.startswith(("ldap://", "ldaps://")):
+        errors.append(f"{loc.where((*where, 'server_url'))}: maps {label}: ldap.server_url must "
+                      "be ldap://HOST:PORT or ldaps://HOST:PORT")
+    if not ldap.search_base:
+        errors.append(f"{loc.where(where)}: maps {label}: ldap.search_base is required")
+    if "%s" not in ldap.query_filter and "%u" not in ldap.query_filter \
+            and "%d" not in ldap.query_filter:
+        errors.append(f"{loc.where((*where, 'query_filter'))}: maps {label}: ldap.query_filter "
+                      "needs %s (or %u, %d) where the looked-up value goes")
+    if m.file or m.values:
+        key = "file" if m.file else "values"
+        errors.append(f"{loc.where((*at, key))}: maps {label}: an ldap map takes neither "
+                      "file nor values")
+    if ldap.timeout <= 0 or ldap.cache_ttl < 0:
+        errors.append(f"{loc.where((*where, 'timeout'))}: maps {label}: ldap.timeout must be "
+                      "positive and cache_ttl >= 0")
     return errors
 
 

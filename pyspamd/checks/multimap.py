@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pyspamd import actions
 from pyspamd.checks.base import Check
 from pyspamd.config import Config, MapConfig
-from pyspamd.policy.maps import MapSource, load_maps
+from pyspamd.policy.maps import MapSource, MapUnavailable, load_maps
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 from pyspamd.textdecode import surrogates_to_text, unfold
@@ -101,6 +101,16 @@ class MultiMap(Check):
                 m.score, m.description or f"listed in map {m.name}", group="policy"))
         self.symbols = defs  # type: ignore[misc]  # per instance: the config names them
 
+    @staticmethod
+    def _unavailable(config: MapConfig, exc: Exception, hits: Hits) -> None:
+        if config.ldap.fail_open:
+            log.warning("map %s skipped, directory unavailable: %s", config.name, exc)
+            return
+        log.error("map %s: directory unavailable, deferring: %s", config.name, exc)
+        hits.add(config.symbol, "unavailable")
+        hits.force_action(actions.SOFT_REJECT, f"Temporary failure checking {config.name}, "
+                          "try again later", config.symbol)
+
     def run(self, task: Task, hits: Hits) -> None:
         for name, source in self.sources.items():
             config = self.configs[name]
@@ -108,7 +118,11 @@ class MultiMap(Check):
             if not len(table):
                 continue
             for value in values_for(config, task):
-                found = table.lookup(value)
+                try:
+                    found = table.lookup(value)
+                except MapUnavailable as exc:
+                    self._unavailable(config, exc, hits)
+                    break
                 if found is None or found[1].stop:
                     continue
                 key, entry = found

@@ -34,6 +34,10 @@ log = logging.getLogger("pyspamd.maps")
 CONTENT_MATCHES = frozenset({"headers", "header", "body"})
 
 
+class MapUnavailable(Exception):
+    """A map that asks a server (LDAP) could not get an answer now."""
+
+
 class Table(Protocol):
     kind: str
 
@@ -79,7 +83,12 @@ class MapSource:
         self.header_checks = config.match in CONTENT_MATCHES
         self._signature: tuple[int, int, int] | None = None
         self._failed_signature: tuple[int, int, int] | None = None
-        self.loaded = self._load_values() if not config.file else self._first_load()
+        if config.type == "ldap":
+            from pyspamd.policy.ldap_map import LdapTable  # ldap3 only when a map needs it
+
+            self.loaded = LoadedMap(LdapTable(config.name, config.ldap))
+        else:
+            self.loaded = self._load_values() if not config.file else self._first_load()
 
     # --- loading ---
     def _parse(self, text: str, label: str, inline: bool) -> LoadedMap:

@@ -1,0 +1,143 @@
+"""Greylisting as a real sending MTA sees it: a second Postfix (the sender's) relays to the
+Postfix with pyspamd, gets 451, keeps the message in its deferred queue, and delivers it
+when it retries after the greylist delay."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+from conftest import REPO, make_message
+from mta import Daemon, running_daemon
+from postfix import MAILBOX, Postfix, running_postfix
+
+DELAY = 2.0
+CONFIG = """
+[actions]
+greylist = 40.0
+add_header = 60.0
+reject = 150.0
+[storage]
+path = "{store}"
+[greylist]
+delay = {delay}
+"""
+
+
+@contextlib.contextmanager
+def sending_postfix(relay_port: int) -> Iterator[Postfix]:
+    """A Postfix that only sends: mail submitted with its sendmail goes to the receiving
+    instance on 127.0.0.1:relay_port. It listens on no SMTP port of its own."""
+    root = Path(tempfile.mkdtemp(prefix="pyspamd-postfix-sender-"))
+    root.chmod(0o755)
+    instance = Postfix(root, 0, 0)
+    try:
+        conf = root / "conf"
+        conf.mkdir()
+        (root / "queue").mkdir()
+        data = root / "data"
+        data.mkdir()
+        os.chown(data, pwd.getpwnam("postfix").pw_uid, grp.getgrnam("postfix").gr_gid)
+        (conf / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {root}/queue
+data_directory = {root}/data
+meta_directory = /etc/postfix
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.sender.test
+mydomain = sender.test
+myorigin = sender.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+relayhost = [127.0.0.1]:{relay_port}
+smtp_tls_security_level = none
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+alias_maps =
+alias_database =
+""")
+        lines = [line for line in Path("/etc/postfix/master.cf").read_text().splitlines()
+                 if not (line.startswith("smtp ") and " inet " in line)]
+        (conf / "master.cf").write_text("\n".join(lines) + "\n")
+        subprocess.run(["postconf", "-c", str(conf), "-F", "*/*/chroot = n"], check=True)
+        started = instance.postfix("start")
+        if started.returncode != 0:
+            raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}")
+        yield instance
+    finally:
+        instance.postfix("stop")
+        time.sleep(0.2)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            pid = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def relay_stack(tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[tuple[Postfix, Postfix, Daemon]]:
+    if shutil.which("postfix") is None:
+        pytest.fail("postfix is not installed: .ci/run installs it")
+    workdir = tmp_path_factory.mktemp("grey-relay")
+    rules = workdir / "rules"
+    rules.mkdir()
+    (rules / "markers.rules").write_text("body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n")
+    config = (f'[rules]\ndirs = ["{REPO / "rules"}", "{rules}"]\n'
+              + CONFIG.format(store=workdir / "store.sqlite", delay=DELAY))
+    with running_daemon(workdir, config, workers=2) as daemon, \
+            running_postfix(daemon.port) as receiver, \
+            sending_postfix(receiver.smtp_port) as sender:
+        yield sender, receiver, daemon
+
+
+def _queue(sender: Postfix) -> str:
+    return subprocess.run(["postqueue", "-c", str(sender.conf), "-p"], capture_output=True,
+                          text=True, check=False, timeout=30).stdout
+
+
+def _wait(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_sender_queue_defers_then_delivers_after_the_delay(
+        relay_stack: tuple[Postfix, Postfix, Daemon]) -> None:
+    sender, receiver, _ = relay_stack
+    receiver.clear_mailbox()
+    raw = make_message([("To", MAILBOX), ("Subject", "relayed grey"), ("Date", formatdate())],
+                       "greylist-me-please\n")
+    submitted = time.monotonic()
+    subprocess.run(["/usr/sbin/sendmail", "-C", str(sender.conf), "-f", "alice@sender.test",
+                    MAILBOX], input=raw, check=True, timeout=30)
+    _wait(lambda: "4.7.1 Greylisted" in _queue(sender), 30, "the deferred entry")
+    queue = _queue(sender)
+    assert "(host 127.0.0.1[127.0.0.1] said: 451 4.7.1 Greylisted, please try again later" \
+           in queue and MAILBOX in queue
+    assert receiver.delivered() == []
+    time.sleep(max(0.0, DELAY + 0.3 - (time.monotonic() - submitted)))
+    subprocess.run(["postqueue", "-c", str(sender.conf), "-f"], check=True, timeout=30)
+    (message,) = receiver.wait_delivered(1, timeout=30)
+    assert message["Subject"] == "relayed grey"
+    assert "GREYLIST(0.00)[pass]" in "".join(message["X-Spamd-Result"].split())
+    _wait(lambda: "Mail queue is empty" in _queue(sender), 30, "the sender's queue to empty")
+    assert "status=deferred" in sender.log() and "status=sent" in sender.log()

@@ -185,3 +185,46 @@ def test_pyspamc_ratelimit_reset(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "ratelimit:ip:2001:db8:5::/64: reset" in capsys.readouterr().out
     assert scanner.scan(make_message(), env).action == "no action"
     assert pyspamc_main(["-c", str(config_path), "ratelimit", "reset", "helo", "x"]) == 2
+
+
+def test_scan_prefix_lists_live_keys_on_every_backend(storage_config: StorageConfig) -> None:
+    with open_storage(storage_config) as store:
+        store.set("list:b[1]*", b"two")
+        store.set("list:a_%", b"one")
+        store.set("list:gone", b"x", ttl=0.05)
+        store.set("lister", b"not under list:")
+        store.take_token("list:bucket", 5, 1.0, 1000.0)
+        time.sleep(0.1)
+        rows = store.scan_prefix("list:")
+        assert [k for k, _ in rows] == ["list:a_%", "list:b[1]*", "list:bucket"]
+        assert rows[0][1] == b"one" and rows[2][1] == b"4|1000"  # same bytes on every backend
+        assert store.scan_prefix("list:b[") == [("list:b[1]*", b"two")]
+        assert len(store.scan_prefix("list:", limit=1)) == 1
+
+
+def test_pyspamc_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspamd.cli.pyspamc import main as pyspamc_main
+    from pyspamd.policy.greylist import Greylister, Timing, Triplet
+
+    store_path = tmp_path / "s.sqlite"
+    config_path = tmp_path / "p.toml"
+    config_path.write_text(f'[storage]\npath = "{store_path}"\n')
+    assert pyspamc_main(["-c", str(config_path), "greylist", "list"]) == 0
+    assert "0 triplet(s)" in capsys.readouterr().out  # no store yet: nothing, no error
+    with open_storage(StorageConfig(path=str(store_path))) as store:
+        clock = [1_800_000_000.0]
+        grey = Greylister(store, Timing(300, 86400, 86400 * 35), lambda: clock[0])
+        waiting = Triplet.make("192.0.2.0/24", "a@x.test", "b@y.test")
+        passed = Triplet.make("2001:db8::/64", "", "c@y.test")
+        grey.check([waiting, passed])
+        clock[0] += 400
+        grey.check([passed])
+        store.take_token("ratelimit:ip:192.0.2.1/32", 10, 0.01, 1_800_000_000.0)
+    assert pyspamc_main(["-c", str(config_path), "greylist", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["192.0.2.0/24|a@x.test|b@y.test  waiting  first seen 2027-01-15 08:00:00 UTC",
+                   "2001:db8::/64|<>|c@y.test  passed  last passed 2027-01-15 08:06:40 UTC",
+                   "2 triplet(s)"]
+    assert pyspamc_main(["-c", str(config_path), "ratelimit", "list"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "ip:192.0.2.1/32  9.00 tokens left at 2027-01-15 08:00:00 UTC", "1 bucket(s)"]

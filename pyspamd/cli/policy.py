@@ -22,12 +22,14 @@ def add_commands(commands: Any) -> None:
                             "(\"\" or <> for the null sender)")
     grey = commands.add_parser("greylist", help="manage greylisting triplets")
     grey_sub = grey.add_subparsers(dest="greylist_command", required=True, metavar="ACTION")
+    grey_sub.add_parser("list", help="triplets waiting for a retry and triplets that passed")
     delete = grey_sub.add_parser("del", help="forget a triplet (it is greylisted again)")
     delete.add_argument("ip", metavar="IP", help="client address (its network is used)")
     delete.add_argument("sender", metavar="SENDER", help="envelope sender, <> for none")
     delete.add_argument("rcpt", metavar="RCPT", help="recipient")
     rate = commands.add_parser("ratelimit", help="manage rate-limit buckets")
     rate_sub = rate.add_subparsers(dest="ratelimit_command", required=True, metavar="ACTION")
+    rate_sub.add_parser("list", help="buckets in use, with the tokens they have left")
     reset = rate_sub.add_parser("reset", help="refill a bucket (forget what it counted)")
     reset.add_argument("key_type", metavar="TYPE",
                        help="ip, user, sender, sender_domain or rcpt")
@@ -38,7 +40,11 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "maps":
         return cmd_maps_check(args)
     if args.command == "ratelimit":
+        if args.ratelimit_command == "list":
+            return cmd_list(args, "ratelimit:")
         return cmd_ratelimit_reset(args)
+    if args.greylist_command == "list":
+        return cmd_list(args, "greylist:")
     return cmd_greylist_del(args)
 
 
@@ -116,3 +122,41 @@ def cmd_ratelimit_reset(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"{keys[0]}: {'reset' if gone else 'not found (the bucket is full)'}")
     return EXIT_OK if gone else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace, prefix: str) -> int:
+    import datetime
+
+    from pyspamd.policy.greylist import list_triplets
+    from pyspamd.storage import StorageError, StorageMissing, open_storage
+
+    def when(stamp: float) -> str:
+        return datetime.datetime.fromtimestamp(stamp, datetime.UTC).strftime(
+            "%Y-%m-%d %H:%M:%S UTC")
+
+    config = load_config_or_exit(args.config)
+    try:
+        with open_storage(config.storage, create=False) as storage:
+            if prefix == "greylist:":
+                listed = list_triplets(storage)
+                for item in listed:
+                    label = "first seen" if item.state == "waiting" else "last passed"
+                    print(f"{item.key}  {item.state}  {label} {when(item.stamp)}")
+                count = len(listed)
+            else:
+                rows = storage.scan_prefix(prefix)
+                for key, value in rows:
+                    tokens, _, last = value.decode(errors="replace").partition("|")
+                    try:
+                        print(f"{key[len(prefix):]}  {float(tokens):.2f} tokens left at "
+                              f"{when(float(last))}")
+                    except ValueError:
+                        print(f"{key[len(prefix):]}  (unreadable: {value!r})")
+                count = len(rows)
+    except StorageMissing:
+        count = 0
+    except StorageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{count} {'triplet' if prefix == 'greylist:' else 'bucket'}(s)")
+    return EXIT_OK

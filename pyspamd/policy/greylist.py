@@ -104,3 +104,22 @@ class Greylister:
         gone_ok = self.storage.delete(f"greylist:ok:{triplet.key}")
         gone_seen = self.storage.delete(f"greylist:seen:{triplet.key}")
         return gone_ok or gone_seen
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    key: str  # NET|SENDER|RCPT
+    state: str  # "waiting" (seen, no retry yet) or "passed"
+    stamp: float  # first seen, or last pass
+
+
+def list_triplets(storage: Storage, limit: int = 10000) -> list[Listed]:
+    out = []
+    for prefix, state in (("greylist:seen:", "waiting"), ("greylist:ok:", "passed")):
+        for key, value in storage.scan_prefix(prefix, limit):
+            try:
+                stamp = float(value)
+            except ValueError:
+                continue
+            out.append(Listed(key[len(prefix) :], state, stamp))
+    return sorted(out, key=lambda item: (item.key, item.state))

@@ -149,6 +149,11 @@ class Storage(ABC):
     def delete(self, key: str) -> bool: ...
 
     @abstractmethod
+    def scan_prefix(self, prefix: str, limit: int = 10000) -> list[tuple[str, bytes]]:
+        """(key, value) of the generic state whose key starts with `prefix`, not expired,
+        sorted by key, at most `limit`: for admin listings, not for the scan path."""
+
+    @abstractmethod
     def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
         """A token bucket, atomically under any number of processes and hosts: refill
         `rate` tokens per second (up to `capacity`) since the bucket's last use, then take

@@ -16,6 +16,7 @@ one round trip per message either way.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -268,6 +269,20 @@ class RedisStorage(Storage):
 
     def delete(self, key: str) -> bool:
         return bool(self._call("deleting", self.client.delete, self._key(key)))
+
+    def scan_prefix(self, prefix: str, limit: int = 10000) -> list[tuple[str, bytes]]:
+        full = self._key(prefix)
+        pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in full) + "*"
+        # SCAN walks every node of a cluster in redis-py; fine for an admin listing.
+        keys: list[bytes] = sorted(self._call("listing", lambda: list(itertools.islice(
+            self.client.scan_iter(match=pattern, count=1000), limit))))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.get(key)
+        values = self._call("listing", pipe.execute) if keys else []
+        skip = len(self._key(""))
+        return [(k.decode()[skip:], v) for k, v in zip(keys, values, strict=True)
+                if v is not None]
 
     def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
         ttl_ms = int(bucket_ttl(capacity, rate) * 1000)

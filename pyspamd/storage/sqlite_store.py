@@ -353,6 +353,13 @@ class SqliteStorage(Storage):
             conn.execute("DELETE FROM kv WHERE key = ?", (key,))
         return gone > 0
 
+    def scan_prefix(self, prefix: str, limit: int = 10000) -> list[tuple[str, bytes]]:
+        # A key range instead of LIKE, so "_" and "%" in a prefix mean themselves.
+        rows = self._query("SELECT key, value FROM kv WHERE key >= ? AND key < ? AND "
+                           "(expires IS NULL OR expires > ?) ORDER BY key LIMIT ?",
+                           (prefix, prefix + "\U0010ffff", time.time(), limit))
+        return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in rows]
+
     def take_token(self, key: str, capacity: float, rate: float, now: float) -> tuple[bool, float]:
         # BEGIN IMMEDIATE takes the write lock before the read, so no other process can
         # read the same bucket in between: read, refill, take and write are one step.
@@ -364,7 +371,8 @@ class SqliteStorage(Storage):
                 raw = str(raw).encode()
             taken, tokens, last = bucket_after(raw, capacity, rate, now)
             conn.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)",
-                         (key, f"{tokens!r}|{last!r}".encode(),
+                         # %.17g, as the Redis script writes it: one format on both.
+                         (key, f"{tokens:.17g}|{last:.17g}".encode(),
                           time.time() + bucket_ttl(capacity, rate)))
         return taken, tokens
 

@@ -228,3 +228,28 @@ def test_pyspamc_lists(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert pyspamc_main(["-c", str(config_path), "ratelimit", "list"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "ip:192.0.2.1/32  9.00 tokens left at 2027-01-15 08:00:00 UTC", "1 bucket(s)"]
+
+
+def test_sqlite_store_shared_by_threads(tmp_path: Path) -> None:
+    # pymilter runs each SMTP session in its own thread of a worker; they share the check's
+    # store object, so each thread must get its own connection and transaction.
+    import threading
+
+    with open_storage(StorageConfig(path=str(tmp_path / "t.sqlite"))) as store:
+        taken: list[bool] = []
+        errors: list[str] = []
+
+        def worker() -> None:
+            try:
+                for _ in range(50):
+                    taken.append(store.take_token("threads", 120, 1e-9, time.time())[0])
+            except Exception as exc:
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert len(taken) == 200 and taken.count(True) == 120

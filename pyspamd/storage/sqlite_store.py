@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,12 +88,37 @@ class SqliteStorage(Storage):
         self.path = Path(path)
         self.create = create
         self.busy_timeout = busy_timeout
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-        self._depth = 0  # nesting of transactions (savepoints inside)
+        # One connection per thread: pymilter serves each SMTP session in a thread of its
+        # own, and two sessions sharing a connection would nest each other's transactions.
+        self._local = threading.local()
         self._pending: _Pending | None = None
 
-    # --- connection ---
+    # --- connection: per thread (and per process, after a fork) ---
+    @property
+    def _conn(self) -> sqlite3.Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @_conn.setter
+    def _conn(self, value: sqlite3.Connection | None) -> None:
+        self._local.conn = value
+
+    @property
+    def _pid(self) -> int:
+        return getattr(self._local, "pid", 0)
+
+    @_pid.setter
+    def _pid(self, value: int) -> None:
+        self._local.pid = value
+
+    @property
+    def _depth(self) -> int:
+        """Nesting of this thread's transactions (savepoints inside)."""
+        return getattr(self._local, "depth", 0)
+
+    @_depth.setter
+    def _depth(self, value: int) -> None:
+        self._local.depth = value
+
     def _error(self, exc: Exception, doing: str) -> StorageError:
         text = str(exc)
         if "locked" in text or "busy" in text:

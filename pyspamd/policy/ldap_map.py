@@ -17,6 +17,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -62,15 +63,19 @@ class LdapTable:
         self.config = config
         self.clock = clock
         self.cache: dict[str, tuple[float, tuple[str, Entry] | None]] = {}
-        self._conn: ldap3.Connection | None = None
-        self._pid = 0
+        # One connection per thread: pymilter runs each SMTP session in its own thread, and
+        # an ldap3 connection serves one request at a time under its lock, so a shared one
+        # would make every session of a worker queue behind the slowest search.
+        self._local = threading.local()
 
     def __len__(self) -> int:
         return 1  # a directory is never known to be empty: always ask it
 
     def _connection(self) -> ldap3.Connection:
-        if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
-            return self._conn
+        conn: ldap3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", 0) == os.getpid() \
+                and not conn.closed:
+            return conn
         c = self.config
         server = ldap3.Server(c.server_url, connect_timeout=c.timeout, get_info=ldap3.NONE)
         conn = ldap3.Connection(
@@ -79,14 +84,15 @@ class LdapTable:
             receive_timeout=max(1, math.ceil(c.timeout)), read_only=True, raise_exceptions=False,
             auto_bind=ldap3.AUTO_BIND_TLS_BEFORE_BIND if c.start_tls
             else ldap3.AUTO_BIND_NO_TLS)
-        self._conn, self._pid = conn, os.getpid()
+        self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
     def _drop(self) -> None:
-        if self._conn is not None and self._pid == os.getpid():
-            with contextlib.suppress(LDAPException):  # it is going away either way
-                self._conn.unbind()
-        self._conn = None
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", 0) == os.getpid():
+            with contextlib.suppress(LDAPException, OSError):  # it is going away either way
+                conn.unbind()
+        self._local.conn = None
 
     def lookup(self, value: str) -> tuple[str, Entry] | None:
         value = value.strip().strip("<>").lower()
@@ -99,7 +105,7 @@ class LdapTable:
         result = self._search(value)
         if len(self.cache) >= MAX_CACHE:
             for key in list(self.cache)[: MAX_CACHE // 2]:
-                del self.cache[key]
+                self.cache.pop(key, None)  # another thread may have dropped it already
         self.cache[value] = (now + self.config.cache_ttl, result)
         return result
 

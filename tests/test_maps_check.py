@@ -195,3 +195,20 @@ def test_pyspamc_maps_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "matches example.org" in out and "action: reject; text: go away" in out
     assert pyspamc_main(["-c", config, "maps", "check", "nope", "x"]) == 2
     assert "no map named 'nope' (maps: hc, senders)" in capsys.readouterr().err
+
+
+def test_configtest_knows_the_symbols_of_configured_checks(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.rules").write_text("score HELO_IS_US 2.0\nscore GREYLIST 0.1\n"
+                                       "score BAYES_SPAM 4\nscore BLOCKED 3\n"
+                                       "score NO_SUCH_THING 1\n")
+    config = tmp_path / "pyspamd.toml"
+    config.write_text('[rules]\ndirs = ["rules"]\n[[maps]]\nname = "blocked"\ntype = "ip"\n'
+                      'values = ["192.0.2.1"]\n')
+    assert pyspamd_main(["--config", str(config), "configtest"]) == 0
+    out = capsys.readouterr().out
+    assert "score for NO_SUCH_THING, which no rule or check defines" in out
+    for known in ("HELO_IS_US", "GREYLIST", "BAYES_SPAM", "BLOCKED"):
+        assert f"score for {known}," not in out

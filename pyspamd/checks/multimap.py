@@ -92,8 +92,9 @@ def values_for(config: MapConfig, task: Task) -> Iterator[str]:
 class MultiMap(Check):
     name = "multimap"
 
-    def __init__(self, config: Config) -> None:
-        self.sources: dict[str, MapSource] = load_maps(config.maps)
+    def __init__(self, config: Config, load: bool = True) -> None:
+        # load=False: only the symbols (configtest reads the map files itself).
+        self.sources: dict[str, MapSource] = load_maps(config.maps) if load else {}
         self.configs = {m.name: m for m in config.maps}
         defs: dict[str, SymbolDef] = {}
         for m in config.maps:

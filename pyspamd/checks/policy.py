@@ -6,7 +6,7 @@ from pyspamd.checks.base import Check
 from pyspamd.config import Config
 
 
-def policy_checks(config: Config) -> list[Check]:
+def policy_checks(config: Config, load_maps: bool = True) -> list[Check]:
     from pyspamd.checks.greylist import Greylist
     from pyspamd.checks.helo_sanity import HeloSanity
     from pyspamd.checks.multimap import MultiMap
@@ -14,7 +14,7 @@ def policy_checks(config: Config) -> list[Check]:
 
     checks: list[Check] = [HeloSanity(config)]
     if config.maps:
-        checks.append(MultiMap(config))
+        checks.append(MultiMap(config, load=load_maps))
     if config.ratelimit.limits:
         checks.append(RateLimit(config))
     if config.greylist.enabled:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyspamd.checks.base import Check
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
 from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, load_ruleset
@@ -26,7 +27,7 @@ def configtest(config_arg: str | None) -> int:
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
-    ruleset = load_ruleset(config, [c() for c in BUILTIN_CHECKS])
+    ruleset = load_ruleset(config, configured_checks(config))
     for warning in ruleset.warnings:
         print(f"warning: {warning}")
     for error in ruleset.errors:
@@ -40,6 +41,18 @@ def configtest(config_arg: str | None) -> int:
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")
     return EXIT_OK
+
+
+def configured_checks(config: Config) -> list[Check]:
+    """The checks the scanner would build, so rule files may re-score their symbols."""
+    from pyspamd.checks.bayes import BayesCheck
+    from pyspamd.checks.policy import policy_checks
+
+    checks: list[Check] = [c() for c in BUILTIN_CHECKS]
+    checks += policy_checks(config, load_maps=False)
+    if config.bayes.enabled:
+        checks.append(BayesCheck(config))
+    return checks
 
 
 def _check_map_files(config: Config) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from conftest import make_message
 
 from pyspamd.checks.helo_sanity import HeloSanity, is_hostname
@@ -44,9 +45,13 @@ def test_helo_checks() -> None:
     assert symbols(check, helo="mx.example.net", client_ip=None) == {}
 
 
-def test_default_name_is_this_hosts_fqdn() -> None:
+def test_default_name_is_this_hosts_fqdn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getfqdn", lambda: "mx1.example.net")
     check = HeloSanity(Config())
-    assert symbols(check, helo=socket.getfqdn()) == {"HELO_IS_US": [socket.getfqdn()]}
+    assert symbols(check, helo="mx1.example.net") == {"HELO_IS_US": ["mx1.example.net"]}
+    # A host without a real name: "localhost" is not taken as our name.
+    monkeypatch.setattr(socket, "getfqdn", lambda: "localhost.localdomain")
+    assert HeloSanity(Config()).our_names == set()
 
 
 def test_sender_domain_must_be_qualified() -> None:

@@ -45,7 +45,10 @@ class HeloSanity(Check):
 
     def __init__(self, config: Config) -> None:
         names = config.helo.our_names or [socket.getfqdn()]
-        self.our_names = {n.lower().rstrip(".") for n in names if n}
+        # A machine without a proper name reports "localhost" or a single word; a remote
+        # HELO with those is already HELO_LOCALHOST_REMOTE / HELO_NOT_FQDN, not "us".
+        self.our_names = {n.lower().rstrip(".") for n in names
+                          if "." in n and not n.lower().startswith("localhost")}
         self.our_addresses = {ipaddress.ip_address(a) for a in config.helo.our_addresses}
         self.trusted = [ipaddress.ip_network(n, strict=False)
                         for n in config.milter.trusted_networks]

@@ -3,11 +3,10 @@
 libmilter calls these methods from one thread per connection. All decisions are made at end
 of message, where the whole message is known; earlier stages only collect.
 
-Every stage is answered, deliberately not marked @noreply: Postfix does not set TCP_NODELAY
-on its milter connections, so when it sends several small unanswered packets in a row Nagle
-holds the second until our delayed ACK goes out, ~40 ms later, twice per message. Measured
-over the milter protocol with an MTA side that leaves Nagle on: 44 ms per message with
-no-reply stages, 1.1 ms when every stage is answered (the answer carries the ACK).
+Stages before end of message are @noreply: Postfix sends them without waiting for an
+answer. With Postfix that is 1.8 ms per message faster than answering every stage (A/B on
+this machine, 400 corpus messages x 3 rounds: p50 7.6 vs 9.6 ms) and shows no Nagle stall.
+The DATA stage is the exception: see data().
 """
 
 from __future__ import annotations
@@ -103,6 +102,7 @@ class MilterSession(Milter.Base):
 
     # --- stages before end of message: collect, never answer ---------------------------
 
+    @Milter.noreply
     def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
             # libmilter gives (ip, port[, flow, scope]); some callers give the bare address
@@ -112,16 +112,19 @@ class MilterSession(Milter.Base):
         self.client_hostname = hostname or None
         return Milter.CONTINUE
 
+    @Milter.noreply
     def hello(self, heloname: str) -> int:
         self.helo = heloname
         return Milter.CONTINUE
 
+    @Milter.noreply
     def envfrom(self, mailfrom: str, *esmtp: str) -> int:
         self._reset_message()  # a new transaction on the same connection
         self.mail_from = mailfrom.strip().strip("<>")
         self.user = self.getsymval("{auth_authen}") or None
         return Milter.CONTINUE
 
+    @Milter.noreply
     def envrcpt(self, to: str, *esmtp: str) -> int:
         self.rcpts.append(to.strip().strip("<>"))
         return Milter.CONTINUE
@@ -132,6 +135,7 @@ class MilterSession(Milter.Base):
         # 42 ms stall per message, measured on loopback. Taking the step costs one round trip.
         return Milter.CONTINUE
 
+    @Milter.noreply
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
         name_text = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
@@ -146,9 +150,11 @@ class MilterSession(Milter.Base):
             self.header_lines.append(line)
         return Milter.CONTINUE
 
+    @Milter.noreply
     def eoh(self) -> int:
         return Milter.CONTINUE
 
+    @Milter.noreply
     def body(self, chunk: bytes) -> int:
         self._grow(len(chunk))
         if not self.oversized:

@@ -15,7 +15,9 @@ from email import message_from_bytes
 from email.policy import compat32
 from pathlib import Path
 
+import Milter
 import miltertest
+from Milter.testctx import TestCtx as MilterTestCtx
 from miltertest import codec
 from miltertest import constants as C
 
@@ -224,3 +226,22 @@ def running_daemon(workdir: Path, config_text: str = "", workers: int = 2) -> It
         yield daemon
     finally:
         daemon.stop()
+
+
+_NR_FLAGS = (Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT
+             | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY
+             | Milter.P_NR_HDR)
+
+
+class AnsweringCtx(MilterTestCtx):
+    """TestCtx as an MTA that cannot do no-reply stages, so every stage answers CONTINUE
+    (TestCtx's feeder stops at the first other answer)."""
+
+    def _negotiate(self) -> int:
+        # TestCtx reads TestCtx.default_opts by name, so swap it for the negotiation only.
+        offered = MilterTestCtx.default_opts
+        MilterTestCtx.default_opts = [Milter.CURR_ACTS, 0x1FFFFF & ~_NR_FLAGS, 0, 0]
+        try:
+            return int(super()._negotiate())
+        finally:
+            MilterTestCtx.default_opts = offered

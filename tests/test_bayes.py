@@ -232,14 +232,14 @@ def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
     assert symbols["BAYES_SPAM"]["options"] == in_process.options
     # ... and the milter session (pymilter's test context plays Postfix)
     import Milter
-    from Milter.testctx import TestCtx
+    from mta import AnsweringCtx
 
     from pyspamd.milter.session import MilterApp, session_class
 
     # reject and greylist off, so the milter accepts and adds X-Spamd-Result to compare
     config.actions.reject = config.actions.greylist = False
     Milter.factory = session_class(MilterApp(Scanner.from_config(config), "mx.example.net"))
-    ctx = TestCtx()
+    ctx = AnsweringCtx()
     ctx._connect(ip="198.51.100.4")
     rc = ctx._feedFile(io.BytesIO(message.read_bytes()), "a@example.org", "b@example.net")
     assert rc == Milter.ACCEPT

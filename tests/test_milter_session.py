@@ -8,7 +8,7 @@ from io import BytesIO
 import Milter
 import pytest
 from conftest import CORPUS, make_message
-from Milter.testctx import TestCtx as MilterTestCtx
+from mta import AnsweringCtx
 
 from pyspamd.config import Config, load_config
 from pyspamd.milter.session import MilterApp, session_class
@@ -16,24 +16,6 @@ from pyspamd.milter.verdict import decide, reply_text
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.scanner import Scanner
 from pyspamd.task import Task
-
-_NR_FLAGS = (Milter.P_NR_CONN | Milter.P_NR_HELO | Milter.P_NR_MAIL | Milter.P_NR_RCPT
-             | Milter.P_NR_DATA | Milter.P_NR_UNKN | Milter.P_NR_EOH | Milter.P_NR_BODY
-             | Milter.P_NR_HDR)
-
-
-class AnsweringCtx(MilterTestCtx):
-    """TestCtx as an MTA that cannot do no-reply stages, so every stage answers CONTINUE
-    (TestCtx's feeder stops at the first other answer)."""
-
-    def _negotiate(self) -> int:
-        # TestCtx reads TestCtx.default_opts by name, so swap it for the negotiation only.
-        offered = MilterTestCtx.default_opts
-        MilterTestCtx.default_opts = [Milter.CURR_ACTS, 0x1FFFFF & ~_NR_FLAGS, 0, 0]
-        try:
-            return int(super()._negotiate())
-        finally:
-            MilterTestCtx.default_opts = offered
 
 
 class ExplodingScanner(Scanner):
@@ -43,7 +25,7 @@ class ExplodingScanner(Scanner):
         raise RuntimeError("storage went away")
 
 
-def _run(app: MilterApp, raw: bytes) -> tuple[int, MilterTestCtx]:
+def _run(app: MilterApp, raw: bytes) -> tuple[int, AnsweringCtx]:
     Milter.factory = session_class(app)
     ctx = AnsweringCtx()
     assert ctx._connect(ip="198.51.100.4") == Milter.CONTINUE

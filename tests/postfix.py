@@ -6,6 +6,7 @@ directory (as uid nobody), so no system user or system Postfix setting is touche
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import grp
 import os
@@ -21,6 +22,7 @@ from email.message import Message
 from email.policy import compat32
 from pathlib import Path
 
+import aiosmtplib
 from mta import free_port, wait_for_port
 
 MAILBOX = "bob@example.test"
@@ -45,6 +47,20 @@ class Postfix:
         command = " ".join(["postfix", "-c", str(self.conf), *args])
         return subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True,
                               text=True, check=False, timeout=60)
+
+    def send(self, raw: bytes, sender: str = "alice@example.org") -> tuple[int, str]:
+        """One SMTP transaction to MAILBOX: (250, reply) or the refusal's (code, text)."""
+
+        async def go() -> tuple[int, str]:
+            try:
+                async with aiosmtplib.SMTP(hostname="127.0.0.1", port=self.smtp_port,
+                                           timeout=30) as smtp:
+                    _, reply = await smtp.sendmail(sender, [MAILBOX], raw)
+                    return 250, reply
+            except aiosmtplib.SMTPResponseException as exc:
+                return exc.code, exc.message
+
+        return asyncio.run(go())
 
     def log(self) -> str:
         path = self.root / "maillog"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 
-import aiosmtplib
 import pytest
 from conftest import REPO, make_message
 from mta import Daemon, running_daemon
@@ -41,17 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Postfix, D
         yield postfix, daemon, checks
 
 
-def _send(postfix: Postfix, raw: bytes) -> tuple[int, str]:
-    async def go() -> tuple[int, str]:
-        try:
-            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
-                                       timeout=30) as smtp:
-                _, reply = await smtp.sendmail("alice@example.org", [MAILBOX], raw)
-                return 250, reply
-        except aiosmtplib.SMTPResponseException as exc:
-            return exc.code, exc.message
-
-    return asyncio.run(go())
 
 
 def _message(sender: str, subject: str = "Offers") -> bytes:
@@ -62,11 +49,11 @@ def _message(sender: str, subject: str = "Offers") -> bytes:
 def test_header_checks_line_rejects_with_its_text(stack: tuple[Postfix, Daemon, Path]) -> None:
     postfix, _, _ = stack
     postfix.clear_mailbox()
-    code, reply = _send(postfix, _message("Deals <deals@adsgreece.com>"))
+    code, reply = postfix.send(_message("Deals <deals@adsgreece.com>"))
     assert code == 554
     assert reply == '5.7.1 "Plz stop sending SPAM id=8"'
     assert 'milter-reject: END-OF-MESSAGE' in postfix.log()
-    code, _ = _send(postfix, _message("Alice <alice@example.org>"))
+    code, _ = postfix.send(_message("Alice <alice@example.org>"))
     assert code == 250
     assert len(postfix.wait_delivered(1)) == 1
 
@@ -79,19 +66,19 @@ def test_edited_file_is_used_without_restart_and_bad_edit_keeps_old(
                       "/^Subject:.*newsletter-9/ DISCARD\n"
                       "/^From:.*@spamhouse\\.test/ 550 5.7.1 Go away\n")
     os.utime(checks, ns=(time.time_ns(), time.time_ns() + 1_000_000))
-    code, reply = _send(postfix, _message("x <x@spamhouse.test>"))
+    code, reply = postfix.send(_message("x <x@spamhouse.test>"))
     assert (code, reply) == (554, "5.7.1 Go away")
-    code, _ = _send(postfix, _message("x <x@example.org>", subject="newsletter-9"))
+    code, _ = postfix.send(_message("x <x@example.org>", subject="newsletter-9"))
     assert code == 250  # discarded: accepted, never delivered
     # An edit with a broken line is refused as a whole: the old rules stay in force.
     checks.write_text("/^From:.*@spamhouse\\.test/ REJECT\n/(broken/ REJECT\n")
     os.utime(checks, ns=(time.time_ns(), time.time_ns() + 2_000_000))
-    code, reply = _send(postfix, _message("Deals <deals@adsgreece.com>"))
+    code, reply = postfix.send(_message("Deals <deals@adsgreece.com>"))
     assert code == 554 and "Plz stop sending SPAM id=8" in reply
     time.sleep(0.3)
     assert f"{checks}:2: bad regular expression" in daemon.log()
     assert "reload refused" in daemon.log()
-    code, _ = _send(postfix, _message("a <a@example.org>", subject="after"))
+    code, _ = postfix.send(_message("a <a@example.org>", subject="after"))
     assert code == 250
     postfix.wait_delivered(1)
     time.sleep(0.5)

@@ -54,23 +54,12 @@ def _message(subject: str = "Lunch", body: str = "see you at noon\n",
                          *(extra or [])], body)
 
 
-def _send(postfix: Postfix, raw: bytes) -> tuple[int, str]:
-    async def go() -> tuple[int, str]:
-        try:
-            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
-                                       timeout=30) as smtp:
-                _, reply = await smtp.sendmail("alice@example.org", [MAILBOX], raw)
-                return 250, reply
-        except aiosmtplib.SMTPResponseException as exc:
-            return exc.code, exc.message
-
-    return asyncio.run(go())
 
 
 def test_ham_arrives_with_verdict_headers(stack: tuple[Postfix, Daemon]) -> None:
     postfix, _ = stack
     postfix.clear_mailbox()
-    code, _ = _send(postfix, _message(extra=[("X-Spam-Flag", "YES"),
+    code, _ = postfix.send(_message(extra=[("X-Spam-Flag", "YES"),
                                              ("X-Spamd-Result", "forged")]))
     assert code == 250
     (message,) = postfix.wait_delivered(1)
@@ -84,7 +73,7 @@ def test_ham_arrives_with_verdict_headers(stack: tuple[Postfix, Daemon]) -> None
 def test_gtube_is_refused_at_end_of_data(stack: tuple[Postfix, Daemon]) -> None:
     postfix, _ = stack
     raw = (CORPUS / "malformed" / "gtube.eml").read_bytes()
-    code, reply = _send(postfix, raw)
+    code, reply = postfix.send(raw)
     assert code == 554
     assert reply.startswith("5.7.1 Message rejected as spam") and "GTUBE" in reply
     assert "milter-reject: END-OF-MESSAGE" in postfix.log()
@@ -92,7 +81,7 @@ def test_gtube_is_refused_at_end_of_data(stack: tuple[Postfix, Daemon]) -> None:
 
 def test_greylist_score_gets_451(stack: tuple[Postfix, Daemon]) -> None:
     postfix, _ = stack
-    code, reply = _send(postfix, _message(body="greylist-me-please\n"))
+    code, reply = postfix.send(_message(body="greylist-me-please\n"))
     assert code == 451
     assert reply.startswith("4.7.1 Greylisted, please try again later")
 
@@ -100,7 +89,7 @@ def test_greylist_score_gets_451(stack: tuple[Postfix, Daemon]) -> None:
 def test_rewrite_subject(stack: tuple[Postfix, Daemon]) -> None:
     postfix, _ = stack
     postfix.clear_mailbox()
-    code, _ = _send(postfix, _message(subject="Cheap meds", body="rewrite-my-subject\n"))
+    code, _ = postfix.send(_message(subject="Cheap meds", body="rewrite-my-subject\n"))
     assert code == 250
     (message,) = postfix.wait_delivered(1)
     assert message["Subject"] == "***SPAM*** Cheap meds"
@@ -171,11 +160,11 @@ def test_milter_down_applies_postfix_default_action(tmp_path: Path) -> None:
     from mta import free_port
 
     with running_postfix(free_port(), default_action="accept") as postfix:
-        code, _ = _send(postfix, _message(subject="unscanned"))
+        code, _ = postfix.send(_message(subject="unscanned"))
         assert code == 250
         (message,) = postfix.wait_delivered(1)
         assert message["X-Spamd-Result"] is None
         assert "connect to milter service" in postfix.log().lower()
     with running_postfix(free_port(), default_action="tempfail") as postfix:
-        code, _ = _send(postfix, _message(subject="deferred"))
+        code, _ = postfix.send(_message(subject="deferred"))
         assert code == 451

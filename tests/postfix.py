@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
@@ -91,8 +91,8 @@ class Postfix:
                     path.unlink()
 
 
-def _main_cf(root: Path, smtp_port: int, milter_port: int, default_action: str) -> str:
-    nobody = pwd.getpwnam("nobody")
+def _common_cf(root: Path) -> str:
+    """What every test instance needs: its own directories and log, loopback only."""
     return f"""\
 compatibility_level = 3.6
 queue_directory = {root}/queue
@@ -103,18 +103,24 @@ daemon_directory = /usr/lib/postfix/sbin
 shlib_directory = /usr/lib/postfix
 mail_owner = postfix
 setgid_group = postdrop
-myhostname = mail.example.test
-mydomain = example.test
-myorigin = example.test
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mydestination =
-mynetworks = 127.0.0.0/8
-smtpd_peername_lookup = no
 maillog_file = {root}/maillog
 maillog_file_prefixes = {root}
 alias_maps =
 alias_database =
+"""
+
+
+def _receiving_cf(root: Path, milter_port: int, default_action: str) -> str:
+    nobody = pwd.getpwnam("nobody")
+    return _common_cf(root) + f"""\
+myhostname = mail.example.test
+mydomain = example.test
+myorigin = example.test
+mynetworks = 127.0.0.0/8
+smtpd_peername_lookup = no
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = {root}/vmail
 virtual_mailbox_maps = inline:{{ {MAILBOX}=bob/ }}
@@ -125,25 +131,28 @@ smtpd_milters = inet:127.0.0.1:{milter_port}
 non_smtpd_milters = inet:127.0.0.1:{milter_port}
 milter_default_action = {default_action}
 milter_protocol = 6
+milter_connect_macros = j {{daemon_name}} {{daemon_addr}} {{client_addr}} {{client_name}} v _
+milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
 # Test and benchmark clients are refused on purpose, many times per connection: no penalty.
 smtpd_error_sleep_time = 0
 smtpd_soft_error_limit = 100000
 smtpd_hard_error_limit = 100000
-milter_connect_macros = j {{daemon_name}} {{daemon_addr}} {{client_addr}} {{client_name}} v _
-milter_mail_macros = i {{auth_type}} {{auth_authen}} {{auth_author}} {{mail_addr}}
 """
 
 
 @contextlib.contextmanager
-def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
+def _instance(prefix: str, main_cf: Callable[[Path], str], smtp_port: int,
+              milter_port: int) -> Iterator[Postfix]:
+    """Start a Postfix from `main_cf(root)`; with smtp_port 0 it listens on no SMTP port.
+    Always stopped and removed afterwards, whatever happened."""
     if shutil.which("postfix") is None:
         raise RuntimeError(
             "postfix is not installed: .ci/run installs it (apt-get install postfix)")
     # Postfix's daemons run as user postfix and must reach these directories: not under
     # pytest's 0700 temp root.
-    root = Path(tempfile.mkdtemp(prefix="pyspamd-postfix-"))
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
-    instance = Postfix(root, free_port(), milter_port)
+    instance = Postfix(root, smtp_port, milter_port)
     try:
         conf = root / "conf"
         conf.mkdir()
@@ -155,26 +164,53 @@ def running_postfix(milter_port: int, default_action: str = "accept") -> Iterato
         vmail.mkdir()
         nobody = pwd.getpwnam("nobody")
         os.chown(vmail, nobody.pw_uid, nobody.pw_gid)
-        (conf / "main.cf").write_text(
-            _main_cf(root, instance.smtp_port, milter_port, default_action))
-        master = Path("/etc/postfix/master.cf").read_text()
+        (conf / "main.cf").write_text(main_cf(root))
         lines = []
-        for line in master.splitlines():
+        for line in Path("/etc/postfix/master.cf").read_text().splitlines():
             if line.startswith("smtp ") and " inet " in line:
-                line = f"127.0.0.1:{instance.smtp_port} inet n - n - - smtpd"
+                if not smtp_port:
+                    continue
+                line = f"127.0.0.1:{smtp_port} inet n - n - - smtpd"
             lines.append(line)
         (conf / "master.cf").write_text("\n".join(lines) + "\n")
         subprocess.run(["postconf", "-c", str(conf), "-F", "*/*/chroot = n"], check=True)
         started = instance.postfix("start")
         if started.returncode != 0:
             raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}")
-        wait_for_port(instance.smtp_port, timeout=30)
+        if smtp_port:
+            wait_for_port(smtp_port, timeout=30)
         yield instance
     finally:
         instance.postfix("stop")
         time.sleep(0.2)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, ValueError):
             pid = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
+    """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX."""
+    with _instance("pyspamd-postfix-",
+                   lambda root: _receiving_cf(root, milter_port, default_action),
+                   free_port(), milter_port) as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def sending_postfix(relay_port: int) -> Iterator[Postfix]:
+    """A Postfix that only sends: mail submitted with its sendmail goes to the receiving
+    instance on 127.0.0.1:relay_port. It listens on no SMTP port of its own."""
+    def main_cf(root: Path) -> str:
+        return _common_cf(root) + f"""\
+myhostname = mx.sender.test
+mydomain = sender.test
+myorigin = sender.test
+relayhost = [127.0.0.1]:{relay_port}
+smtp_tls_security_level = none
+"""
+
+    with _instance("pyspamd-postfix-sender-", main_cf, 0, 0) as instance:
+        yield instance

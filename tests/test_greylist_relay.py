@@ -4,22 +4,16 @@ when it retries after the greylist delay."""
 
 from __future__ import annotations
 
-import contextlib
-import grp
-import os
-import pwd
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from email.utils import formatdate
-from pathlib import Path
 
 import pytest
 from conftest import REPO, make_message
 from mta import Daemon, running_daemon
-from postfix import MAILBOX, Postfix, running_postfix
+from postfix import MAILBOX, Postfix, running_postfix, sending_postfix
 
 DELAY = 2.0
 CONFIG = """
@@ -32,61 +26,6 @@ path = "{store}"
 [greylist]
 delay = {delay}
 """
-
-
-@contextlib.contextmanager
-def sending_postfix(relay_port: int) -> Iterator[Postfix]:
-    """A Postfix that only sends: mail submitted with its sendmail goes to the receiving
-    instance on 127.0.0.1:relay_port. It listens on no SMTP port of its own."""
-    root = Path(tempfile.mkdtemp(prefix="pyspamd-postfix-sender-"))
-    root.chmod(0o755)
-    instance = Postfix(root, 0, 0)
-    try:
-        conf = root / "conf"
-        conf.mkdir()
-        (root / "queue").mkdir()
-        data = root / "data"
-        data.mkdir()
-        os.chown(data, pwd.getpwnam("postfix").pw_uid, grp.getgrnam("postfix").gr_gid)
-        (conf / "main.cf").write_text(f"""\
-compatibility_level = 3.6
-queue_directory = {root}/queue
-data_directory = {root}/data
-meta_directory = /etc/postfix
-command_directory = /usr/sbin
-daemon_directory = /usr/lib/postfix/sbin
-shlib_directory = /usr/lib/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = mx.sender.test
-mydomain = sender.test
-myorigin = sender.test
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mydestination =
-relayhost = [127.0.0.1]:{relay_port}
-smtp_tls_security_level = none
-maillog_file = {root}/maillog
-maillog_file_prefixes = {root}
-alias_maps =
-alias_database =
-""")
-        lines = [line for line in Path("/etc/postfix/master.cf").read_text().splitlines()
-                 if not (line.startswith("smtp ") and " inet " in line)]
-        (conf / "master.cf").write_text("\n".join(lines) + "\n")
-        subprocess.run(["postconf", "-c", str(conf), "-F", "*/*/chroot = n"], check=True)
-        started = instance.postfix("start")
-        if started.returncode != 0:
-            raise RuntimeError(f"postfix start failed: {started.stdout}{started.stderr}")
-        yield instance
-    finally:
-        instance.postfix("stop")
-        time.sleep(0.2)
-        with contextlib.suppress(FileNotFoundError, ValueError):
-            pid = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -142,22 +142,44 @@ class SqliteStorage(Storage):
         try:
             if self.create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
-            # Token look-ups hit random pages: read them through a memory map (shared by all
-            # worker processes via the page cache) instead of a read() call per page.
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-            conn.executescript(_SCHEMA)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            conn = self._open_with_retry()
         except OSError as exc:
             raise StorageError(f"SQLite store {self.path}: cannot create: {exc}") from exc
         except sqlite3.Error as exc:
             raise self._error(exc, "cannot open") from exc
         self._conn, self._pid, self._depth = conn, os.getpid(), 0
         return conn
+
+    def _open_with_retry(self) -> sqlite3.Connection:
+        """Connect and set up, retrying while another process holds the lock.
+
+        Switching a new file to WAL and creating the schema take locks for which SQLite may
+        answer "database is locked" at once instead of waiting busy_timeout, so workers that
+        start together would otherwise fail on a fresh store (seen in the 4-process test).
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.01
+        while True:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints
+                # Token look-ups hit random pages: read them through a memory map (shared by
+                # all worker processes via the page cache) instead of a read() per page.
+                conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                             (SCHEMA_VERSION,))
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                locked = "locked" in str(exc) or "busy" in str(exc)
+                if not locked or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -14,18 +14,7 @@ import pytest
 from conftest import REPO, make_message
 from mta import Daemon, running_daemon
 from postfix import MAILBOX, Postfix, running_postfix, sending_postfix
-
-DELAY = 2.0
-CONFIG = """
-[actions]
-greylist = 40.0
-add_header = 60.0
-reject = 150.0
-[storage]
-path = "{store}"
-[greylist]
-delay = {delay}
-"""
+from test_greylist_postfix import CONFIG, DELAY  # the same greylist setup, one place
 
 
 @pytest.fixture(scope="module")

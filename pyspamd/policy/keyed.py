@@ -30,21 +30,28 @@ def _split(line: str) -> tuple[str, str]:
     return key.strip(), rest.strip()
 
 
+def checked_result(rest: str, where: str, header_checks: bool,
+                   problems: LoadProblems) -> Entry | None:
+    """The action of one map line, or None after recording why the line is skipped:
+    an action Postfix has but pyspamd cannot do is a warning, a malformed one an error."""
+    try:
+        return parse_result(rest, where, header_checks)
+    except VerbUnsupported as exc:
+        problems.warnings.append(f"{where}: {exc}")
+    except VerbError as exc:
+        problems.errors.append(f"{where}: {exc}")
+    return None
+
+
 def parse_entries(
     lines: Iterable[tuple[str, str]], header_checks: bool, problems: LoadProblems
 ) -> Iterator[tuple[str, str, Entry]]:
     """(where, key, entry) per usable line; bad lines go to `problems` and are skipped."""
     for where, line in lines:
         key, rest = _split(line)
-        try:
-            entry = parse_result(rest, where, header_checks)
-        except VerbUnsupported as exc:
-            problems.warnings.append(f"{where}: {exc}")
-            continue
-        except VerbError as exc:
-            problems.errors.append(f"{where}: {exc}")
-            continue
-        yield where, key, entry
+        entry = checked_result(rest, where, header_checks, problems)
+        if entry is not None:
+            yield where, key, entry
 
 
 def parent_domains(domain: str) -> Iterator[str]:

@@ -21,8 +21,8 @@ from typing import Any
 
 import re2
 
-from pyspamd.policy.keyed import LoadProblems
-from pyspamd.policy.verbs import Entry, VerbError, VerbUnsupported, parse_result
+from pyspamd.policy.keyed import LoadProblems, checked_result
+from pyspamd.policy.verbs import Entry
 from pyspamd.ruleset.regex import re2_options
 
 _OPTIONS = re2_options()
@@ -227,15 +227,11 @@ class RegexpTable:
                 continue
             try:
                 pattern, rest = compile_pattern(line, builder)
-                entry = parse_result(rest, where, header_checks)
             except PatternError as exc:
                 problems.errors.append(f"{where}: {exc}")
                 continue
-            except VerbUnsupported as exc:
-                problems.warnings.append(f"{where}: {exc}")
-                continue
-            except VerbError as exc:
-                problems.errors.append(f"{where}: {exc}")
+            entry = checked_result(rest, where, header_checks, problems)
+            if entry is None:
                 continue
             rule = Rule(pattern, entry)
             table._register(rule)

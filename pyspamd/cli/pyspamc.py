@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import evaluate, learn, policy
+from pyspamd.cli import dkim, evaluate, learn, policy
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner
@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_commands(commands)
     evaluate.add_command(commands)
     policy.add_commands(commands)
+    dkim.add_command(commands)
     return parser
 
 
@@ -129,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate.cmd_eval(args)
         if args.command in policy.COMMANDS:
             return policy.run(args)
+        if args.command == "dkim-keygen":
+            return dkim.cmd_keygen(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

@@ -16,10 +16,12 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from email.utils import getaddresses
 from typing import Any, ClassVar
 
 import Milter
 
+from pyspamd.auth.dkim_sign import Signer
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
 from pyspamd.task import Envelope
@@ -42,8 +44,22 @@ class MilterApp:
                         for n in self.config.milter.trusted_networks]
         self._active = 0
         self._idle = threading.Condition()
+        self.signer: Signer | None = None
+        if self.config.dkim_signing.keys:
+            try:
+                self.signer = Signer(self.config.dkim_signing)
+            except OSError as exc:  # configtest read the keys; a key gone since is logged
+                log.error("DKIM signing is off: cannot read a key: %s", exc)
         # Told the new count whenever a session opens or closes (the worker's Gate).
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
+
+    def may_sign(self, user: str | None, client_ip: str | None) -> bool:
+        """Outbound mail: from an authenticated sender or a trusted network, as configured."""
+        if self.signer is None:
+            return False
+        signing = self.config.dkim_signing
+        return bool(user and signing.authenticated) or (
+            signing.trusted_networks and self.is_trusted(client_ip))
 
     def is_trusted(self, ip: str | None) -> bool:
         if not ip or not self.trusted:
@@ -99,6 +115,7 @@ class MilterSession(Milter.Base):
         self.size = 0
         self.oversized = False
         self.foreign: dict[str, list[str]] = {}
+        self.may_sign = False  # known from MAIL FROM on: keep the whole message to sign it
 
     # --- stages before end of message: collect, never answer ---------------------------
 
@@ -122,6 +139,7 @@ class MilterSession(Milter.Base):
         self._reset_message()  # a new transaction on the same connection
         self.mail_from = mailfrom.strip().strip("<>")
         self.user = self.getsymval("{auth_authen}") or None
+        self.may_sign = self.app.may_sign(self.user, self.client_ip)
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -146,7 +164,7 @@ class MilterSession(Milter.Base):
             return Milter.CONTINUE  # not scanned: a forged verdict must not sway ours
         line = name_text.encode("ascii", "replace") + b": " + raw.replace(b"\n", b"\r\n")
         self._grow(len(line) + 2)
-        if not self.oversized:
+        if not self.oversized or self.may_sign:
             self.header_lines.append(line)
         return Milter.CONTINUE
 
@@ -157,7 +175,7 @@ class MilterSession(Milter.Base):
     @Milter.noreply
     def body(self, chunk: bytes) -> int:
         self._grow(len(chunk))
-        if not self.oversized:
+        if not self.oversized or self.may_sign:
             self.body_chunks.append(chunk)
         return Milter.CONTINUE
 
@@ -165,7 +183,8 @@ class MilterSession(Milter.Base):
         self.size += count
         if self.size > self.app.config.milter.max_size and not self.oversized:
             self.oversized = True
-            self.header_lines, self.body_chunks = [], []  # keep no more than we will use
+            if not self.may_sign:
+                self.header_lines, self.body_chunks = [], []  # keep no more than we will use
 
     # --- end of message: scan and act --------------------------------------------------
 
@@ -178,18 +197,23 @@ class MilterSession(Milter.Base):
         )
         try:
             skip = self._skip_reason(envelope)
+            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
+            signature = self._dkim_signature(raw, queue_id) if self.may_sign else None
             if skip:
                 log.info("qid: %s, ip: %s, not scanned: %s", queue_id or "-",
                          self.client_ip or "-", skip)
-                return self._apply(Verdict("accept", add_headers=unscanned(
-                    f"skipped; {skip}", self.app.server_name, queue_id)))
-            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
-            scanner = self.app.scanner
-            result = scanner.scan_task(scanner.task(raw, envelope),
-                                       budget=self.app.config.milter.scan_timeout)
-            task_log.info("%s", task_log_line(result, envelope, len(raw)))
-            verdict = decide(result, self.app.config, queue_id, self.app.server_name,
-                             self.foreign)
+                verdict = Verdict("accept", add_headers=unscanned(
+                    f"skipped; {skip}", self.app.server_name, queue_id))
+            else:
+                scanner = self.app.scanner
+                task = scanner.task(raw, envelope)
+                result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
+                task_log.info("%s", task_log_line(result, envelope, len(raw)))
+                verdict = decide(result, self.app.config, queue_id, self.app.server_name,
+                                 self.foreign)
+                verdict.insert_headers.extend(task.add_headers)
+            if signature is not None:
+                verdict.insert_headers.append(signature)
             return self._apply(verdict)
         except Exception as exc:  # never lose mail over our own fault
             log.exception("qid: %s: scan failed, applying fail_action=%s: %s",
@@ -197,6 +221,23 @@ class MilterSession(Milter.Base):
             return self._fail(queue_id, exc)
         finally:
             self._reset_message()
+
+    def _dkim_signature(self, raw: bytes, queue_id: str) -> tuple[str, str] | None:
+        """A DKIM-Signature for outbound mail; a failure costs the signature, not the mail."""
+        assert self.app.signer is not None
+        try:
+            froms = [line for line in self.header_lines if line[:5].lower() == b"from:"]
+            if len(froms) != 1:
+                return None  # no author, or several: nobody to sign for
+            from_value = froms[0][5:].decode("utf-8", "replace")
+            domain = getaddresses([from_value])[0][1].rpartition("@")[2]
+            signature = self.app.signer.sign(raw, domain)
+            if signature is None:
+                log.debug("qid: %s: no DKIM key for %s", queue_id or "-", domain)
+            return signature
+        except Exception as exc:
+            log.error("qid: %s: DKIM signing failed, sending unsigned: %s", queue_id or "-", exc)
+            return None
 
     def _skip_reason(self, envelope: Envelope) -> str:
         m = self.app.config.milter
@@ -213,6 +254,9 @@ class MilterSession(Milter.Base):
             self.chgheader(name, index, value)
         for name, value in verdict.add_headers:
             self.addheader(name, value)
+        if verdict.disposition == "accept":
+            for name, value in verdict.insert_headers:
+                self.addheader(name, value, 0)
         if verdict.quarantine:
             self.quarantine(verdict.quarantine)
         if verdict.reply is not None:

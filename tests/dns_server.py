@@ -1,0 +1,192 @@
+"""A private DNS for the network-check tests, set up as the README tells admins to: a local
+recursive resolver (Unbound) that pyspamd asks, and behind it the authoritative servers (one
+Knot DNS serving every test zone). Both on 127.0.0.1 and free ports, in their own
+directory, stopped afterwards even when tests fail.
+
+Unbound sends `timeout.test` to a UDP socket the fixture holds open and never reads, so
+names there get no answer at all, and `servfail.test` to Knot, which does not serve it and
+refuses, so Unbound answers SERVFAIL. Every other name outside the test zones is answered
+"no such name" by Unbound itself: nothing is ever sent beyond 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+
+SOA_TTL = 300  # negative answers are cached this long (the SOA's minimum)
+
+
+@dataclass(frozen=True)
+class DnsServer:
+    port: int
+    blackhole_port: int  # a UDP port where nothing ever answers
+    workdir: Path
+
+    @property
+    def nameserver(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def dead_nameserver(self) -> str:
+        return f"127.0.0.1:{self.blackhole_port}"
+
+
+def txt(value: str) -> str:
+    """A TXT rdata in zone-file syntax: long values as several <=255-octet strings."""
+    chunks = [value[i:i + 250] for i in range(0, len(value), 250)] or [""]
+    return "TXT " + " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                             for c in chunks)
+
+
+def _zone_text(zone: str, records: list[str]) -> str:
+    head = [f"$ORIGIN {zone}.", "$TTL 3600",
+            f"@ {SOA_TTL} IN SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 {SOA_TTL}",
+            f"@ IN NS ns.{zone}.", "ns IN A 127.0.0.1"]
+    return "\n".join([*head, *records]) + "\n"
+
+
+def _free_port_both() -> int:
+    """A port free for TCP and UDP alike: Knot listens on both."""
+    for _ in range(50):
+        with socket.socket() as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port for the DNS server")
+
+
+@contextmanager
+def dns_server(zones: dict[str, list[str]]) -> Iterator[DnsServer]:
+    """Serve `zones` (zone name -> zone-file lines after the SOA and NS)."""
+    knot_binary = shutil.which("knotd") or "/usr/sbin/knotd"
+    unbound_binary = shutil.which("unbound") or "/usr/sbin/unbound"
+    for binary, package in ((knot_binary, "knot"), (unbound_binary, "unbound")):
+        if not Path(binary).exists():
+            raise RuntimeError(f"{binary} is missing: apt-get install {package} "
+                               "(.ci/run installs it)")
+    blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blackhole.bind(("127.0.0.1", 0))
+    with tempfile.TemporaryDirectory(prefix="pyspamd-dns-") as tmp, blackhole:
+        work = Path(tmp)
+        (work / "zones").mkdir()
+        for zone, records in zones.items():
+            (work / "zones" / f"{zone}.zone").write_text(_zone_text(zone, records))
+        knot_port = _free_port_both()
+        dead = blackhole.getsockname()[1]
+        (work / "knot.conf").write_text(_knot_conf(work, knot_port, zones))
+        port = _free_port_both()
+        (work / "unbound.conf").write_text(_unbound_conf(work, port, knot_port, dead, zones))
+        knot_log, unbound_log = work / "knotd.log", work / "unbound.log"
+        with knot_log.open("wb") as out:
+            knot = subprocess.Popen([knot_binary, "-c", str(work / "knot.conf")],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        unbound: subprocess.Popen[bytes] | None = None
+        try:
+            _wait_ready(knot_port, knot, knot_log, next(iter(zones)))
+            with unbound_log.open("wb") as out:
+                unbound = subprocess.Popen([unbound_binary, "-d", "-c",
+                                            str(work / "unbound.conf")],
+                                           stdout=out, stderr=subprocess.STDOUT)
+            _wait_ready(port, unbound, unbound_log, next(iter(zones)))
+            yield DnsServer(port, dead, work)
+        finally:
+            for proc in (unbound, knot):
+                if proc is None:
+                    continue
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _knot_conf(work: Path, port: int, zones: dict[str, list[str]]) -> str:
+    return "\n".join([
+        "server:",
+        f"  rundir: {work}",
+        f"  listen: 127.0.0.1@{port}",
+        "database:",
+        f"  storage: {work / 'db'}",
+        "log:",
+        "  - target: stderr",
+        "    any: warning",
+        "template:",
+        "  - id: default",
+        f"    storage: {work / 'zones'}",
+        '    file: "%s.zone"',
+        "    zonefile-sync: -1",
+        "    zonefile-load: whole",
+        "    journal-content: none",
+        "zone:",
+        *(f"  - domain: {zone}" for zone in zones),
+    ]) + "\n"
+
+
+def _unbound_conf(work: Path, port: int, knot_port: int, dead: int,
+                  zones: dict[str, list[str]]) -> str:
+    lines = [
+        "server:",
+        f"  interface: 127.0.0.1@{port}",
+        f"  port: {port}",
+        "  do-ip6: no",
+        "  do-not-query-localhost: no",  # Knot is on 127.0.0.1
+        '  username: ""',
+        '  chroot: ""',
+        f'  directory: "{work}"',
+        f'  pidfile: "{work / "unbound.pid"}"',
+        "  use-syslog: no",
+        "  verbosity: 0",
+        '  module-config: "iterator"',
+        "  qname-minimisation: no",
+        # Keep asking the dead server rather than failing fast once it is marked down: the
+        # tests want a name that times out, every time.
+        "  infra-keep-probing: yes",
+        # Names outside the test zones: "no such name", from Unbound itself.
+        '  local-zone: "." static',
+        *(f'  local-zone: "{zone}." transparent' for zone in
+          [*zones, "timeout.test", "servfail.test"]),
+        "remote-control:",
+        "  control-enable: no",
+    ]
+    for zone in [*zones, "servfail.test"]:
+        lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: 127.0.0.1@{knot_port}"]
+    lines += ["forward-zone:", '  name: "timeout.test"', f"  forward-addr: 127.0.0.1@{dead}"]
+    # Belt and braces: nothing is ever resolved from the root servers.
+    lines += ["forward-zone:", '  name: "."', f"  forward-addr: 127.0.0.1@{dead}"]
+    return "\n".join(lines) + "\n"
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log_path: Path, zone: str) -> None:
+    deadline = time.monotonic() + 15
+    query = dns.message.make_query(f"{zone}.", "SOA")
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n"
+                               f"{log_path.read_text()}")
+        try:
+            response = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.3)
+            if response.rcode() == dns.rcode.NOERROR and response.answer:
+                return
+        except (OSError, dns.exception.Timeout):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args[0]} did not answer on port {port}:\n"
+                       f"{log_path.read_text()}")

@@ -268,6 +268,7 @@ class AuthConfig:
     authentication_results: bool = True
     authserv_id: str = ""  # empty: the milter's server name
     min_key_bits: int = 1024  # shorter DKIM keys are a failure (RFC 8301)
+    sender_domain: bool = True  # MAIL FROM domain without MX/A, or not existing at all
 
 
 @dataclass

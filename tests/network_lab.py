@@ -110,6 +110,8 @@ def zones(record: str, weak_record: str) -> dict[str, list[str]]:
             f"ip6 IN {txt(f'v=spf1 ip6:{SPF_IPV6} -all')}",
             f"junk IN {txt('v=spf1 -all')}",
             '_dmarc.junk IN TXT "v=DMARC1; p=\\255\\000\\001"',
+            "nullmx IN MX 0 .",
+            f"noaddr IN {txt('v=spf1 -all')}",
         ],
         "quarantine.test": [f"@ IN {txt('v=spf1 -all')}",
                             f"_dmarc IN {txt('v=DMARC1; p=quarantine')}"],
@@ -121,9 +123,9 @@ def zones(record: str, weak_record: str) -> dict[str, list[str]]:
 
 
 @contextmanager
-def network_lab(workdir: Path) -> Iterator[Lab]:
+def network_lab(workdir: Path, upstream_delay: float = 0.0) -> Iterator[Lab]:
     key_path, record = generate_key("example.test", "sel", workdir)
     weak_path = workdir / "weak.key"
     weak_record = _weak_key(weak_path)
-    with dns_server(zones(record, weak_record)) as server:
+    with dns_server(zones(record, weak_record), upstream_delay) as server:
         yield Lab(server, key_path, weak_path, record)

@@ -447,3 +447,27 @@ def test_cache_answers_the_second_time(scanner: Scanner) -> None:
 def test_network_checks_are_off_by_default() -> None:
     scanner = Scanner.from_config(load_config(None))
     assert not any(c.name in ("rbl", "email_auth") for c in scanner.checks)
+
+
+# --- the envelope sender's domain ----------------------------------------------------------
+
+@pytest.mark.parametrize(("sender", "symbol"), [
+    ("a@example.test", None),  # MX
+    ("a@nospf.example.test", None),  # no MX, an A record: mail goes there
+    ("a@noaddr.example.test", "SENDER_DOMAIN_NO_MX"),
+    ("a@nullmx.example.test", "SENDER_DOMAIN_NULL_MX"),
+    ("a@made-up.example.test", "SENDER_DOMAIN_NXDOMAIN"),
+    ("a@nowhere.invalid", "SENDER_DOMAIN_NXDOMAIN"),  # answered by the resolver itself
+])
+def test_sender_domain(scanner: Scanner, sender: str, symbol: str | None) -> None:
+    result, _ = scan(scanner, make_message(), client_ip=UNLISTED_IP, mail_from=sender)
+    found = {s for s in result.symbols if s.startswith("SENDER_DOMAIN_")}
+    assert found == ({symbol} if symbol else set())
+    if symbol:
+        assert result.symbols[symbol].options == [sender.partition("@")[2]]
+
+
+def test_sender_domain_not_checked_for_authenticated_or_bounces(scanner: Scanner) -> None:
+    for envelope in ({"mail_from": "a@made-up.example.test", "user": "a"}, {"mail_from": ""}):
+        result, _ = scan(scanner, make_message(), client_ip=UNLISTED_IP, **envelope)
+        assert not any(s.startswith("SENDER_DOMAIN_") for s in result.symbols)

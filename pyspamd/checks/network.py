@@ -12,6 +12,7 @@ def network_checks(config: Config) -> list[Check]:
         return []
     from pyspamd.checks.email_auth import EmailAuth
     from pyspamd.checks.rbl import RblCheck
+    from pyspamd.checks.sender_domain import SenderDomain
     from pyspamd.dns import Resolver
 
     resolver = Resolver(config.dns)
@@ -21,4 +22,6 @@ def network_checks(config: Config) -> list[Check]:
     auth = config.auth
     if auth.spf or auth.dkim or auth.dmarc or auth.arc:
         checks.append(EmailAuth(config, resolver))
+    if config.auth.sender_domain:
+        checks.append(SenderDomain(resolver))
     return checks

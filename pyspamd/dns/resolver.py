@@ -85,7 +85,8 @@ def _record_text(rdtype: str, rdata: object) -> str:
         # surrogateescape keeps stray bytes as they were for the parsers that check them.
         return b"".join(rdata.strings).decode("utf-8", "surrogateescape")  # type: ignore[attr-defined]
     if rdtype == "MX":
-        return f"{rdata.preference} {rdata.exchange.to_text(omit_final_dot=True)}"  # type: ignore[attr-defined]
+        exchange = rdata.exchange.to_text()  # type: ignore[attr-defined]
+        return f"{rdata.preference} {exchange.rstrip('.') or '.'}"  # type: ignore[attr-defined]
     if rdtype in ("PTR", "CNAME", "NS"):
         return rdata.target.to_text(omit_final_dot=True)  # type: ignore[attr-defined]
     return rdata.to_text()  # type: ignore[attr-defined]

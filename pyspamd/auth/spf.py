@@ -9,7 +9,9 @@ and counters with the other checks, and the loop keeps serving them meanwhile.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,21 @@ def _lookup(name: str, qtype: str, strict: Any = True, timeout: float = 20) -> l
 
 spf.DNSLookup = _lookup
 
+# pyspf's threads, kept for the worker's life: a thread started per message (asyncio's
+# default executor lives only as long as the message's event loop) cost more than the SPF
+# check itself. Rebuilt in a forked child, where the parent's threads do not exist.
+_POOL_SIZE = 16
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="spf"))
+        return _pool[1]
+
 
 @dataclass(frozen=True, slots=True)
 class SpfResult:
@@ -84,4 +101,5 @@ async def check_spf(lookups: MessageDns, ip: str, mail_from: str | None, helo: s
     """The SPF result for MAIL FROM (or the HELO name, for the null sender)."""
     loop = asyncio.get_running_loop()
     sender = mail_from or ""
-    return await asyncio.to_thread(_check, lookups, loop, ip, sender, helo or "", receiver)
+    return await loop.run_in_executor(_executor(), _check, lookups, loop, ip, sender,
+                                      helo or "", receiver)

@@ -17,13 +17,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
+from dns_delay import delayed_udp
 
 SOA_TTL = 300  # negative answers are cached this long (the SOA's minimum)
 
@@ -51,9 +52,14 @@ def txt(value: str) -> str:
 
 
 def _zone_text(zone: str, records: list[str]) -> str:
-    head = [f"$ORIGIN {zone}.", "$TTL 3600",
-            f"@ {SOA_TTL} IN SOA ns.{zone}. hostmaster.{zone}. 1 3600 600 86400 {SOA_TTL}",
-            f"@ IN NS ns.{zone}.", "ns IN A 127.0.0.1"]
+    """A zone file; zone "" is the root."""
+    origin = f"{zone}." if zone else "."
+    ns = f"ns.{zone}." if zone else "ns.root-servers.lab."
+    head = [f"$ORIGIN {origin}", "$TTL 3600",
+            f"@ {SOA_TTL} IN SOA {ns} hostmaster.{origin.lstrip('.')} 1 3600 600 86400 "
+            f"{SOA_TTL}", f"@ IN NS {ns}"]
+    if zone:
+        head.append("ns IN A 127.0.0.1")
     return "\n".join([*head, *records]) + "\n"
 
 
@@ -73,8 +79,14 @@ def _free_port_both() -> int:
 
 
 @contextmanager
-def dns_server(zones: dict[str, list[str]]) -> Iterator[DnsServer]:
-    """Serve `zones` (zone name -> zone-file lines after the SOA and NS)."""
+def dns_server(zones: dict[str, list[str]], upstream_delay: float = 0.0) -> Iterator[DnsServer]:
+    """Serve `zones` (zone name -> zone-file lines after the SOA and NS).
+
+    With `upstream_delay` (seconds; benchmarks), Knot also serves the root zone and Unbound
+    reaches it only through a relay that delays every query by that much, the way a
+    resolver's cache misses cost an internet round trip; every name then gets a real
+    authoritative answer ("no such name" from the root, with its SOA).
+    """
     knot_binary = shutil.which("knotd") or "/usr/sbin/knotd"
     unbound_binary = shutil.which("unbound") or "/usr/sbin/unbound"
     for binary, package in ((knot_binary, "knot"), (unbound_binary, "unbound")):
@@ -88,37 +100,48 @@ def dns_server(zones: dict[str, list[str]]) -> Iterator[DnsServer]:
         (work / "zones").mkdir()
         for zone, records in zones.items():
             (work / "zones" / f"{zone}.zone").write_text(_zone_text(zone, records))
+        if upstream_delay:
+            (work / "zones" / "root.zone").write_text(_zone_text("", []))
         knot_port = _free_port_both()
         dead = blackhole.getsockname()[1]
-        (work / "knot.conf").write_text(_knot_conf(work, knot_port, zones))
+        (work / "knot.conf").write_text(_knot_conf(work, knot_port, zones, bool(upstream_delay)))
         port = _free_port_both()
-        (work / "unbound.conf").write_text(_unbound_conf(work, port, knot_port, dead, zones))
-        knot_log, unbound_log = work / "knotd.log", work / "unbound.log"
-        with knot_log.open("wb") as out:
-            knot = subprocess.Popen([knot_binary, "-c", str(work / "knot.conf")],
-                                    stdout=out, stderr=subprocess.STDOUT)
-        unbound: subprocess.Popen[bytes] | None = None
-        try:
-            _wait_ready(knot_port, knot, knot_log, next(iter(zones)))
-            with unbound_log.open("wb") as out:
-                unbound = subprocess.Popen([unbound_binary, "-d", "-c",
-                                            str(work / "unbound.conf")],
-                                           stdout=out, stderr=subprocess.STDOUT)
-            _wait_ready(port, unbound, unbound_log, next(iter(zones)))
-            yield DnsServer(port, dead, work)
-        finally:
-            for proc in (unbound, knot):
-                if proc is None:
-                    continue
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        relay = delayed_udp(knot_port, upstream_delay) if upstream_delay else nullcontext(0)
+        with relay as relay_port:
+            (work / "unbound.conf").write_text(
+                _unbound_conf(work, port, knot_port, dead, zones, relay_port))
+            yield from _run(work, knot_binary, unbound_binary, port, knot_port, dead, zones)
 
 
-def _knot_conf(work: Path, port: int, zones: dict[str, list[str]]) -> str:
+def _run(work: Path, knot_binary: str, unbound_binary: str, port: int, knot_port: int,
+         dead: int, zones: dict[str, list[str]]) -> Iterator[DnsServer]:
+    """Start Knot, then Unbound; stop both whatever happens."""
+    knot_log, unbound_log = work / "knotd.log", work / "unbound.log"
+    with knot_log.open("wb") as out:
+        knot = subprocess.Popen([knot_binary, "-c", str(work / "knot.conf")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    unbound: subprocess.Popen[bytes] | None = None
+    try:
+        _wait_ready(knot_port, knot, knot_log, next(iter(zones)))
+        with unbound_log.open("wb") as out:
+            unbound = subprocess.Popen([unbound_binary, "-d", "-c",
+                                        str(work / "unbound.conf")],
+                                       stdout=out, stderr=subprocess.STDOUT)
+        _wait_ready(port, unbound, unbound_log, next(iter(zones)))
+        yield DnsServer(port, dead, work)
+    finally:
+        for proc in (unbound, knot):
+            if proc is None:
+                continue
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _knot_conf(work: Path, port: int, zones: dict[str, list[str]], root: bool) -> str:
     return "\n".join([
         "server:",
         f"  rundir: {work}",
@@ -137,11 +160,23 @@ def _knot_conf(work: Path, port: int, zones: dict[str, list[str]]) -> str:
         "    journal-content: none",
         "zone:",
         *(f"  - domain: {zone}" for zone in zones),
+        *(["  - domain: .", "    file: root.zone"] if root else []),
     ]) + "\n"
 
 
 def _unbound_conf(work: Path, port: int, knot_port: int, dead: int,
-                  zones: dict[str, list[str]]) -> str:
+                  zones: dict[str, list[str]], relay_port: int) -> str:
+    if relay_port:  # benchmark: every name from Knot's root zone, through the delay
+        return "\n".join([
+            "server:", f"  interface: 127.0.0.1@{port}", f"  port: {port}", "  do-ip6: no",
+            "  do-not-query-localhost: no", '  username: ""', '  chroot: ""',
+            f'  directory: "{work}"', f'  pidfile: "{work / "unbound.pid"}"',
+            "  use-syslog: no", "  verbosity: 0", '  module-config: "iterator"',
+            "  qname-minimisation: no", "  infra-keep-probing: yes",
+            "remote-control:", "  control-enable: no",
+            "forward-zone:", '  name: "timeout.test"', f"  forward-addr: 127.0.0.1@{dead}",
+            "forward-zone:", '  name: "."', f"  forward-addr: 127.0.0.1@{relay_port}",
+        ]) + "\n"
     lines = [
         "server:",
         f"  interface: 127.0.0.1@{port}",
@@ -159,8 +194,11 @@ def _unbound_conf(work: Path, port: int, knot_port: int, dead: int,
         # Keep asking the dead server rather than failing fast once it is marked down: the
         # tests want a name that times out, every time.
         "  infra-keep-probing: yes",
-        # Names outside the test zones: "no such name", from Unbound itself.
+        # Names outside the test zones: "no such name", from Unbound itself, with an SOA so
+        # the answer is cached for its negative TTL as a real one would be.
         '  local-zone: "." static',
+        f'  local-data: ". {SOA_TTL} IN SOA ns.lab.test. hostmaster.lab.test. 1 3600 600 '
+        f'86400 {SOA_TTL}"',
         *(f'  local-zone: "{zone}." transparent' for zone in
           [*zones, "timeout.test", "servfail.test"]),
         "remote-control:",

@@ -213,3 +213,17 @@ def test_postfix_relays_outbound_mail_signed(lab: Lab, postfix: Postfix) -> None
     done = dkimverify(lab, raw)
     assert done.returncode == 0 and b"signature ok" in done.stdout, done.stdout + done.stderr
     assert message_from_bytes(raw, policy=compat32)["From"] == "Alice <alice@example.test>"
+
+
+def test_forged_authentication_results_are_removed(daemon: Daemon) -> None:
+    raw = make_message([
+        ("Authentication-Results", "relay.example.org; spf=pass smtp.mailfrom=example.org"),
+        ("Authentication-Results", "MX.example.net; dkim=pass header.d=bank.example"),
+        ("From", "Alice <alice@example.test>"), ("To", MAILBOX)])
+    session = MtaSession(daemon.port, client_ip=MTA_IP)
+    try:
+        result = session.send(raw, mail_from="alice@example.test")
+    finally:
+        session.close()
+    assert result.changed == [("Authentication-Results", 2, "")]  # ours by name: forged
+    assert "dkim=none" in result.inserted["Authentication-Results"]

@@ -45,6 +45,11 @@ class MilterApp:
         self._active = 0
         self._idle = threading.Condition()
         self.signer: Signer | None = None
+        # Authentication-Results headers from outside that claim to be ours are removed
+        # (RFC 8601 5): only while we add our own.
+        self.authserv_id = ""
+        if self.config.dns.enabled and self.config.auth.authentication_results:
+            self.authserv_id = (self.config.auth.authserv_id or server_name).lower()
         if self.config.dkim_signing.keys:
             try:
                 self.signer = Signer(self.config.dkim_signing)
@@ -116,6 +121,8 @@ class MilterSession(Milter.Base):
         self.oversized = False
         self.foreign: dict[str, list[str]] = {}
         self.may_sign = False  # known from MAIL FROM on: keep the whole message to sign it
+        self.auth_results_seen = 0
+        self.forged_auth_results: list[int] = []  # their index among Authentication-Results
 
     # --- stages before end of message: collect, never answer ---------------------------
 
@@ -162,6 +169,11 @@ class MilterSession(Milter.Base):
             # libmilter numbers headers per name without regard to case
             self.foreign.setdefault(name_text.title(), []).append(raw.decode("utf-8", "replace"))
             return Milter.CONTINUE  # not scanned: a forged verdict must not sway ours
+        if name_text.lower() == "authentication-results" and self.app.authserv_id:
+            self.auth_results_seen += 1
+            claimed = raw.split(b";", 1)[0].split(b"(", 1)[0].strip().lower()
+            if claimed.decode("utf-8", "replace") == self.app.authserv_id:
+                self.forged_auth_results.append(self.auth_results_seen)
         line = name_text.encode("ascii", "replace") + b": " + raw.replace(b"\n", b"\r\n")
         self._grow(len(line) + 2)
         if not self.oversized or self.may_sign:
@@ -212,6 +224,8 @@ class MilterSession(Milter.Base):
                 verdict = decide(result, self.app.config, queue_id, self.app.server_name,
                                  self.foreign)
                 verdict.insert_headers.extend(task.add_headers)
+                for index in reversed(self.forged_auth_results):
+                    verdict.change_headers.append(("Authentication-Results", index, ""))
             if signature is not None:
                 verdict.insert_headers.append(signature)
             return self._apply(verdict)

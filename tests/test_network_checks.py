@@ -471,3 +471,20 @@ def test_sender_domain_not_checked_for_authenticated_or_bounces(scanner: Scanner
     for envelope in ({"mail_from": "a@made-up.example.test", "user": "a"}, {"mail_from": ""}):
         result, _ = scan(scanner, make_message(), client_ip=UNLISTED_IP, **envelope)
         assert not any(s.startswith("SENDER_DOMAIN_") for s in result.symbols)
+
+
+def test_pyspamc_symbols_shows_network_symbols_and_headers(lab: Lab, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    from pyspamd.cli.pyspamc import main as pyspamc
+
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(lab.config())
+    message = tmp_path / "m.eml"
+    message.write_bytes(_message_from())
+    assert pyspamc(["--config", str(config), "symbols", "--headers", "--ip", MTA_IP,
+                    "--from", "alice@example.test", "--helo", "mta.example.test",
+                    str(message)]) == 0
+    out = capsys.readouterr().out
+    assert "Symbol: R_SPF_ALLOW" in out and "Symbol: DMARC_POLICY_ALLOW" in out
+    assert "Authentication-Results: mx.example.net;" in out and "Received-SPF: Pass" in out

@@ -90,7 +90,8 @@ def cmd_symbols(args: argparse.Namespace) -> int:
                 print(f"Error for file: {source.label}: {source.error}", file=sys.stderr)
             continue
         try:
-            result = scanner.scan(source.data, envelope)
+            task = scanner.task(source.data, envelope)
+            result = scanner.scan_task(task)
         except Exception as exc:  # report, and go on with the next message
             failed += 1
             reason = f"scan failed: {type(exc).__name__}: {exc}"
@@ -102,7 +103,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         if args.json:
             out = result.to_json(source.label)
             if args.headers:
-                out["headers"] = dict(_headers_for(scanner, result))
+                out["headers"] = dict(task.add_headers + _headers_for(scanner, result))
             print(json.dumps(out, ensure_ascii=False))
             continue
         if not first:
@@ -110,7 +111,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         first = False
         _print_text(source.label, result)
         if args.headers:
-            for name, value in _headers_for(scanner, result):
+            for name, value in task.add_headers + _headers_for(scanner, result):
                 print(f"{name}: {value}")
     return EXIT_FAILED if failed else EXIT_OK
 

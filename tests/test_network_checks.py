@@ -488,3 +488,13 @@ def test_pyspamc_symbols_shows_network_symbols_and_headers(lab: Lab, tmp_path: P
     out = capsys.readouterr().out
     assert "Symbol: R_SPF_ALLOW" in out and "Symbol: DMARC_POLICY_ALLOW" in out
     assert "Authentication-Results: mx.example.net;" in out and "Received-SPF: Pass" in out
+
+
+def test_dmarc_and_arc_lookup_failures(lab: Lab, scanner: Scanner) -> None:
+    result, task = scan(scanner, _message_from("x.servfail.test"), client_ip=UNLISTED_IP)
+    assert result.symbols["DMARC_DNSFAIL"].options == ["x.servfail.test"]
+    assert "dmarc=temperror" in dict(task.add_headers)["Authentication-Results"]
+    sealed = _arc_sealed(lab, _message_from("forwarded.test"))
+    broken_key = sealed.replace(b"d=example.test", b"d=x.servfail.test")
+    result, _ = scan(scanner, broken_key, client_ip=UNLISTED_IP)
+    assert "ARC_DNSFAIL" in result.symbols and "DNS_FAIL" in result.symbols

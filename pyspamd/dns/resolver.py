@@ -219,6 +219,12 @@ class MessageDns:
     def blocking_query(self, loop: asyncio.AbstractEventLoop, name: str,
                        rdtype: str) -> Answer:
         """From a helper thread (pyspf is synchronous): the same lookup, run on `loop`."""
+        # A cached answer is read here: the cache is thread-safe, and a trip through the
+        # loop and back costs more than the SPF evaluation it serves.
+        cached = self.resolver.cache.get((name.lower().rstrip("."), rdtype))
+        if cached is not None:
+            self.resolver.stats.count("cache_hits")
+            return cached
         future = asyncio.run_coroutine_threadsafe(self.query(name, rdtype), loop)
         try:
             return future.result(timeout=self.remaining() + 1.0)

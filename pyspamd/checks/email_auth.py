@@ -82,10 +82,15 @@ class EmailAuth(Check):
             # Mail from an authenticated user is ours: SPF would judge our own relay.
             spf_job = check_spf(lookups, env.client_ip, env.mail_from, env.helo,
                                 self.authserv_id)
-        need_dkim = auth.dkim or auth.dmarc
+        if not (auth.dkim or auth.dmarc):
+            dkim_job = _nothing()
+        elif "dkim-signature" in task.headers:
+            dkim_job = verify_dkim(task.raw, lookups, auth.min_key_bits)
+        else:  # unsigned: no need for dkimpy to parse the whole message to find that out
+            dkim_job = _unsigned()
         jobs = await asyncio.gather(
             spf_job or _nothing(),
-            verify_dkim(task.raw, lookups, auth.min_key_bits) if need_dkim else _nothing(),
+            dkim_job,
             verify_arc(task.raw, task.headers.items, lookups, auth.min_key_bits)
             if auth.arc else _nothing())
         spf: SpfResult | None = jobs[0]
@@ -147,3 +152,7 @@ class EmailAuth(Check):
 
 async def _nothing() -> None:
     return None
+
+
+async def _unsigned() -> list[DkimResult]:
+    return []

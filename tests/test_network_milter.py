@@ -179,7 +179,10 @@ def test_postfix_delivers_with_authentication_results(lab: Lab, postfix: Postfix
     code, _ = _send_as(postfix, ALL_ZEN_IP, _message(body="http://www.spammy-domain.test/\n"),
                        "alice@example.test")
     assert code == 250
-    first, second = postfix.wait_delivered(2)
+    # Maildir names start with the second of delivery: find each message by its body.
+    delivered = postfix.wait_delivered(2)
+    (second,) = [m for m in delivered if "spammy-domain" in m.get_payload()]
+    (first,) = [m for m in delivered if m is not second]
     auth = " ".join(first["Authentication-Results"].split())
     assert auth.startswith("mx.example.net; spf=pass smtp.mailfrom=alice@example.test")
     assert "dmarc=pass header.from=example.test" in auth

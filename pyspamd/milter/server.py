@@ -44,6 +44,13 @@ _RESTART_MAX = 30.0
 _STABLE_AFTER = 60.0  # a process that lived this long resets the back-off
 _TICK = 0.2
 _DRAIN_GRACE = 0.5  # seconds between closing a worker's gate and counting its sessions
+# libmilter runs each connection in its own thread, and every stage is a short callback that
+# takes the GIL. At Python's default 5 ms switch interval, threads waiting with a header or
+# body chunk force the thread that is scanning to hand over the GIL again and again. A worker
+# with 4 connections spent 3.9 ms CPU per message at 5 ms and 3.4 ms at 50 ms (direct milter
+# protocol, 2,000 corpus messages, two runs each); callbacks still run as soon as a scan ends,
+# so one connection's latency does not change.
+_GIL_SWITCH_INTERVAL = 0.05
 
 
 def worker_count(config: Config) -> int:
@@ -91,6 +98,7 @@ def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     threading.Thread(target=_drain_on_signal, args=(app, gate, shutdown_timeout),
                      name="drain", daemon=True).start()
     Milter.factory = session_class(app)
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     code = 0
     try:
         milter.main()

@@ -151,10 +151,6 @@ class MilterSession(Milter.Base):
         return Milter.CONTINUE
 
     @Milter.noreply
-    def eoh(self) -> int:
-        return Milter.CONTINUE
-
-    @Milter.noreply
     def body(self, chunk: bytes) -> int:
         self._grow(len(chunk))
         if not self.oversized:

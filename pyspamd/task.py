@@ -16,7 +16,7 @@ from functools import cached_property
 
 from pyspamd.htmltext import html_to_text
 from pyspamd.mime import MimePart, payload_bytes, walk_parts
-from pyspamd.received import ReceivedHop, parse_received
+from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
 from pyspamd.urls import Url, find_urls
 
@@ -219,8 +219,8 @@ class Task:
         return urls
 
     @cached_property
-    def received(self) -> list[ReceivedHop]:
-        return [parse_received(v) for v in self.headers.raw("received")]
+    def received(self) -> ReceivedChain:
+        return ReceivedChain(self.headers.raw("received"))
 
     @cached_property
     def from_address(self) -> str:

@@ -24,6 +24,7 @@ from aiohttp import web
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.cli.learn import not_a_message
+from pyspamd.cli.statistics import symbol_rows
 from pyspamd.config import Config, load_config
 from pyspamd.controller.auth import Access
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
@@ -335,16 +336,7 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
             hits = await c.run(c.reader.symbol_hits)
         except StorageError as exc:
             return _error(503, str(exc))
-        rows = []
-        defs = c.scanner.defs
-        for name in sorted(set(defs) | set(hits)):
-            if name.startswith("__"):
-                continue
-            d = defs.get(name)
-            rows.append({"name": name, "score": d.score if d else 0.0,
-                         "description": d.description if d else "",
-                         "group": d.group if d else "", "source": d.source if d else "",
-                         "hits": hits.get(name, 0)})
+        rows = symbol_rows(c.scanner.defs, hits)
         return web.json_response({"symbols": rows})
 
     @routes.get("/actions")

@@ -82,7 +82,7 @@ function showLogin(message) {
   for (const v of document.querySelectorAll(".view")) v.hidden = true;
   $("#tabs").hidden = true; $("#logout").hidden = true; $("#who").textContent = "";
   $("#login").hidden = false;
-  $("#login-error").textContent = state.password && message ? message : "";
+  $("#login-error").textContent = message || "";
   $("#login-password").focus();
 }
 
@@ -169,9 +169,11 @@ function drawChart(graph) {
   const n = graph.starts.length;
   const actions = ACTIONS.filter((a) => graph.actions[a]);
   const totals = graph.starts.map((_, i) => actions.reduce((s, a) => s + graph.actions[a][i], 0));
-  const top = Math.max(1, ...totals);
-  const step = Math.pow(10, Math.floor(Math.log10(top)));
-  const ceiling = Math.ceil(top / step) * step;
+  // Four whole-number ticks of 1, 2 or 5 times a power of ten, so no label repeats.
+  const raw = Math.max(1, ...totals) / 4;
+  const magnitude = Math.pow(10, Math.floor(Math.log10(raw)));
+  const tick = Math.max(1, [1, 2, 5, 10].map((f) => f * magnitude).find((t) => t >= raw));
+  const ceiling = tick * 4;
   const left = 44, right = 8, topPad = 8, bottom = 22;
   const plotW = width - left - right, plotH = height - topPad - bottom;
   ctx.font = "11px system-ui, sans-serif";
@@ -179,7 +181,7 @@ function drawChart(graph) {
   for (let k = 0; k <= 4; k++) {
     const y = topPad + plotH - plotH * k / 4;
     ctx.beginPath(); ctx.moveTo(left, y + .5); ctx.lineTo(width - right, y + .5); ctx.stroke();
-    ctx.textAlign = "right"; ctx.fillText(fmt(Math.round(ceiling * k / 4)), left - 6, y + 4);
+    ctx.textAlign = "right"; ctx.fillText(fmt(tick * k), left - 6, y + 4);
   }
   const bw = plotW / n;
   for (let i = 0; i < n; i++) {

@@ -36,9 +36,3 @@ GRAPH_STEPS = {
 def graph_key(step: str, start: int, action: str) -> str:
     return f"{GRAPH}{step}:{start:012d}:{action}"
 
-
-def time_bucket(seconds: float) -> int:
-    for index, bound in enumerate(TIME_BOUNDS):
-        if seconds <= bound:
-            return index
-    return len(TIME_BOUNDS)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from pyspamd.actions import SPAM_ACTIONS, STRENGTH
 from pyspamd.config import Config
 from pyspamd.stats import keys
+from pyspamd.stats.recorder import history_entry
 from pyspamd.storage.base import HAM, SPAM, Storage, StorageMissing
 
 # rspamc stat's order; discard and quarantine (admin maps only) follow when they occurred.
@@ -68,13 +68,8 @@ class StatsReader:
             raw = self.storage.list_recent(keys.HISTORY, limit)
         except StorageMissing:
             return []
-        out = []
-        for item in raw:
-            try:
-                out.append(json.loads(item))
-            except ValueError:  # a damaged entry costs itself, not the listing
-                continue
-        return out
+        # A damaged entry costs itself, not the listing.
+        return [entry for entry in map(history_entry, raw) if entry is not None]
 
     def symbol_hits(self, counters: dict[str, int] | None = None) -> dict[str, int]:
         c = self.counters() if counters is None else counters

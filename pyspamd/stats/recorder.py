@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 
@@ -28,6 +29,7 @@ MAX_SUBJECT = 200
 _WARN_EVERY = 60.0
 
 _current: ScanRecorder | None = None
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def count_event(name: str, amount: int = 1) -> None:
@@ -38,31 +40,38 @@ def count_event(name: str, amount: int = 1) -> None:
         recorder.event(name, amount)
 
 
-def history_entry(result: ScanResult, envelope: Envelope, size: int, when: float,
-                  source: str) -> dict[str, object]:
-    rcpts = list(envelope.rcpts)
-    return {
-        "id": f"{int(when * 1e6):x}-{os.getpid()}-{id(result) & 0xFFFF:x}",
-        "time": round(when, 3),
-        "source": source,
-        "queue_id": envelope.queue_id or result.queue_id or "",
-        "ip": envelope.client_ip or "",
-        "helo": envelope.helo or "",
-        "user": envelope.user or "",
-        "from": envelope.mail_from or "",
-        "rcpts": rcpts[:MAX_RCPTS_SHOWN],
-        "rcpt_count": len(rcpts),
-        "subject": result.subject[:MAX_SUBJECT],
-        "message_id": result.message_id,
-        "action": result.action,
-        "score": round(result.score, 2),
-        "required_score": round(result.required_score, 2),
-        "is_spam": result.is_spam,
-        "symbols": [[s.name, round(s.score, 2), s.options] for s in result.sorted_symbols()],
-        "scan_time": round(result.scan_time, 6),
-        "size": size,
-        "errors": result.errors,
-    }
+# A history entry is stored as a JSON array in this field order (no key names: the writer
+# serializes one per message, so the smaller form halves its cost); the reader turns it back
+# into a dict with these names.
+HISTORY_FIELDS = ("id", "time", "source", "queue_id", "ip", "helo", "user", "from", "rcpts",
+                  "rcpt_count", "subject", "message_id", "action", "score", "required_score",
+                  "is_spam", "symbols", "scan_time", "size", "errors")
+
+
+def history_row(result: ScanResult, envelope: Envelope, size: int, when: float,
+                source: str, number: int) -> list[object]:
+    rcpts = envelope.rcpts
+    return [
+        f"{int(when * 1e6):x}-{os.getpid()}-{number:x}", round(when, 3), source,
+        envelope.queue_id or result.queue_id or "", envelope.client_ip or "",
+        envelope.helo or "", envelope.user or "", envelope.mail_from or "",
+        list(rcpts[:MAX_RCPTS_SHOWN]), len(rcpts), result.subject[:MAX_SUBJECT],
+        result.message_id, result.action, round(result.score, 2),
+        result.required_score, result.is_spam,
+        [[s.name, s.score, s.options] for s in result.sorted_symbols()],
+        round(result.scan_time, 6), size, result.errors,
+    ]
+
+
+def history_entry(raw: bytes) -> dict[str, object] | None:
+    """A stored history item as a dict; None if it is damaged."""
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(values, list) or len(values) != len(HISTORY_FIELDS):
+        return None
+    return dict(zip(HISTORY_FIELDS, values, strict=True))
 
 
 class ScanRecorder:
@@ -84,6 +93,7 @@ class ScanRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned = 0.0
+        self._number = 0  # makes history ids unique within this process
 
     # --- on the scanning path: cheap ---
     def record(self, result: ScanResult, envelope: Envelope, size: int) -> None:
@@ -128,11 +138,12 @@ class ScanRecorder:
             self._unsaved, self._unsaved_history = Counter(), []
             for name, amount in events.items():
                 changes[(keys.EVENT + name, None)] += amount
-            for when, result, envelope, size in scans:
-                self._count(changes, when, result)
-                entry = history_entry(result, envelope, size, when, self.source)
-                history.append(json.dumps(entry, ensure_ascii=False,
-                                          separators=(",", ":")).encode())
+            self._count(changes, scans)
+            # Only what the bounded list will keep is worth serializing.
+            for when, result, envelope, size in scans[-self.history_size:]:
+                self._number += 1
+                row = history_row(result, envelope, size, when, self.source, self._number)
+                history.append(_ENCODE(row).encode())
             history = history[-self.history_size:]
             if not changes and not history:
                 return True
@@ -154,17 +165,36 @@ class ScanRecorder:
             return True
 
     @staticmethod
-    def _count(changes: Counter[tuple[str, float | None]], when: float,
-               result: ScanResult) -> None:
-        changes[(keys.SCANNED, None)] += 1
-        changes[(keys.ACTION + result.action, None)] += 1
-        for name in result.symbols:
-            changes[(keys.SYMBOL + name, None)] += 1
-        changes[(keys.TIME + str(keys.time_bucket(result.scan_time)), None)] += 1
-        changes[(keys.TIME_SUM_US, None)] += int(result.scan_time * 1e6)
-        for step_name, step in keys.GRAPH_STEPS.items():
-            start = int(when // step.seconds) * step.seconds
-            changes[(keys.graph_key(step_name, start, result.action), step.ttl)] += 1
-        for error in result.errors:
-            kind = "check_timeouts" if "timed out" in error else "check_errors"
-            changes[(keys.EVENT + kind, None)] += 1
+    def _count(changes: Counter[tuple[str, float | None]],
+               scans: list[tuple[float, ScanResult, Envelope, int]]) -> None:
+        """Counted by plain values first, so each key string is built once per flush."""
+        actions: Counter[str] = Counter()
+        symbols: Counter[str] = Counter()
+        times: Counter[int] = Counter()
+        minutes: Counter[tuple[int, str]] = Counter()
+        errors: Counter[str] = Counter()
+        time_sum = 0.0
+        for when, result, _, _ in scans:
+            actions[result.action] += 1
+            symbols.update(result.symbols.keys())
+            times[bisect_left(keys.TIME_BOUNDS, result.scan_time)] += 1
+            time_sum += result.scan_time
+            minutes[(int(when // 60) * 60, result.action)] += 1
+            for error in result.errors:
+                errors["check_timeouts" if "timed out" in error else "check_errors"] += 1
+        if not scans:
+            return
+        changes[(keys.SCANNED, None)] += len(scans)
+        for action, n in actions.items():
+            changes[(keys.ACTION + action, None)] += n
+        for name, n in symbols.items():
+            changes[(keys.SYMBOL + name, None)] += n
+        for index, n in times.items():
+            changes[(keys.TIME + str(index), None)] += n
+        changes[(keys.TIME_SUM_US, None)] += int(time_sum * 1e6)
+        for (minute, action), n in minutes.items():
+            for step_name, step in keys.GRAPH_STEPS.items():
+                start = minute // step.seconds * step.seconds
+                changes[(keys.graph_key(step_name, start, action), step.ttl)] += n
+        for kind, n in errors.items():
+            changes[(keys.EVENT + kind, None)] += n

@@ -124,7 +124,12 @@ def test_admin_page(controller: ControllerProc, page: Page, tmp_path: Path) -> N
     p.click("#tab-symbols")
     p.fill("#symbols-filter", "GTUBE")
     expect(p.locator("#symbols-table tbody tr").first).to_contain_text("1000.00")
+    p.fill("#symbols-filter", "")
+    p.check("#symbols-hit")
+    expect(p.locator("#symbols-table tbody tr")).not_to_have_count(0)
+    _shot(p, tmp_path, "controller-symbols")
     p.click("#tab-config")
     expect(p.locator("#config-text")).to_contain_text('"enable_password": "***"')
     assert "$scrypt$" not in p.locator("#config-text").inner_text()
+    _shot(p, tmp_path, "controller-config")
     assert not errors, errors

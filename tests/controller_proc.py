@@ -68,9 +68,10 @@ class ControllerProc:
         return self.workdir / "pyspamd.toml"
 
     def write_config(self) -> None:
-        self.config_path.write_text(
+        storage = "" if "[storage]" in self.config_text else \
             f'[storage]\npath = "{self.workdir / "store.sqlite"}"\n'
-            f'[logging]\ntarget = "{self.workdir / "pyspamd.log"}"\n'
+        self.config_path.write_text(
+            f'{storage}[logging]\ntarget = "{self.workdir / "pyspamd.log"}"\n'
             f'[controller]\nlisten = "127.0.0.1:{self.port}"\nflush_interval = 0.1\n'
             f'{self.config_text}\n')
 

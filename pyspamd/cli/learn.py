@@ -53,7 +53,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
     p = commands.add_parser("unlearn", add_help=False, help="forget learned messages")
     _paths_args(p)
-    p = commands.add_parser("stat", add_help=False, help="show what the Bayes store holds")
+    p = commands.add_parser("stat", add_help=False,
+                            help="scans by action (all workers) and what the Bayes store holds")
     p.add_argument("--help", action="help", help="show this help and exit")
     p = commands.add_parser("expire", add_help=False,
                             help="drop rare tokens not learned for a while (for cron)")

@@ -81,16 +81,20 @@ class Controller:
         self.scanner = scanner
         c = config.controller
         self.access = Access(c.password, c.enable_password, c.secure_ip)
+        old_bayes = getattr(self, "bayes", None)
         self.storage = open_storage(config.storage, create=True)
         self.reader = StatsReader(self.storage)
         self.bayes: Bayes = bayes_from_config(config, create=True)
+        if old_bayes is not None:
+            old_bayes.storage.close()
         old = getattr(self, "recorder", None)
         self.recorder = ScanRecorder(self.storage, c.history_size, c.flush_interval,
                                      source="controller")
         if c.record_scans:
             self.recorder.start()
-        if old is not None:
+        if old is not None:  # a reload: write what the old recorder holds, then let go
             old.stop()
+            old.storage.close()
 
     def reload(self) -> None:
         try:

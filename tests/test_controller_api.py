@@ -76,6 +76,8 @@ def test_scans_reach_stat_history_graph_and_symbols(controller: ControllerProc) 
     assert gtube["symbols"][0][0] == "GTUBE" and gtube["subject"] == "Test spam mail (GTUBE)"
     assert gtube["source"] == "controller"
     assert any(name == "BLOCKED_SENDER" for name, _, _ in rows[0]["symbols"])
+    assert controller.call("GET", "/history?limit=abc").status == 400
+    assert len(controller.call("GET", "/history?limit=1").json()["rows"]) == 1
     graph = controller.call("GET", "/graph?type=minute").json()
     assert len(graph["starts"]) == 60 and graph["step"] == 60
     assert sum(graph["actions"]["reject"]) >= 1

@@ -22,6 +22,7 @@ import Milter
 
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
+from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.task import Envelope
 from pyspamd.tasklog import task_log_line
 
@@ -44,6 +45,8 @@ class MilterApp:
         self._idle = threading.Condition()
         # Told the new count whenever a session opens or closes (the worker's Gate).
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
+        # Counters and history for the controller; set in the worker (its thread is there).
+        self.recorder: ScanRecorder | None = None
 
     def is_trusted(self, ip: str | None) -> bool:
         if not ip or not self.trusted:
@@ -184,6 +187,8 @@ class MilterSession(Milter.Base):
             result = scanner.scan_task(scanner.task(raw, envelope),
                                        budget=self.app.config.milter.scan_timeout)
             task_log.info("%s", task_log_line(result, envelope, len(raw)))
+            if self.app.recorder is not None:
+                self.app.recorder.record(result, envelope, len(raw))
             verdict = decide(result, self.app.config, queue_id, self.app.server_name,
                              self.foreign)
             return self._apply(verdict)

@@ -294,6 +294,23 @@ DKIM_SIGNED_HEADERS = ("from", "from", "to", "cc", "subject", "date", "message-i
                        "content-type", "content-transfer-encoding", "list-unsubscribe")
 
 
+@dataclass
+class ControllerConfig:
+    """`[controller]`: the HTTP API, metrics and web page, and the scan history it shows."""
+
+    enabled: bool = True  # the milter's master starts it
+    listen: str = "127.0.0.1:11334"
+    password: str = ""  # read-only access; a hash printed by `pyspamc pw`
+    enable_password: str = ""  # read-write access (learning); also good for reading
+    secure_ip: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    max_body: int = 10 << 20
+    max_rcpts: int = 1000
+    scan_threads: int = 4
+    record_scans: bool = True
+    history_size: int = 1000
+    flush_interval: float = 1.0
+
+
 # Client host names (verified reverse DNS, subdomains included) of large senders that retry
 # from a different address of a big pool, so a retry would start a new triplet each time.
 BIG_SENDER_HOSTS = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
@@ -321,6 +338,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     dkim_signing: DkimSigningConfig = field(default_factory=DkimSigningConfig)
     path: Path | None = None
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
 
 
 class ConfigError(Exception):
@@ -377,6 +395,7 @@ def load_config(path: str | Path | None) -> Config:
     errors.extend(_check_greylist(config, locator))
     errors.extend(_check_ratelimit(config, locator))
     errors.extend(_check_network(config, locator))
+    errors.extend(_check_controller(config, locator))
     if errors:
         raise ConfigError(errors)
     return config
@@ -816,3 +835,61 @@ def _key_table_line(loc: _Locator, domain: str) -> str:
         if text.startswith("[dkim_signing.keys.") and domain in text:
             return f"{loc.path}:{number}"
     return str(loc.path)
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """"HOST:PORT" or "[V6]:PORT" -> (host, port); ValueError if it is neither."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def is_local_host(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name may resolve to anything
+
+
+def _check_controller(config: Config, loc: _Locator) -> list[str]:
+    import ipaddress
+
+    from pyspamd.controller.auth import HashError, parse_hash
+
+    c, errors = config.controller, []
+
+    def bad(key: str, what: str) -> None:
+        errors.append(f"{loc.where(('controller', key))}: controller.{key} {what}")
+
+    for key in ("password", "enable_password"):
+        if getattr(c, key):
+            try:
+                parse_hash(getattr(c, key))
+            except HashError as exc:
+                bad(key, f"is not a password hash ({exc}); paste what `pyspamc pw` prints")
+    for net in c.secure_ip:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            bad("secure_ip", f"has {net!r}, which is not an address or CIDR network")
+    try:
+        host, _ = split_host_port(c.listen)
+    except ValueError:
+        bad("listen", f"is {c.listen!r}; write HOST:PORT, e.g. \"127.0.0.1:11334\"")
+    else:
+        if c.enabled and not is_local_host(host) and not (c.password or c.enable_password):
+            bad("listen", f"is {c.listen}, reachable from other hosts, and no password is set: "
+                "anyone there could read the scan history and train Bayes. Set "
+                "controller.enable_password to a hash from `pyspamc pw`, or listen on "
+                "127.0.0.1 (behind a reverse proxy)")
+    for key in ("max_body", "max_rcpts", "scan_threads", "history_size"):
+        if getattr(c, key) <= 0:
+            bad(key, "must be positive")
+    if c.flush_interval <= 0:
+        bad("flush_interval", "must be positive (seconds)")
+    return errors

@@ -16,7 +16,7 @@ from functools import cached_property
 
 from pyspamd.htmltext import html_to_text
 from pyspamd.mime import MimePart, payload_bytes, walk_parts
-from pyspamd.received import ReceivedHop, parse_received
+from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
 from pyspamd.urls import Url, find_urls
 
@@ -68,6 +68,17 @@ class HeaderView:
         for name, value in items:
             self._by_name.setdefault(name.lower(), []).append(value)
         self._decoded: dict[str, list[str]] = {}
+        # Rules read the same header many ways (decoded, addr, name, the "all" view): each
+        # distinct value is decoded once, and each header's address list is parsed once.
+        self._decode_memo: dict[str, tuple[str, list[str]]] = {}
+        self._addresses: dict[str, list[tuple[str, str]]] = {}
+        self._all_lines: str | None = None
+
+    def _decode(self, value: str) -> tuple[str, list[str]]:
+        memo = self._decode_memo.get(value)
+        if memo is None:
+            memo = self._decode_memo[value] = decode_header_value(value)
+        return memo
 
     def __contains__(self, name: str) -> bool:
         return name.lower() in self._by_name
@@ -85,7 +96,7 @@ class HeaderView:
             return cached
         out: list[str] = []
         for value in self._by_name.get(key, ()):
-            text, problems = decode_header_value(value)
+            text, problems = self._decode(value)
             for problem in problems:
                 if problem == "8bit":
                     self._anomalies.setdefault("header_8bit", []).append(name)
@@ -101,17 +112,25 @@ class HeaderView:
 
     def addresses(self, name: str) -> list[tuple[str, str]]:
         """(display name, lower-case address) pairs; names decoded, addresses as written."""
-        raw = [surrogates_to_text(v)[0] for v in self._by_name.get(name.lower(), ())]
-        if not raw:
-            return []
-        try:
-            pairs = getaddresses(raw)
-        except Exception:  # getaddresses is stricter in newer Pythons; never fail a scan on it
-            pairs = []
-        return [(decode_header_value(n)[0], a.lower()) for n, a in pairs if n or a]
+        key = name.lower()
+        cached = self._addresses.get(key)
+        if cached is not None:
+            return cached
+        raw = [surrogates_to_text(v)[0] for v in self._by_name.get(key, ())]
+        pairs: list[tuple[str, str]] = []
+        if raw:
+            try:
+                pairs = getaddresses(raw)
+            except Exception:  # stricter in newer Pythons; never fail a scan on it
+                pairs = []
+        out = [(self._decode(n)[0], a.lower()) for n, a in pairs if n or a]
+        self._addresses[key] = out
+        return out
 
     def all_lines(self) -> str:
-        return "\n".join(f"{n}: {decode_header_value(v)[0]}" for n, v in self.items)
+        if self._all_lines is None:
+            self._all_lines = "\n".join(f"{n}: {self._decode(v)[0]}" for n, v in self.items)
+        return self._all_lines
 
 
 class Task:
@@ -202,8 +221,8 @@ class Task:
         return urls
 
     @cached_property
-    def received(self) -> list[ReceivedHop]:
-        return [parse_received(v) for v in self.headers.raw("received")]
+    def received(self) -> ReceivedChain:
+        return ReceivedChain(self.headers.raw("received"))
 
     @cached_property
     def from_address(self) -> str:

@@ -93,6 +93,8 @@ _ENCODED_WORD_GAP = re.compile(r"(\?=)[ \t]+(=\?)")
 
 
 def unfold(value: str) -> str:
+    if "\n" not in value:  # most header values are one line: skip the regex
+        return value.strip()
     return _FOLD.sub("", value).strip()
 
 

@@ -172,9 +172,13 @@ class Daemon:
 
     def start(self) -> None:
         config = self.workdir / "pyspamd.toml"
+        # The controller's default port is one for the whole machine: only the tests that
+        # configure a controller (on a free port) get one.
+        controller = "" if "[controller]" in self.config_text else \
+            "[controller]\nenabled = false\n"
         config.write_text(
             f'[milter]\nlisten = ["inet:{self.port}@127.0.0.1"]\nworkers = {self.workers}\n'
-            f'shutdown_timeout = 10.0\n{self.config_text}\n'
+            f'shutdown_timeout = 10.0\n{self.config_text}\n{controller}'
             f'[logging]\ntarget = "{self.log_path}"\nlevel = "info"\n')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyspamd.cli.pyspamd", "--config", str(config)],

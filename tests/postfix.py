@@ -62,6 +62,10 @@ class Postfix:
 
         return asyncio.run(go())
 
+    def master_pid(self) -> int:
+        """Postfix's master process; raises FileNotFoundError/ValueError when not running."""
+        return int((self.root / "queue" / "pid" / "master.pid").read_text().split()[0])
+
     def log(self) -> str:
         path = self.root / "maillog"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -184,7 +188,7 @@ def _instance(prefix: str, main_cf: Callable[[Path], str], smtp_port: int,
         instance.postfix("stop")
         time.sleep(0.2)
         with contextlib.suppress(FileNotFoundError, ValueError):
-            pid = int((root / "queue" / "pid" / "master.pid").read_text().split()[0])
+            pid = instance.master_pid()
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
         shutil.rmtree(root, ignore_errors=True)

@@ -41,12 +41,12 @@ def test_example_config_loads_and_documents_every_option() -> None:
     for section in ("storage", "bayes"):
         assert getattr(loaded, section) == getattr(defaults, section), section
     assert loaded.greylist == defaults.greylist and loaded.ratelimit == defaults.ratelimit
-    assert loaded.helo == defaults.helo
+    assert loaded.helo == defaults.helo and loaded.controller == defaults.controller
     assert "\n[ratelimit.limits]\n" in text and '\n# ip = "100 / 1h"\n' in text
     for name, options in (("storage", defaults.storage), ("bayes", defaults.bayes),
                           ("bayes.autolearn", defaults.bayes.autolearn),
                           ("greylist", defaults.greylist), ("ratelimit", defaults.ratelimit),
-                          ("helo", defaults.helo)):
+                          ("helo", defaults.helo), ("controller", defaults.controller)):
         assert f"\n[{name}]\n" in text
         for f in dataclasses.fields(options):
             if f.name not in ("autolearn", "limits"):  # both are sub-tables

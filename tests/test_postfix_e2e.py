@@ -20,6 +20,8 @@ from conftest import CORPUS, REPO, make_message
 from mta import Daemon, running_daemon
 from postfix import MAILBOX, Postfix, running_postfix
 
+from pyspamd.sources import iter_messages
+
 MARKER_RULES = """
 body GREY_ME /greylist-me-please/
 score GREY_ME 45
@@ -118,41 +120,62 @@ def test_two_messages_on_one_smtp_connection(stack: tuple[Postfix, Daemon]) -> N
     assert subjects == ["one", "three"]
 
 
+def _load_messages(total: int) -> list[bytes]:
+    """The repo corpus (ham and spam) cycled to `total`, each numbered in X-Load-Seq."""
+    sources = [s.data for s in iter_messages([str(CORPUS / "ham"), str(CORPUS / "spam")])
+               if s.data]
+    out = []
+    for seq in range(total):
+        head, _, body = sources[seq % len(sources)].partition(b"\n\n")
+        keep = [line for line in head.split(b"\n")
+                if not line.lower().startswith((b"to:", b"cc:", b"date:", b"x-load-seq:"))]
+        keep += [f"To: {MAILBOX}".encode(), f"Date: {formatdate()}".encode(),
+                 f"X-Load-Seq: {seq}".encode()]
+        out.append(b"\n".join(keep) + b"\n\n" + body)
+    return out
+
+
 def test_worker_killed_under_load_loses_nothing(stack: tuple[Postfix, Daemon]) -> None:
+    # The issue's test: SIGKILL workers during a load of 2,000 messages over 4 SMTP
+    # connections. Every message must be delivered or refused with a code the sender saw.
     postfix, daemon = stack
     postfix.clear_mailbox()
-    total = 200
+    messages = _load_messages(2000)
+    accepted: set[int] = set()
+    refused: dict[int, int] = {}
 
-    async def sender(index: int, outcomes: list[int]) -> None:
+    async def sender(index: int) -> None:
         async with aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
-                                   timeout=60) as smtp:
-            for n in range(index, total, 4):
+                                   timeout=120) as smtp:
+            for seq in range(index, len(messages), 4):
                 try:
-                    await smtp.sendmail("alice@example.org", [MAILBOX],
-                                        _message(subject=f"load {n}"))
-                    outcomes.append(250)
+                    await smtp.sendmail("alice@example.org", [MAILBOX], messages[seq])
+                    accepted.add(seq)
                 except aiosmtplib.SMTPResponseException as exc:
-                    outcomes.append(exc.code)
+                    refused[seq] = exc.code
                     await smtp.rset()
 
     async def load() -> list[int]:
-        outcomes: list[int] = []
-        senders = [asyncio.create_task(sender(i, outcomes)) for i in range(4)]
-        while len(outcomes) < total // 4:
-            await asyncio.sleep(0.01)
-        victim = max(daemon.worker_pids())
-        os.kill(victim, signal.SIGKILL)
+        senders = [asyncio.create_task(sender(i)) for i in range(4)]
+        victims = []
+        for share in (0.25, 0.6):  # the second kill hits a worker started after the first
+            while len(accepted) + len(refused) < len(messages) * share:
+                await asyncio.sleep(0.01)
+            victim = max(daemon.worker_pids())
+            os.kill(victim, signal.SIGKILL)
+            victims.append(victim)
         await asyncio.gather(*senders)
-        return outcomes
+        return victims
 
-    outcomes = asyncio.run(load())
-    assert len(outcomes) == total
-    accepted = outcomes.count(250)
-    refused = [c for c in outcomes if c != 250]
-    assert all(400 <= c < 600 for c in refused)  # the sender saw every refusal
-    delivered = postfix.wait_delivered(accepted, timeout=60)
-    assert len(delivered) == accepted  # nothing accepted was lost
-    assert "died (signal SIGKILL)" in daemon.log()
+    victims = asyncio.run(load())
+    assert len(accepted) + len(refused) == len(messages)
+    assert all(400 <= code < 600 for code in refused.values())  # each refusal was seen
+    delivered = postfix.wait_delivered(len(accepted), timeout=300)
+    arrived = [int(m["X-Load-Seq"]) for m in delivered]
+    assert sorted(arrived) == sorted(accepted)  # nothing accepted lost, nothing twice
+    log = daemon.log()
+    for victim in victims:
+        assert f"worker {victim} died (signal SIGKILL)" in log
 
 
 def test_milter_down_applies_postfix_default_action(tmp_path: Path) -> None:

@@ -47,7 +47,8 @@ class MimeSanity(Check):
 
     def run(self, task: Task, hits: Hits) -> None:
         headers = task.headers
-        for name in {n.lower() for n, _ in headers.items}:
+        # In header order, not a set's: options must come out the same in every process.
+        for name in dict.fromkeys(n.lower() for n, _ in headers.items):
             headers.decoded(name)  # records 8-bit and charset problems in task.anomalies
         text_parts = task.text_parts
         anomalies = task.anomalies

@@ -12,11 +12,14 @@ from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.sources import iter_messages
+from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
 from pyspamd.task import Task
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# The outcomes a learn run reports, in the order of its summary line.
+LEARN_ORDER = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
 # A message starts with a header line ("Name: value") or an mbox "From " line.
 _HEADER_START = re.compile(rb"^(?:From |[!-9;-~]{1,100}:)")
 
@@ -50,7 +53,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
     p = commands.add_parser("unlearn", add_help=False, help="forget learned messages")
     _paths_args(p)
-    p = commands.add_parser("stat", add_help=False, help="show what the Bayes store holds")
+    p = commands.add_parser("stat", add_help=False,
+                            help="scans by action (all workers) and what the Bayes store holds")
     p.add_argument("--help", action="help", help="show this help and exit")
     p = commands.add_parser("expire", add_help=False,
                             help="drop rare tokens not learned for a while (for cron)")
@@ -115,7 +119,7 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
     """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`.
     Raises StorageError when the store itself fails (the run cannot go on)."""
     summary = Summary()
-    order = ((LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED) if label
+    order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
     progress = Progress(tty)
     cutoff = time.time() - newer_than if newer_than is not None else None
@@ -179,7 +183,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     finally:
         bayes.storage.close()
-    order = ((LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED) if label
+    order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
     print(summary.line(order))
     for name, reason in summary.failed:
@@ -187,34 +191,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
-
-
 def cmd_stat(args: argparse.Namespace) -> int:
-    config = load_config_or_exit(args.config)
-    storage = bayes_from_config(config, create=False).storage
-    try:
-        stats = storage.bayes_stats()
-    except StorageError as exc:
-        print(f"pyspamc: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    finally:
-        storage.close()
-    for label, symbol in ((SPAM, "BAYES_SPAM"), (HAM, "BAYES_HAM")):
-        print(f"Statfile: {symbol} type: {stats.backend}; learned: {stats.learned[label]}; "
-              f"users: 1")
-    print(f"Messages learned: {sum(stats.learned.values())}")
-    print(f"Tokens stored: {stats.tokens}")
-    print(f"Backend: {stats.backend} {stats.location}; size: {_size(stats.size_bytes)}")
-    if config.bayes.enabled and min(stats.learned.values()) < config.bayes.min_learns:
-        print(f"Bayes votes after {config.bayes.min_learns} messages of each class "
-              "([bayes] min_learns)")
-    return EXIT_OK
+    from pyspamd.cli.statistics import print_stat
+
+    return print_stat(load_config_or_exit(args.config))
 
 
 def cmd_expire(args: argparse.Namespace) -> int:
@@ -230,5 +210,5 @@ def cmd_expire(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
-          f"tokens stored: {stats.tokens}; size: {_size(stats.size_bytes)}")
+          f"tokens stored: {stats.tokens}; size: {size_text(stats.size_bytes)}")
     return EXIT_OK

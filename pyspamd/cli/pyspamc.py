@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import dkim, evaluate, learn, policy
-from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
+from pyspamd.cli import dkim, evaluate, learn, policy, remote, statistics
+from pyspamd.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    load_config_or_exit,
+    scanner_or_exit,
+)
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner
 from pyspamd.sources import iter_messages
@@ -23,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("--config", "-c", metavar="PATH",
                         help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
+    parser.add_argument("-h", "--connect", dest="host", metavar="HOST[:PORT]",
+                        help="talk to the controller there (port 11334 by default) instead "
+                             "of working in-process")
+    parser.add_argument("-P", "--password", metavar="PASSWORD",
+                        help="controller password (or $PYSPAMC_PASSWORD)")
+    parser.add_argument("-n", "--parallel", type=int, default=8, metavar="N",
+                        help="requests at a time to the controller (default 8)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     symbols = commands.add_parser(
         "symbols", add_help=False, help="scan messages and show the symbols that hit"
@@ -41,13 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     symbols.add_argument("paths", nargs="+", metavar="PATH",
                          help="file, directory, Maildir, mbox, or - for stdin")
     learn.add_commands(commands)
+    statistics.add_commands(commands)
     evaluate.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
     return parser
 
 
-def _print_text(label: str, result: ScanResult) -> None:
+def print_text(label: str, result: ScanResult) -> None:
     print(f"Results for file: {label} ({result.scan_time:.3f} seconds)")
     print("[Metric: default]")
     print(f"Action: {result.action}")
@@ -109,7 +124,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         if not first:
             print()
         first = False
-        _print_text(source.label, result)
+        print_text(source.label, result)
         if args.headers:
             for name, value in task.add_headers + _headers_for(scanner, result):
                 print(f"{name}: {value}")
@@ -119,6 +134,15 @@ def cmd_symbols(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.host and args.command in remote.COMMANDS:
+            args.password = args.password or os.environ.get("PYSPAMC_PASSWORD")
+            return remote.run(args)
+        if args.host and args.command not in statistics.NEEDS_NO_DAEMON:
+            print(f"pyspamc: {args.command} works in-process only; run it without -h",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        if args.command in statistics.COMMANDS:
+            return statistics.run(args)
         if args.command == "symbols":
             return cmd_symbols(args)
         if args.command in ("learn_spam", "learn_ham", "unlearn"):

@@ -10,7 +10,7 @@ from pathlib import Path
 from pyspamd.checks.base import Check
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
-from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, load_ruleset
+from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, Scanner, load_ruleset
 from pyspamd.symbols import is_hidden
 
 
@@ -82,9 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("configtest", help="check the config and rule files, then exit")
     commands.add_parser("run", help="run the milter (the default)")
+    commands.add_parser("controller", help="run only the controller (HTTP API and web page), "
+                                           "e.g. on a host that scans no mail")
     args = parser.parse_args(argv)
     if args.command == "configtest":
         return configtest(args.config)
+    if args.command == "controller":
+        return run_controller_alone(args.config)
     return run(args.config, args.daemon, args.pidfile)
 
 
@@ -103,6 +107,25 @@ def run(config_arg: str | None, daemon: bool, pidfile: str | None) -> int:
             print(line, file=sys.stderr)
         print("pyspamd not started: fix the rule files (pyspamd configtest)", file=sys.stderr)
         return EXIT_FAILED
+
+
+def run_controller_alone(config_arg: str | None) -> int:
+    from pyspamd.controller.server import run_controller  # aiohttp only when serving
+    from pyspamd.logsetup import setup_logging
+
+    path = resolve_config_path(config_arg)
+    if path is not None:
+        path = path.resolve()
+    try:
+        config = load_config(path)
+        scanner = Scanner.from_config(config)
+    except (ConfigError, RuleLoadError) as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        print("controller not started", file=sys.stderr)
+        return EXIT_FAILED
+    setup_logging(config.logging)
+    return run_controller(path, config, scanner)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import Milter
 from pyspamd.auth.dkim_sign import Signer
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
+from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.task import Envelope
 from pyspamd.tasklog import task_log_line
 
@@ -57,6 +58,8 @@ class MilterApp:
                 log.error("DKIM signing is off: cannot read a key: %s", exc)
         # Told the new count whenever a session opens or closes (the worker's Gate).
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
+        # Counters and history for the controller; set in the worker (its thread is there).
+        self.recorder: ScanRecorder | None = None
 
     def may_sign(self, user: str | None, client_ip: str | None) -> bool:
         """Outbound mail: from an authenticated sender or a trusted network, as configured."""
@@ -181,10 +184,6 @@ class MilterSession(Milter.Base):
         return Milter.CONTINUE
 
     @Milter.noreply
-    def eoh(self) -> int:
-        return Milter.CONTINUE
-
-    @Milter.noreply
     def body(self, chunk: bytes) -> int:
         self._grow(len(chunk))
         if not self.oversized or self.may_sign:
@@ -221,6 +220,8 @@ class MilterSession(Milter.Base):
                 task = scanner.task(raw, envelope)
                 result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
                 task_log.info("%s", task_log_line(result, envelope, len(raw)))
+                if self.app.recorder is not None:
+                    self.app.recorder.record(result, envelope, len(raw))
                 verdict = decide(result, self.app.config, queue_id, self.app.server_name,
                                  self.foreign)
                 verdict.insert_headers.extend(task.add_headers)

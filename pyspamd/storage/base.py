@@ -161,6 +161,21 @@ class Storage(ABC):
         before is full. `now` comes from the caller so tests can move the clock; the
         stored value is "TOKENS|LAST_TIME" on both backends."""
 
+    # --- batched counters and bounded lists: scan statistics and history (pyspamd/stats) ---
+    @abstractmethod
+    def incr_many(self, changes: list[tuple[str, int, float | None]]) -> None:
+        """Many (key, amount, ttl) incr()s as one write: one transaction or one pipeline, so
+        a worker's statistics for a second of mail cost one round trip."""
+
+    @abstractmethod
+    def list_push(self, key: str, items: list[bytes], keep: int) -> None:
+        """Add `items` (oldest first) to the newest end of a list, then keep only the newest
+        `keep` items: a bounded log shared by all processes and hosts."""
+
+    @abstractmethod
+    def list_recent(self, key: str, count: int) -> list[bytes]:
+        """The newest `count` items of a list, newest first."""
+
     @abstractmethod
     def close(self) -> None: ...
 

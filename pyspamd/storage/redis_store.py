@@ -8,6 +8,7 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
     {prefix}:{bayes}:learned  HASH  16-byte message digest -> "spam" | "ham"
     {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned
     {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
+    {prefix}:list:{key}       LIST   bounded logs (the scan history), newest first
 
 The `{bayes}` hash tag puts all Bayes keys in one cluster slot, so on Redis Cluster too
 (`redis_cluster = true`) a learn is one atomic Lua script and a look-up one MULTI/EXEC:
@@ -290,6 +291,31 @@ class RedisStorage(Storage):
                                    args=[repr(float(capacity)), repr(float(rate)),
                                          repr(float(now)), ttl_ms])
         return bool(int(taken)), float(tokens)
+
+    # --- batched counters and bounded lists ---
+    def incr_many(self, changes: list[tuple[str, int, float | None]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for key, amount, ttl in changes:
+            full = self._key(key)
+            pipe.incrby(full, amount)
+            if ttl:
+                # NX (Redis 7): the time to live starts with the first write, as in SQLite.
+                pipe.pexpire(full, int(ttl * 1000), nx=True)
+        if changes:
+            self._call("counting", pipe.execute)
+
+    def list_push(self, key: str, items: list[bytes], keep: int) -> None:
+        if not items:
+            return
+        full = f"{self.prefix}:list:{key}"
+        pipe = self.client.pipeline(transaction=False)
+        pipe.lpush(full, *items)
+        pipe.ltrim(full, 0, keep - 1)
+        self._call("adding to a list", pipe.execute)
+
+    def list_recent(self, key: str, count: int) -> list[bytes]:
+        return list(self._call("reading a list", self.client.lrange,
+                               f"{self.prefix}:list:{key}", 0, count - 1))
 
     def close(self) -> None:
         self.client.close()

@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS bayes_learned (
 CREATE TABLE IF NOT EXISTS bayes_totals (label TEXT PRIMARY KEY, messages INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lists (
+    key TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (key, seq)) WITHOUT ROWID;
 """
 _ADD = {
     SPAM: "INSERT INTO bayes_tokens (token, spam, ham, day) VALUES (?1, ?2, 0, ?3) "
@@ -52,6 +55,12 @@ _ADD = {
 MMAP_BYTES = 1 << 30
 CACHE_KIB = 32768
 BATCH_SIZE = 500  # messages summed before a write; bounds memory and what one failure loses
+# A counter whose time to live ran out starts again from the amount.
+_INCR = ("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+         "value = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.value "
+         "ELSE CAST(value AS INTEGER) + excluded.value END, "
+         "expires = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.expires "
+         "ELSE expires END RETURNING value")
 _DECREMENT = {
     SPAM: "UPDATE bayes_tokens SET spam = max(spam - 1, 0) WHERE token = ?",
     HAM: "UPDATE bayes_tokens SET ham = max(ham - 1, 0) WHERE token = ?",
@@ -372,13 +381,7 @@ class SqliteStorage(Storage):
         now = time.time()
         expires = now + ttl if ttl is not None else None
         with self._transaction() as conn:
-            (value,), = conn.execute(
-                "INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
-                "value = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.value "
-                "ELSE CAST(value AS INTEGER) + excluded.value END, "
-                "expires = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.expires "
-                "ELSE expires END RETURNING value",
-                (key, amount, expires, now)).fetchall()
+            (value,), = conn.execute(_INCR, (key, amount, expires, now)).fetchall()
         return int(value)
 
     def get(self, key: str) -> bytes | None:
@@ -423,6 +426,30 @@ class SqliteStorage(Storage):
                          (key, f"{tokens:.17g}|{last:.17g}".encode(),
                           time.time() + bucket_ttl(capacity, rate)))
         return taken, tokens
+
+    # --- batched counters and bounded lists ---
+    def incr_many(self, changes: list[tuple[str, int, float | None]]) -> None:
+        now = time.time()
+        with self._transaction() as conn:
+            for key, amount, ttl in changes:
+                conn.execute(_INCR, (key, amount, now + ttl if ttl is not None else None,
+                                     now)).fetchall()
+
+    def list_push(self, key: str, items: list[bytes], keep: int) -> None:
+        if not items:
+            return
+        with self._transaction() as conn:
+            (top,), = conn.execute("SELECT coalesce(max(seq), 0) FROM lists WHERE key = ?",
+                                   (key,)).fetchall()
+            conn.executemany("INSERT INTO lists VALUES (?, ?, ?)",
+                             ((key, top + n, item) for n, item in enumerate(items, 1)))
+            conn.execute("DELETE FROM lists WHERE key = ? AND seq <= ?",
+                         (key, top + len(items) - keep))
+
+    def list_recent(self, key: str, count: int) -> list[bytes]:
+        rows = self._query("SELECT value FROM lists WHERE key = ? ORDER BY seq DESC LIMIT ?",
+                           (key, count))
+        return [v if isinstance(v, bytes) else str(v).encode() for v, in rows]
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():

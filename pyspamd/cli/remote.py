@@ -1,0 +1,230 @@
+"""pyspamc -h HOST:PORT: the same commands over the controller's HTTP API, as rspamc does.
+
+Messages are read here and sent one per request, up to -n requests at a time (one
+keep-alive connection per thread); output comes in input order and in the same formats
+as the in-process commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlencode
+
+from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
+from pyspamd.cli.learn import LEARN_ORDER, Summary, not_a_message
+from pyspamd.config import split_host_port
+from pyspamd.result import ScanResult, Symbol
+from pyspamd.sources import MessageSource, iter_messages
+from pyspamd.stats.render import counter_lines, history_lines, stat_lines
+from pyspamd.storage.base import LearnOutcome
+
+DEFAULT_PORT = 11334
+COMMANDS = ("symbols", "learn_spam", "learn_ham", "stat", "history", "counters")
+
+
+class ControllerError(Exception):
+    pass
+
+
+class Client:
+    """One keep-alive connection per thread to the controller."""
+
+    def __init__(self, address: str, password: str | None, timeout: float = 60.0) -> None:
+        try:
+            self.host, self.port = split_host_port(address)
+        except ValueError:
+            self.host, self.port = address.strip("[]"), DEFAULT_PORT
+        self.address = address
+        self.password = password
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _conn(self) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = http.client.HTTPConnection(self.host, self.port,
+                                                                 timeout=self.timeout)
+        return conn
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: list[tuple[str, str]] | None = None) -> Any:
+        """The JSON answer; ControllerError with the controller's own reason otherwise."""
+        for attempt in (1, 2):
+            conn = self._conn()
+            try:
+                conn.putrequest(method, path)
+                for name, value in [*(headers or []), *self._auth()]:
+                    conn.putheader(name, value)
+                conn.putheader("Content-Length", str(len(body or b"")))
+                conn.endheaders(body or b"")
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError,
+                    ConnectionResetError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2:  # a kept-alive connection the server closed: retry once
+                    raise ControllerError(f"controller {self.address}: {exc}") from exc
+            except OSError as exc:
+                conn.close()
+                self._local.conn = None
+                raise ControllerError(f"cannot reach the controller at {self.address}: "
+                                      f"{exc}") from exc
+        try:
+            answer = json.loads(data) if data else {}
+        except ValueError:
+            answer = {"error": data[:200].decode("utf-8", "replace")}
+        if response.status >= 400:
+            reason = answer.get("error") if isinstance(answer, dict) else None
+            raise ControllerError(f"controller {self.address}: {response.status} "
+                                  f"{reason or response.reason}")
+        return answer
+
+    def _auth(self) -> list[tuple[str, str]]:
+        return [("Password", self.password)] if self.password else []
+
+
+def _ordered(client: Client, parallel: int, items: Iterable[MessageSource],
+             work: Callable[[MessageSource], Any]) -> Iterator[tuple[MessageSource, Any]]:
+    """Run `work` on up to `parallel` items at once; yield (item, result or exception) in
+    input order, never holding more than 2 x parallel messages in memory."""
+    window: deque[tuple[MessageSource, Future[Any]]] = deque()
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        for item in items:
+            window.append((item, pool.submit(work, item)))
+            if len(window) >= 2 * max(1, parallel):
+                yield _take(window)
+        while window:
+            yield _take(window)
+
+
+def _take(window: deque[tuple[MessageSource, Future[Any]]]) -> tuple[MessageSource, Any]:
+    item, future = window.popleft()
+    try:
+        return item, future.result()
+    except Exception as exc:
+        return item, exc
+
+
+def _result_from_json(data: dict[str, Any]) -> ScanResult:
+    symbols = {name: Symbol(name, s["score"], list(s.get("options", [])))
+               for name, s in data["symbols"].items()}
+    return ScanResult(action=data["action"], score=data["score"],
+                      required_score=data["required_score"], spam_score=0.0,
+                      symbols=symbols, message=data.get("message", ""),
+                      scan_time=data.get("scan_time", 0.0), errors=data.get("errors", []),
+                      message_id=data.get("message_id", ""))
+
+
+def cmd_symbols(args: argparse.Namespace, client: Client) -> int:
+    from pyspamd.cli.pyspamc import print_text
+
+    envelope = [("IP", args.ip), ("From", args.mail_from), ("Helo", args.helo),
+                ("Hostname", args.hostname), ("User", args.user), ("Queue-Id", args.queue_id)]
+    headers = [(k, v) for k, v in envelope if v] + [("Rcpt", r) for r in args.rcpt]
+    path = "/checkv2" + ("?" + urlencode({"headers": "1"}) if args.headers else "")
+
+    def scan(source: MessageSource) -> dict[str, Any]:
+        assert source.data is not None
+        return client.request("POST", path, source.data, headers)
+
+    failed, first = 0, True
+    readable = (s for s in iter_messages(args.paths))
+    for source, answer in _ordered(client, args.parallel, readable, _skip_errors(scan)):
+        error = source.error or (str(answer) if isinstance(answer, Exception) else None)
+        if error is not None:
+            failed += 1
+            if args.json:
+                print(json.dumps({"file": source.label, "error": error}))
+            else:
+                print(f"Error for file: {source.label}: {error}", file=sys.stderr)
+            if isinstance(answer, ControllerError) and "cannot reach" in error:
+                return EXIT_FAILED
+            continue
+        if args.json:
+            print(json.dumps({"file": source.label, **answer}, ensure_ascii=False))
+            continue
+        if not first:
+            print()
+        first = False
+        print_text(source.label, _result_from_json(answer))
+        for name, value in answer.get("headers", {}).items():
+            print(f"{name}: {value}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _skip_errors(work: Callable[[MessageSource], Any]) -> Callable[[MessageSource], Any]:
+    """Unreadable sources are reported by the caller, not sent."""
+    def run(source: MessageSource) -> Any:
+        if source.error is not None or source.data is None:
+            return None
+        return work(source)
+    return run
+
+
+def cmd_learn(args: argparse.Namespace, client: Client) -> int:
+    label = "spam" if args.command == "learn_spam" else "ham"
+    cutoff = time.time() - args.newer_than if args.newer_than is not None else None
+
+    def learn(source: MessageSource) -> str:
+        assert source.data is not None
+        reason = not_a_message(source.data)
+        if reason is not None:
+            raise ControllerError(reason)
+        return str(client.request("POST", f"/learn{label}", source.data)["outcome"])
+
+    def wanted(source: MessageSource) -> bool:
+        return cutoff is None or source.mtime is None or source.mtime >= cutoff
+
+    summary = Summary()
+    for source, answer in _ordered(client, args.parallel,
+                                   filter(wanted, iter_messages(args.paths)),
+                                   _skip_errors(learn)):
+        if source.error is not None:
+            summary.fail(source.label, source.error)
+        elif isinstance(answer, Exception):
+            summary.fail(source.label, str(answer))
+            if "cannot reach" in str(answer):
+                break
+        else:
+            summary.add(LearnOutcome(answer))
+    print(summary.line(LEARN_ORDER))
+    for name, reason in summary.failed:
+        print(f"failed: {name}: {reason}")
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    client = Client(args.host, args.password)
+    try:
+        if args.command == "symbols":
+            return cmd_symbols(args, client)
+        if args.command in ("learn_spam", "learn_ham"):
+            return cmd_learn(args, client)
+        if args.command == "stat":
+            lines = stat_lines(client.request("GET", "/stat"))
+        elif args.command == "history":
+            rows = client.request("GET", f"/history?limit={args.limit}")["rows"]
+            if args.json:
+                lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+            else:
+                lines = history_lines(rows)
+        else:
+            symbols = client.request("GET", "/symbols")["symbols"]
+            lines = ([json.dumps(s) for s in symbols if s["hits"]] if args.json
+                     else counter_lines(symbols))
+    except ControllerError as exc:
+        print(f"pyspamc: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print("\n".join(lines))
+    return EXIT_OK

@@ -1,0 +1,69 @@
+"""Text that pyspamc prints for stat, history and counters, from the controller's JSON, so
+the in-process and the over-HTTP runs print the same."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def _pct(n: int, total: int) -> str:
+    return f"{100.0 * n / total:.2f}%" if total else "0.00%"
+
+
+def size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{int(n)} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def stat_lines(stat: dict[str, Any]) -> list[str]:
+    """rspamc stat's shape: scans by action first, then the Bayes statfiles."""
+    total = stat["scanned"]
+    lines = [f"Messages scanned: {total}"]
+    for action, n in stat["actions"].items():
+        lines.append(f"Messages with action {action}: {n}, {_pct(n, total)}")
+    lines.append(f"Messages treated as spam: {stat['spam_count']}, "
+                 f"{_pct(stat['spam_count'], total)}")
+    lines.append(f"Messages treated as ham: {stat['ham_count']}, "
+                 f"{_pct(stat['ham_count'], total)}")
+    bayes = stat["bayes"]
+    for label, symbol in (("spam", "BAYES_SPAM"), ("ham", "BAYES_HAM")):
+        lines.append(f"Statfile: {symbol} type: {bayes['backend']}; learned: "
+                     f"{bayes['learned'][label]}; users: 1")
+    lines.append(f"Messages learned: {sum(bayes['learned'].values())}")
+    lines.append(f"Tokens stored: {bayes['tokens']}")
+    lines.append(f"Backend: {bayes['backend']} {bayes['location']}; size: "
+                 f"{size_text(bayes['size_bytes'])}")
+    min_learns = bayes.get("min_learns")
+    if min_learns is not None and min(bayes["learned"].values()) < min_learns:
+        lines.append(f"Bayes votes after {min_learns} messages of each class "
+                     "([bayes] min_learns)")
+    return lines
+
+
+def history_lines(entries: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
+        rcpts = ",".join(e["rcpts"]) + (f" (+{e['rcpt_count'] - len(e['rcpts'])})"
+                                         if e["rcpt_count"] > len(e["rcpts"]) else "")
+        symbols = ",".join(f"{name}({score:.2f})" for name, score, _ in e["symbols"]
+                           if score != 0)
+        lines.append(f"{when} qid: {e['queue_id'] or '-'}, ip: {e['ip'] or '-'}, "
+                     f"from: <{e['from']}>, rcpts: {rcpts or '-'}, ({e['action']}): "
+                     f"[{e['score']:.2f}/{e['required_score']:.2f}] [{symbols}], "
+                     f"time: {e['scan_time'] * 1000:.2f}ms, subject: {e['subject']}")
+    return lines
+
+
+def counter_lines(symbols: list[dict[str, Any]]) -> list[str]:
+    """rspamc counters' table, for the symbols that hit, most hits first."""
+    rows = sorted((s for s in symbols if s["hits"]), key=lambda s: (-s["hits"], s["name"]))
+    width = max([len("Symbol"), *(len(s["name"]) for s in rows)])
+    lines = [f"{'Symbol':<{width}} | {'Score':>8} | {'Hits':>8}",
+             f"{'-' * width}-+-{'-' * 8}-+-{'-' * 8}"]
+    lines += [f"{s['name']:<{width}} | {s['score']:>8.2f} | {s['hits']:>8}" for s in rows]
+    return lines

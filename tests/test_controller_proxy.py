@@ -1,0 +1,137 @@
+"""The README's nginx setup, with a real nginx in front of a running controller: the page
+and its API under /pyspamd/, nginx's own Basic auth, a proxied stranger needing the
+controller's password (X-Forwarded-For), and the page's POSTs passing the Origin check."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import make_message
+from controller_proc import ControllerProc, running_controller
+from mta import free_port, wait_for_port
+
+from pyspamd.controller.auth import make_hash
+
+PASSWORD = "controller password"
+BASIC = "Basic " + base64.b64encode(b"admin:proxy password").decode()
+
+
+def _outside_address() -> str | None:
+    """This host's address on its default route (a UDP connect sends nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+@contextlib.contextmanager
+def running_nginx(controller_port: int) -> Iterator[int]:
+    if shutil.which("nginx") is None:
+        pytest.fail("nginx is not installed: .ci/run installs it (apt-get install nginx)")
+    # nginx's workers run as nobody: not under pytest's 0700 temp root.
+    root = Path(tempfile.mkdtemp(prefix="pyspamd-nginx-"))
+    root.chmod(0o755)
+    port = free_port()
+    (root / "htpasswd").write_text("admin:{PLAIN}proxy password\n")
+    (root / "htpasswd").chmod(0o644)
+    # The location block is the README's.
+    (root / "nginx.conf").write_text(f"""
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+worker_processes 1;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen {port};
+        location /pyspamd/ {{
+            auth_basic "pyspamd";
+            auth_basic_user_file {root}/htpasswd;
+            proxy_pass http://127.0.0.1:{controller_port}/;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header Host $http_host;
+            proxy_set_header Authorization "";
+            client_max_body_size 10m;
+        }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(["nginx", "-p", str(root), "-c", str(root / "nginx.conf"),
+                             "-g", "daemon off;"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc=proc)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        if proc.stdout:
+            proc.stdout.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[ControllerProc, int]]:
+    config = f'enable_password = "{make_hash(PASSWORD)}"\n'
+    with running_controller(tmp_path, config) as controller, \
+            running_nginx(controller.port) as port:
+        yield controller, port
+
+
+def _get(host: str, port: int, method: str, path: str, headers: dict[str, str],
+         body: bytes | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    try:
+        conn.request(method, path, body, headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_behind_nginx(stack: tuple[ControllerProc, int]) -> None:
+    _, port = stack
+    local = "127.0.0.1"
+    assert _get(local, port, "GET", "/pyspamd/", {})[0] == 401  # nginx's own login
+    status, page = _get(local, port, "GET", "/pyspamd/", {"Authorization": BASIC})
+    assert status == 200 and b'src="static/app.js"' in page  # relative: works under /pyspamd/
+    assert _get(local, port, "GET", "/pyspamd/static/app.js", {"Authorization": BASIC})[0] \
+        == 200
+    # from the host itself, through the proxy: a secure_ip, as without the proxy
+    assert _get(local, port, "GET", "/pyspamd/stat", {"Authorization": BASIC})[0] == 200
+    outside = _outside_address()
+    if outside is None:
+        pytest.skip("no non-loopback address to play a stranger from")
+    stranger = {"Authorization": BASIC}
+    status, body = _get(outside, port, "GET", "/pyspamd/stat", stranger)
+    assert status == 401 and b"password required" in body  # the proxy's trust is not theirs
+    with_password = {**stranger, "Password": PASSWORD}
+    assert _get(outside, port, "GET", "/pyspamd/stat", with_password)[0] == 200
+    # what the page's fetch() sends for a learn: Origin of the page, through the proxy
+    origin = {**with_password, "Origin": f"http://{outside}:{port}"}
+    status, body = _get(outside, port, "POST", "/pyspamd/learnspam", origin, make_message())
+    assert status == 200 and b'"learned"' in body
+    forged = {**with_password, "Origin": "http://evil.example"}
+    assert _get(outside, port, "POST", "/pyspamd/learnspam", forged, make_message())[0] == 403

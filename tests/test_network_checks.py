@@ -227,11 +227,13 @@ def test_spf_timeout(lab: Lab, tmp_path: Path) -> None:
     assert result.symbols["DNS_TIMEOUT"].score == 0
 
 
-def test_no_spf_for_authenticated_senders(scanner: Scanner) -> None:
-    result, task = scan(scanner, make_message(), client_ip="203.0.113.9",
+def test_no_spf_or_dmarc_for_authenticated_senders(lab: Lab, tmp_path: Path) -> None:
+    scanner = scanner_for(lab, tmp_path, auth="dmarc_reject = true")
+    result, task = scan(scanner, _message_from(), client_ip="203.0.113.9",
                         mail_from="alice@example.test", user="alice")
-    assert not any(s.startswith("R_SPF") for s in result.symbols)
+    assert not any(s.startswith(("R_SPF", "DMARC")) for s in result.symbols)
     assert "Received-SPF" not in dict(task.add_headers)
+    assert result.action != "reject"
 
 
 # --- DKIM ----------------------------------------------------------------------------------

@@ -772,6 +772,10 @@ def _check_network(config: Config, loc: _Locator) -> list[str]:
     if dns.timeout <= 0 or dns.budget <= 0:
         errors.append(f"{loc.where(('dns', 'timeout'))}: dns.timeout and dns.budget must be "
                       "positive")
+    if dns.enabled and dns.budget >= config.milter.scan_timeout:
+        errors.append(f"{loc.where(('dns', 'budget'))}: dns.budget ({dns.budget:g}s) must be "
+                      f"below milter.scan_timeout ({config.milter.scan_timeout:g}s), or the "
+                      "scan gives up before the DNS answers it waits for")
     if dns.retries < 0 or dns.cache_size < 0 or dns.max_ttl < 0 or dns.negative_ttl < 0:
         errors.append(f"{loc.where(('dns', 'retries'))}: dns.retries, cache_size, max_ttl "
                       "and negative_ttl must be >= 0")

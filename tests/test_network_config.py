@@ -101,3 +101,13 @@ def test_key_file_that_is_not_a_key(tmp_path: Path) -> None:
     path.write_text('[dkim_signing.keys."example.org"]\nselector = "s"\nkey = "k.pem"\n')
     with pytest.raises(ConfigError, match="is not a PEM private key"):
         load_config(path)
+
+
+def test_dns_budget_must_fit_in_the_scan_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "pyspamd.toml"
+    path.write_text("[milter]\nscan_timeout = 5.0\n[dns]\nenabled = true\nbudget = 8.0\n")
+    with pytest.raises(ConfigError, match=r"pyspamd.toml:5: dns.budget \(8s\) must be below "
+                                          r"milter.scan_timeout \(5s\)"):
+        load_config(path)
+    path.write_text("[milter]\nscan_timeout = 5.0\n[dns]\nenabled = false\nbudget = 8.0\n")
+    assert load_config(path).dns.budget == 8.0  # off: nothing waits on DNS

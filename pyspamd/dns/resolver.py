@@ -225,7 +225,12 @@ class MessageDns:
         if cached is not None:
             self.resolver.stats.count("cache_hits")
             return cached
-        future = asyncio.run_coroutine_threadsafe(self.query(name, rdtype), loop)
+        lookup = self.query(name, rdtype)
+        try:
+            future = asyncio.run_coroutine_threadsafe(lookup, loop)
+        except RuntimeError:  # the message's loop is gone: its scan ended without us
+            lookup.close()
+            raise DnsTimeout(f"{name}/{rdtype}: the message's scan has ended") from None
         try:
             return future.result(timeout=self.remaining() + 1.0)
         except TimeoutError:

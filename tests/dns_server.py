@@ -3,8 +3,9 @@ recursive resolver (Unbound) that pyspamd asks, and behind it the authoritative 
 Knot DNS serving every test zone). Both on 127.0.0.1 and free ports, in their own
 directory, stopped afterwards even when tests fail.
 
-Unbound sends `timeout.test` to a UDP socket the fixture holds open and never reads, so
-names there get no answer at all, and `servfail.test` to Knot, which does not serve it and
+Unbound drops every query for `timeout.test` (a "deny" local zone), so names there get no
+answer at all, every time (a forward to a dead server would not do: Unbound soon marks it
+down and answers SERVFAIL at once), and `servfail.test` to Knot, which does not serve it and
 refuses, so Unbound answers SERVFAIL. Every other name outside the test zones is answered
 "no such name" by Unbound itself: nothing is ever sent beyond 127.0.0.1.
 """
@@ -172,9 +173,8 @@ def _unbound_conf(work: Path, port: int, knot_port: int, dead: int,
             "  do-not-query-localhost: no", '  username: ""', '  chroot: ""',
             f'  directory: "{work}"', f'  pidfile: "{work / "unbound.pid"}"',
             "  use-syslog: no", "  verbosity: 0", '  module-config: "iterator"',
-            "  qname-minimisation: no", "  infra-keep-probing: yes",
+            "  qname-minimisation: no", '  local-zone: "timeout.test." deny',
             "remote-control:", "  control-enable: no",
-            "forward-zone:", '  name: "timeout.test"', f"  forward-addr: 127.0.0.1@{dead}",
             "forward-zone:", '  name: "."', f"  forward-addr: 127.0.0.1@{relay_port}",
         ]) + "\n"
     lines = [
@@ -191,22 +191,20 @@ def _unbound_conf(work: Path, port: int, knot_port: int, dead: int,
         "  verbosity: 0",
         '  module-config: "iterator"',
         "  qname-minimisation: no",
-        # Keep asking the dead server rather than failing fast once it is marked down: the
-        # tests want a name that times out, every time.
-        "  infra-keep-probing: yes",
+        # No answer at all for these names, every time: the tests' name that times out.
+        '  local-zone: "timeout.test." deny',
         # Names outside the test zones: "no such name", from Unbound itself, with an SOA so
         # the answer is cached for its negative TTL as a real one would be.
         '  local-zone: "." static',
         f'  local-data: ". {SOA_TTL} IN SOA ns.lab.test. hostmaster.lab.test. 1 3600 600 '
         f'86400 {SOA_TTL}"',
         *(f'  local-zone: "{zone}." transparent' for zone in
-          [*zones, "timeout.test", "servfail.test"]),
+          [*zones, "servfail.test"]),
         "remote-control:",
         "  control-enable: no",
     ]
     for zone in [*zones, "servfail.test"]:
         lines += ["stub-zone:", f'  name: "{zone}"', f"  stub-addr: 127.0.0.1@{knot_port}"]
-    lines += ["forward-zone:", '  name: "timeout.test"', f"  forward-addr: 127.0.0.1@{dead}"]
     # Belt and braces: nothing is ever resolved from the root servers.
     lines += ["forward-zone:", '  name: "."', f"  forward-addr: 127.0.0.1@{dead}"]
     return "\n".join(lines) + "\n"

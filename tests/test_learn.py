@@ -55,6 +55,8 @@ def test_learn_stat_relearn_move_unlearn(config: Path,
     assert f"Statfile: BAYES_SPAM type: sqlite3; learned: {first['learned']}; users: 1" in out
     assert "Statfile: BAYES_HAM type: sqlite3; learned: " in out
     assert "Messages learned: " in out and "Tokens stored: " in out
+    model_tokens = int(out.split("logistic model tokens: ")[1].split()[0])
+    assert "Model: logistic;" in out and model_tokens > 1000  # fitted by learn_*
     assert f"Backend: sqlite3 {config.parent / 'bayes.sqlite'}; size: " in out
     # the same messages again: counted, not learned twice
     assert run(config, "learn_spam", str(SPAM_DIR)) == 0

@@ -8,6 +8,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
@@ -124,6 +126,9 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
     except BatchError as exc:  # the commit at the end of the batch
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
+    changed = (LearnOutcome.LEARNED, LearnOutcome.MOVED, LearnOutcome.UNLEARNED)
+    if any(summary.counts.get(outcome.value, 0) > 0 for outcome in changed):
+        bayes.fit_model()  # the model reflects the learned messages as of now
     return summary
 
 
@@ -200,6 +205,7 @@ def cmd_stat(args: argparse.Namespace) -> int:
     storage = bayes_from_config(config, create=False).storage
     try:
         stats = storage.bayes_stats()
+        model_tokens = storage.token_counts(np.zeros(0, dtype=np.uint64)).model_tokens
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -210,6 +216,7 @@ def cmd_stat(args: argparse.Namespace) -> int:
               f"users: 1")
     print(f"Messages learned: {sum(stats.learned.values())}")
     print(f"Tokens stored: {stats.tokens}")
+    print(f"Model: {config.bayes.classifier}; logistic model tokens: {model_tokens}")
     print(f"Backend: {stats.backend} {stats.location}; size: {_size(stats.size_bytes)}")
     if config.bayes.enabled and min(stats.learned.values()) < config.bayes.min_learns:
         print(f"Bayes votes after {config.bayes.min_learns} messages of each class "

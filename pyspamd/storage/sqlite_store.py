@@ -16,6 +16,7 @@ import numpy as np
 
 from pyspamd.storage.base import (
     HAM,
+    MODEL,
     SPAM,
     BatchError,
     BayesStats,
@@ -28,17 +29,22 @@ from pyspamd.storage.base import (
     bucket_ttl,
     check_label,
     other_class,
+    pack_tokens,
+    unpack_tokens,
 )
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: learned messages keep their tokens; the logistic model
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- token: the tokenizer's unsigned 64-bit hash stored as a signed 64-bit integer (same bits)
 CREATE TABLE IF NOT EXISTS bayes_tokens (
     token INTEGER PRIMARY KEY, spam INTEGER NOT NULL, ham INTEGER NOT NULL,
     day INTEGER NOT NULL);
+-- tokens: the message's tokens (big-endian u64s), to fit the logistic model from
 CREATE TABLE IF NOT EXISTS bayes_learned (
-    digest BLOB PRIMARY KEY, label TEXT NOT NULL, day INTEGER NOT NULL) WITHOUT ROWID;
+    digest BLOB PRIMARY KEY, label TEXT NOT NULL, day INTEGER NOT NULL, tokens BLOB)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bayes_model (token INTEGER PRIMARY KEY, weight REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS bayes_totals (label TEXT PRIMARY KEY, messages INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY, value BLOB NOT NULL, expires REAL) WITHOUT ROWID;
@@ -67,12 +73,14 @@ class _Pending:
     def clear(self) -> None:
         self.tokens: dict[str, list[np.ndarray]] = {SPAM: [], HAM: []}
         self.digests: dict[bytes, str] = {}
+        self.blobs: list[bytes] = []
         self.names: list[str] = []
         self.day = 0
 
     def add(self, digest: bytes, tokens: np.ndarray, label: str, day: int, name: str) -> None:
         self.tokens[label].append(tokens)
         self.digests[digest] = label
+        self.blobs.append(pack_tokens(tokens))
         self.names.append(name)
         self.day = max(self.day, day)
 
@@ -170,6 +178,9 @@ class SqliteStorage(Storage):
                 conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(bayes_learned)")}
+                if "tokens" not in columns:  # a schema 1 store: its messages have no tokens
+                    conn.execute("ALTER TABLE bayes_learned ADD COLUMN tokens BLOB")
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                              (SCHEMA_VERSION,))
                 return conn
@@ -245,8 +256,9 @@ class SqliteStorage(Storage):
                     conn.execute("INSERT INTO bayes_totals VALUES (?, ?) ON CONFLICT(label) "
                                  "DO UPDATE SET messages = messages + excluded.messages",
                                  (label, len(chunks)))
-                conn.executemany("INSERT INTO bayes_learned VALUES (?, ?, ?)",
-                                 ((d, lab, pending.day) for d, lab in pending.digests.items()))
+                conn.executemany("INSERT INTO bayes_learned VALUES (?, ?, ?, ?)",
+                                 ((d, lab, pending.day, blob) for (d, lab), blob
+                                  in zip(pending.digests.items(), pending.blobs, strict=True)))
         except StorageError as exc:
             names = list(pending.names)
             pending.clear()
@@ -264,6 +276,7 @@ class SqliteStorage(Storage):
     def token_counts(self, tokens: np.ndarray) -> TokenCounts:
         spam = np.zeros(len(tokens), dtype=np.int64)
         ham = np.zeros(len(tokens), dtype=np.int64)
+        weights = np.zeros(len(tokens), dtype=np.float64)
         signed = tokens.astype(np.uint64, copy=False).view(np.int64)
         conn = self.conn
         # One read transaction, so the totals and the token counts come from the same
@@ -273,26 +286,49 @@ class SqliteStorage(Storage):
             if own:
                 conn.execute("BEGIN")
             totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
+            # json_each turns one text parameter into a table, so the SQL text (and the
+            # prepared statement) is the same whatever the number of tokens.
+            as_json = "[" + ",".join(map(str, signed.tolist())) + "]"
             rows = conn.execute(
-                # json_each turns one text parameter into a table, so the SQL text (and the
-                # prepared statement) is the same whatever the number of tokens.
                 "SELECT t.token, t.spam, t.ham FROM json_each(?) j "
-                "JOIN bayes_tokens t ON t.token = j.value",
-                ("[" + ",".join(map(str, signed.tolist())) + "]",),
+                "JOIN bayes_tokens t ON t.token = j.value", (as_json,),
             ).fetchall() if len(tokens) else []
+            model_rows = conn.execute(
+                "SELECT m.token, m.weight FROM json_each(?) j "
+                "JOIN bayes_model m ON m.token = j.value", (as_json,),
+            ).fetchall() if len(tokens) and totals.get(MODEL) else []
             if own:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if own and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._error(exc, "read failed") from exc
+        order = np.argsort(signed, kind="stable")
         if rows:
             found = np.array(rows, dtype=np.int64)
-            order = np.argsort(signed, kind="stable")
             where = order[np.searchsorted(signed, found[:, 0], sorter=order)]
             spam[where] = found[:, 1]
             ham[where] = found[:, 2]
-        return TokenCounts(spam, ham, int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)))
+        if model_rows:
+            keys = np.array([r[0] for r in model_rows], dtype=np.int64)
+            weights[order[np.searchsorted(signed, keys, sorter=order)]] = [
+                r[1] for r in model_rows]
+        return TokenCounts(spam, ham, int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)),
+                           weights, int(totals.get(MODEL, 0)))
+
+    def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
+        self._flush()
+        rows = self._query("SELECT digest, label, tokens FROM bayes_learned "
+                           "WHERE tokens IS NOT NULL ORDER BY digest")
+        return [(bytes(d), label, unpack_tokens(blob)) for d, label, blob in rows]
+
+    def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM bayes_model")
+            conn.executemany("INSERT INTO bayes_model VALUES (?, ?)",
+                             zip(_signed(tokens), weights.tolist(), strict=True))
+            conn.execute("INSERT INTO bayes_totals VALUES (?, ?) ON CONFLICT(label) "
+                         "DO UPDATE SET messages = excluded.messages", (MODEL, len(tokens)))
 
     def learned_as(self, digest: bytes) -> str | None:
         rows = self._query("SELECT label FROM bayes_learned WHERE digest = ?", (digest,))
@@ -337,7 +373,8 @@ class SqliteStorage(Storage):
             conn.executemany(_ADD[label], ((t, 1, day) for t in signed))
             conn.execute("INSERT INTO bayes_totals VALUES (?, 1) ON CONFLICT(label) "
                          "DO UPDATE SET messages = messages + 1", (label,))
-            conn.execute("INSERT INTO bayes_learned VALUES (?, ?, ?)", (digest, label, day))
+            conn.execute("INSERT INTO bayes_learned VALUES (?, ?, ?, ?)",
+                         (digest, label, day, pack_tokens(tokens)))
         return LearnOutcome.MOVED if previous is not None else LearnOutcome.LEARNED
 
     def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome:

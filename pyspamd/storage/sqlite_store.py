@@ -274,12 +274,9 @@ class SqliteStorage(Storage):
 
     # --- Bayes ---
     def token_counts(self, tokens: np.ndarray) -> TokenCounts:
-        spam = np.zeros(len(tokens), dtype=np.int64)
-        ham = np.zeros(len(tokens), dtype=np.int64)
-        weights = np.zeros(len(tokens), dtype=np.float64)
         signed = tokens.astype(np.uint64, copy=False).view(np.int64)
         conn = self.conn
-        # One read transaction, so the totals and the token counts come from the same
+        # One read transaction, so the totals, the counts and the model come from the same
         # snapshot even while a learner commits (WAL readers never wait for it).
         own = self._depth == 0
         try:
@@ -287,34 +284,25 @@ class SqliteStorage(Storage):
                 conn.execute("BEGIN")
             totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
             # json_each turns one text parameter into a table, so the SQL text (and the
-            # prepared statement) is the same whatever the number of tokens.
-            as_json = "[" + ",".join(map(str, signed.tolist())) + "]"
+            # prepared statement) is the same whatever the number of tokens; one row per
+            # token, in the order asked, zeros for what is not stored.
             rows = conn.execute(
-                "SELECT t.token, t.spam, t.ham FROM json_each(?) j "
-                "JOIN bayes_tokens t ON t.token = j.value", (as_json,),
+                "SELECT coalesce(t.spam, 0), coalesce(t.ham, 0), coalesce(m.weight, 0.0) "
+                "FROM json_each(?) j LEFT JOIN bayes_tokens t ON t.token = j.value "
+                "LEFT JOIN bayes_model m ON m.token = j.value ORDER BY j.key",
+                ("[" + ",".join(map(str, signed.tolist())) + "]",),
             ).fetchall() if len(tokens) else []
-            model_rows = conn.execute(
-                "SELECT m.token, m.weight FROM json_each(?) j "
-                "JOIN bayes_model m ON m.token = j.value", (as_json,),
-            ).fetchall() if len(tokens) and totals.get(MODEL) else []
             if own:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if own and conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise self._error(exc, "read failed") from exc
-        order = np.argsort(signed, kind="stable")
-        if rows:
-            found = np.array(rows, dtype=np.int64)
-            where = order[np.searchsorted(signed, found[:, 0], sorter=order)]
-            spam[where] = found[:, 1]
-            ham[where] = found[:, 2]
-        if model_rows:
-            keys = np.array([r[0] for r in model_rows], dtype=np.int64)
-            weights[order[np.searchsorted(signed, keys, sorter=order)]] = [
-                r[1] for r in model_rows]
-        return TokenCounts(spam, ham, int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)),
-                           weights, int(totals.get(MODEL, 0)))
+        # Counts are below 2**53, so they survive the trip through float64 exactly.
+        found = np.array(rows, dtype=np.float64).reshape(len(tokens), 3)
+        return TokenCounts(found[:, 0].astype(np.int64), found[:, 1].astype(np.int64),
+                           int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)),
+                           found[:, 2].copy(), int(totals.get(MODEL, 0)))
 
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
         self._flush()

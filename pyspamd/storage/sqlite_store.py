@@ -180,7 +180,10 @@ class SqliteStorage(Storage):
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 conn.executescript(_SCHEMA)
                 # Schema 1 stores gain schema 2's tables above; nothing else changed.
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                             (SCHEMA_VERSION,))
+                # A schema 1 file has just gained schema 2's tables; nothing else changed.
+                conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema' AND value < ?1",
                              (SCHEMA_VERSION,))
                 return conn
             except sqlite3.OperationalError as exc:

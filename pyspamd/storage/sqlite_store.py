@@ -179,7 +179,6 @@ class SqliteStorage(Storage):
                 conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 conn.executescript(_SCHEMA)
-                # Schema 1 stores gain schema 2's tables above; nothing else changed.
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
                              (SCHEMA_VERSION,))
                 # A schema 1 file has just gained schema 2's tables; nothing else changed.

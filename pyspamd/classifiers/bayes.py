@@ -51,7 +51,8 @@ class Bayes:
         return tokenize(task, self.limits)
 
     def classify_tokens(self, tokens: Tokens) -> Verdict:
-        counts = self.storage.token_counts(tokens.hashes)
+        counts = self.storage.token_counts(tokens.hashes,
+                                           model_only=self.classifier == "logistic")
         ready = counts.nspam >= self.min_learns and counts.nham >= self.min_learns
         if (self.classifier == "logistic" and counts.model_tokens
                 and counts.weights is not None):

@@ -120,7 +120,10 @@ class Storage(ABC):
 
     # --- Bayes ---
     @abstractmethod
-    def token_counts(self, tokens: np.ndarray) -> TokenCounts: ...
+    def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
+        """Counts, model weights and totals for `tokens`, from one snapshot. `model_only`:
+        when a model is stored, leave the counts at zero and read only the weights (half
+        the look-ups, for the logistic classifier); without a model, read the counts."""
 
     @abstractmethod
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,

@@ -31,7 +31,6 @@ from redis.cluster import RedisCluster
 
 from pyspamd.storage.base import (
     HAM,
-    MODEL,
     SPAM,
     BayesStats,
     LearnOutcome,
@@ -118,6 +117,24 @@ for i = 3, #ARGV do
   end
 end
 return n
+"""
+
+# KEYS: totals, tokens, model. ARGV: model_only ("1"/"0"), token... Returns the totals
+# (spam, ham, model), the token records (empty when skipped) and the weights (empty without
+# a model). Lua's unpack() has a stack limit, so tokens go 1000 at a time.
+_READ = """
+local totals = redis.call('HMGET', KEYS[1], 'spam', 'ham', 'model')
+local has_model = tonumber(totals[3] or '0') > 0
+local records, weights = {}, {}
+local function fetch(key, out)
+  for first = 2, #ARGV, 1000 do
+    local part = redis.call('HMGET', key, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+    for i = 1, #part do out[#out + 1] = part[i] end
+  end
+end
+if not (has_model and ARGV[1] == '1') then fetch(KEYS[2], records) end
+if has_model then fetch(KEYS[3], weights) end
+return {totals, records, weights}
 """
 
 # KEYS: new model, model, totals. ARGV: tokens in the new model. A script, because Redis
@@ -212,6 +229,7 @@ class RedisStorage(Storage):
         self._incr = self.client.register_script(_INCR)
         self._take = self.client.register_script(_TAKE)
         self._swap_model = self.client.register_script(_SWAP_MODEL)
+        self._read = self.client.register_script(_READ)
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -227,23 +245,22 @@ class RedisStorage(Storage):
             raise StorageError(f"Redis store {self.url}: {doing} failed: {exc}") from exc
 
     # --- Bayes ---
-    def token_counts(self, tokens: np.ndarray) -> TokenCounts:
-        # MULTI/EXEC: totals and counts from the same moment, never between two learns.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hmget(self.k_totals, [SPAM, HAM, MODEL])
-        if len(tokens):
-            keys = _token_bytes(tokens)
-            pipe.hmget(self.k_tokens, keys)
-            pipe.hmget(self.k_model, keys)
-        replies = self._call("reading token counts", pipe.execute)
-        nspam, nham, model = (int(v) if v else 0 for v in replies[0])
-        if not len(tokens):
-            empty = np.zeros(0, dtype=np.int64)
-            return TokenCounts(empty, empty.copy(), nspam, nham, np.zeros(0), model)
-        records = np.frombuffer(b"".join(v or _EMPTY for v in replies[1]), dtype=_RECORD)
-        weights = np.frombuffer(b"".join(v or _NO_WEIGHT for v in replies[2]), dtype="<f8")
-        return TokenCounts(records["spam"].astype(np.int64), records["ham"].astype(np.int64),
-                           nspam, nham, weights.astype(np.float64), model)
+    def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
+        # One script: totals, counts and weights from the same moment, never between two
+        # learns, and the counts are skipped when model_only and a model exists.
+        reply = self._call("reading token counts", self._read,
+                           keys=[self.k_totals, self.k_tokens, self.k_model],
+                           args=["1" if model_only else "0", *_token_bytes(tokens)])
+        nspam, nham, model = (int(v) if v else 0 for v in reply[0])
+        n = len(tokens)
+        spam = np.zeros(n, dtype=np.int64)
+        ham = np.zeros(n, dtype=np.int64)
+        if n and reply[1]:
+            records = np.frombuffer(b"".join(v or _EMPTY for v in reply[1]), dtype=_RECORD)
+            spam, ham = records["spam"].astype(np.int64), records["ham"].astype(np.int64)
+        weights = np.frombuffer(b"".join(v or _NO_WEIGHT for v in reply[2]), dtype="<f8") \
+            if n and reply[2] else np.zeros(n)
+        return TokenCounts(spam, ham, nspam, nham, weights.astype(np.float64), model)
 
     def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int) -> str:
         reply = self._call("learning", self._learn,

@@ -48,11 +48,23 @@ _EMPTY = bytes(_RECORD.itemsize)
 _NO_WEIGHT = bytes(8)
 MODEL_CHUNK = 5000  # model fields per HSET while a new model is written
 
+# The tokens travel as one argument, packed 8 bytes each (big-endian, as stored), and the
+# scripts cut it up: one argument instead of hundreds costs the client a fraction of the
+# encoding time, a third of a learn's cost before.
+_SPLIT = """
+local function split(blob)
+  local out = {}
+  for i = 1, #blob, 8 do out[#out + 1] = string.sub(blob, i, i + 7) end
+  return out
+end
+"""
+
 # KEYS: tokens, learned, totals, messages. ARGV: digest, label ("" = unlearn), day,
-# the message's packed tokens, token...
+# the message's packed tokens.
 # Lua scripts run atomically, so a message's tokens, its digest and the totals change
 # together or not at all.
-_LEARN = """
+_LEARN = _SPLIT + """
+local toks = split(ARGV[4])
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 local label = ARGV[2]
 if label ~= '' and prev == label then return 'already learned' end
@@ -61,9 +73,9 @@ local day = tonumber(ARGV[3])
 -- Tokens go in chunks of 500: one HMGET, one HSET and at most one HDEL per chunk instead
 -- of a call per token (2-3x faster learning), and unpack() stays far below Lua's limit.
 local function adjust(cls, delta)
-  for first = 5, #ARGV, 500 do
-    local last = math.min(first + 499, #ARGV)
-    local values = redis.call('HMGET', KEYS[1], unpack(ARGV, first, last))
+  for first = 1, #toks, 500 do
+    local last = math.min(first + 499, #toks)
+    local values = redis.call('HMGET', KEYS[1], unpack(toks, first, last))
     local set, gone = {}, {}
     for i = first, last do
       local v = values[i - first + 1]
@@ -74,9 +86,9 @@ local function adjust(cls, delta)
       if h < 0 then h = 0 end
       if delta > 0 and day > d then d = day end
       if s == 0 and h == 0 then
-        if v then gone[#gone + 1] = ARGV[i] end
+        if v then gone[#gone + 1] = toks[i] end
       else
-        set[#set + 1] = ARGV[i]
+        set[#set + 1] = toks[i]
         set[#set + 1] = struct.pack('<I4I4I2', s, h, d)
       end
     end
@@ -119,16 +131,17 @@ end
 return n
 """
 
-# KEYS: totals, tokens, model. ARGV: model_only ("1"/"0"), token... Returns the totals
+# KEYS: totals, tokens, model. ARGV: model_only ("1"/"0"), packed tokens. Returns the totals
 # (spam, ham, model), the token records (empty when skipped) and the weights (empty without
 # a model). Lua's unpack() has a stack limit, so tokens go 1000 at a time.
-_READ = """
+_READ = _SPLIT + """
+local toks = split(ARGV[2])
 local totals = redis.call('HMGET', KEYS[1], 'spam', 'ham', 'model')
 local has_model = tonumber(totals[3] or '0') > 0
 local records, weights = {}, {}
 local function fetch(key, out)
-  for first = 2, #ARGV, 1000 do
-    local part = redis.call('HMGET', key, unpack(ARGV, first, math.min(first + 999, #ARGV)))
+  for first = 1, #toks, 1000 do
+    local part = redis.call('HMGET', key, unpack(toks, first, math.min(first + 999, #toks)))
     for i = 1, #part do out[#out + 1] = part[i] end
   end
 end
@@ -250,7 +263,7 @@ class RedisStorage(Storage):
         # learns, and the counts are skipped when model_only and a model exists.
         reply = self._call("reading token counts", self._read,
                            keys=[self.k_totals, self.k_tokens, self.k_model],
-                           args=["1" if model_only else "0", *_token_bytes(tokens)])
+                           args=["1" if model_only else "0", pack_tokens(tokens)])
         nspam, nham, model = (int(v) if v else 0 for v in reply[0])
         n = len(tokens)
         spam = np.zeros(n, dtype=np.int64)
@@ -266,8 +279,7 @@ class RedisStorage(Storage):
         reply = self._call("learning", self._learn,
                            keys=[self.k_tokens, self.k_learned, self.k_totals,
                                  self.k_messages],
-                           args=[digest, label, day, pack_tokens(tokens) if label else b"",
-                                 *_token_bytes(tokens)])
+                           args=[digest, label, day, pack_tokens(tokens)])
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,

@@ -56,14 +56,16 @@ _ADD = {
     HAM: "INSERT INTO bayes_tokens (token, spam, ham, day) VALUES (?1, 0, ?2, ?3) "
          "ON CONFLICT(token) DO UPDATE SET ham = ham + ?2, day = max(day, ?3)",
 }
-# One row per token asked, in its order (json_each's key), zeros for what is not stored.
+# One row per token asked, with its place in the request (json_each's key), zeros for what
+# is not stored. A LEFT JOIN keeps json_each as the outer loop, so rows come in request
+# order; token_counts checks that rather than paying for an ORDER BY's sort.
 _COUNTS_AND_MODEL = (
-    "SELECT coalesce(t.spam, 0), coalesce(t.ham, 0), coalesce(m.weight, 0.0) "
+    "SELECT j.key, coalesce(t.spam, 0), coalesce(t.ham, 0), coalesce(m.weight, 0.0) "
     "FROM json_each(?) j LEFT JOIN bayes_tokens t ON t.token = j.value "
-    "LEFT JOIN bayes_model m ON m.token = j.value ORDER BY j.key")
+    "LEFT JOIN bayes_model m ON m.token = j.value")
 _MODEL_ONLY = (
-    "SELECT 0, 0, coalesce(m.weight, 0.0) FROM json_each(?) j "
-    "LEFT JOIN bayes_model m ON m.token = j.value ORDER BY j.key")
+    "SELECT j.key, 0, 0, coalesce(m.weight, 0.0) FROM json_each(?) j "
+    "LEFT JOIN bayes_model m ON m.token = j.value")
 MMAP_BYTES = 1 << 30
 CACHE_KIB = 32768
 BATCH_SIZE = 500  # messages summed before a write; bounds memory and what one failure loses
@@ -307,10 +309,12 @@ class SqliteStorage(Storage):
                 conn.execute("ROLLBACK")
             raise self._error(exc, "read failed") from exc
         # Counts are below 2**53, so they survive the trip through float64 exactly.
-        found = np.array(rows, dtype=np.float64).reshape(len(tokens), 3)
-        return TokenCounts(found[:, 0].astype(np.int64), found[:, 1].astype(np.int64),
+        found = np.array(rows, dtype=np.float64).reshape(len(tokens), 4)
+        if len(found) > 1 and np.any(np.diff(found[:, 0]) < 0):
+            found = found[np.argsort(found[:, 0], kind="stable")]
+        return TokenCounts(found[:, 1].astype(np.int64), found[:, 2].astype(np.int64),
                            int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)),
-                           found[:, 2].copy(), int(totals.get(MODEL, 0)))
+                           found[:, 3].copy(), int(totals.get(MODEL, 0)))
 
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
         self._flush()

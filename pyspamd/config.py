@@ -124,7 +124,7 @@ class BayesConfig:
     enabled: bool = True
     min_learns: int = 200
     classifier: str = "logistic"  # or "chi2"
-    learning_rate: float = 0.1
+    model_c: float = 1.0
     spam_threshold: float = 0.9
     ham_threshold: float = 0.5  # 0.1 suits classifier = "chi2"
     osb_window: int = 1
@@ -292,9 +292,8 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if bayes.classifier not in ("logistic", "chi2"):
         errors.append(f"{locator.where(('bayes', 'classifier'))}: bayes.classifier must be "
                       f"\"logistic\" or \"chi2\", got {bayes.classifier!r}")
-    if not 0.0 < bayes.learning_rate <= 10.0:
-        errors.append(f"{locator.where(('bayes', 'learning_rate'))}: bayes.learning_rate "
-                      "must be above 0 and at most 10")
+    if not bayes.model_c > 0.0:
+        errors.append(f"{locator.where(('bayes', 'model_c'))}: bayes.model_c must be above 0")
     if not 0.5 <= bayes.spam_threshold <= 1.0:
         errors.append(f"{locator.where(('bayes', 'spam_threshold'))}: bayes.spam_threshold "
                       "must be between 0.5 and 1.0")

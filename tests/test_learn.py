@@ -234,6 +234,7 @@ def test_not_a_message() -> None:
 
 def test_expire_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(config, "learn_spam", str(SPAM_DIR)) == 0
+    assert run(config, "learn_ham", str(HAM_DIR)) == 0
     capsys.readouterr()
     assert run(config, "expire") == 0  # everything was learned today: nothing goes
     assert capsys.readouterr().out.startswith("expired: 0 tokens")

@@ -36,7 +36,7 @@ def bayes_from_config(config: Config, create: bool) -> Bayes:
         limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens,
                                osb_window=bayes.osb_window),
         classifier=bayes.classifier,
-        logistic_params=LogisticParams(learning_rate=bayes.learning_rate),
+        logistic_params=LogisticParams(c=bayes.model_c),
     )
 
 

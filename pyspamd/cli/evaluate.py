@@ -107,7 +107,7 @@ def evaluate(samples: list[Sample], train: np.ndarray, test: np.ndarray,
     with tempfile.TemporaryDirectory(prefix="pyspamd-eval-") as tmp:
         storage = SqliteStorage(Path(tmp) / "eval.sqlite")
         bayes = Bayes(storage, min_learns=0, classifier=config.classifier,
-                      logistic_params=LogisticParams(learning_rate=config.learning_rate))
+                      logistic_params=LogisticParams(c=config.model_c))
         start = time.perf_counter()
         with storage.batch():
             for i in train:

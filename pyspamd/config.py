@@ -7,6 +7,7 @@ it exists, else built-in defaults. Errors name the file, the line and what to wr
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -197,6 +198,105 @@ class HeloConfig:
 
 
 @dataclass
+class DnsConfig:
+    """`[dns]`: the resolver every network check uses (pyspamd/dns/)."""
+
+    enabled: bool = False  # network checks (RBL, URIBL, SPF, DKIM, DMARC, ARC) on or off
+    nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
+    timeout: float = 2.0  # seconds per try
+    retries: int = 1  # further tries after a timeout, over the nameservers in turn
+    budget: float = 5.0  # seconds for all lookups of one message
+    cache_size: int = 50000  # answers kept per worker
+    max_ttl: int = 86400  # seconds an answer is kept at most, whatever its TTL says
+    negative_ttl: int = 900  # at most, for "no such name" and "no such record"
+
+
+def _default_rbl_lists() -> list[RblListConfig]:
+    spamhaus_errors = ["127.255.255.252", "127.255.255.254", "127.255.255.255"]
+    return [
+        RblListConfig(
+            name="spamhaus_zen", zone="zen.spamhaus.org", symbol="RBL_SPAMHAUS",
+            returncodes={"RBL_SPAMHAUS_SBL": ["127.0.0.2", "127.0.0.3", "127.0.0.9"],
+                         "RBL_SPAMHAUS_XBL": ["127.0.0.4", "127.0.0.5", "127.0.0.6",
+                                              "127.0.0.7"],
+                         "RBL_SPAMHAUS_PBL": ["127.0.0.10", "127.0.0.11"]},
+            skip_authenticated=["RBL_SPAMHAUS_PBL"], error_codes=spamhaus_errors),
+        RblListConfig(name="spamcop", zone="bl.spamcop.net", symbol="RBL_SPAMCOP"),
+        RblListConfig(
+            name="spamhaus_dbl", zone="dbl.spamhaus.org", type="domain", match=["urls"],
+            symbol="DBL_SPAMHAUS",
+            returncodes={"DBL_SPAMHAUS_SPAM": ["127.0.1.2"],
+                         "DBL_SPAMHAUS_PHISH": ["127.0.1.4"],
+                         "DBL_SPAMHAUS_MALWARE": ["127.0.1.5", "127.0.1.6"],
+                         "DBL_SPAMHAUS_ABUSED": ["127.0.1.102", "127.0.1.103",
+                                                 "127.0.1.104", "127.0.1.105",
+                                                 "127.0.1.106"]},
+            error_codes=spamhaus_errors),
+    ]
+
+
+@dataclass
+class RblListConfig:
+    """One `[[rbl.lists]]` table: a DNS blocklist and the symbols its answers give."""
+
+    name: str = ""
+    zone: str = ""
+    type: str = "ip"  # ip: reversed address (IPv6 in nibbles); domain: the name itself
+    match: list[str] = field(default_factory=lambda: ["client_ip"])
+    symbol: str = ""  # a listing whose code no returncodes entry names
+    returncodes: dict[str, list[str]] = field(default_factory=dict)
+    skip_authenticated: list[str] = field(default_factory=list)
+    error_codes: list[str] = field(default_factory=list)
+    ipv6: bool = True
+
+
+@dataclass
+class RblConfig:
+    lists: list[RblListConfig] = field(default_factory=_default_rbl_lists)
+    max_domains: int = 20  # URL domains looked up per message and list
+    max_received: int = 3  # Received hops (after the client) looked up, for match "received"
+
+
+@dataclass
+class AuthConfig:
+    """`[auth]`: SPF, DKIM, DMARC and ARC verification of inbound mail."""
+
+    spf: bool = True
+    received_spf: bool = True  # add a Received-SPF header like policyd-spf
+    dkim: bool = True
+    dmarc: bool = True
+    arc: bool = True
+    dmarc_reject: bool = False  # p=reject failures get the reject action
+    authentication_results: bool = True
+    authserv_id: str = ""  # empty: the milter's server name
+    min_key_bits: int = 1024  # shorter DKIM keys are a failure (RFC 8301)
+    sender_domain: bool = True  # MAIL FROM domain without MX/A, or not existing at all
+
+
+@dataclass
+class DkimKeyConfig:
+    selector: str = ""
+    key: str = ""  # PEM private key file (pyspamc dkim-keygen writes one)
+
+
+@dataclass
+class DkimSigningConfig:
+    """`[dkim_signing]`: sign outbound mail (authenticated senders, trusted networks)."""
+
+    keys: dict[str, DkimKeyConfig] = field(default_factory=dict)  # domain -> selector, key
+    authenticated: bool = True
+    trusted_networks: bool = True
+    headers: list[str] = field(default_factory=lambda: list(DKIM_SIGNED_HEADERS))
+
+
+# Headers whose change would change what the reader sees or replies to. From twice guards
+# against a second From added after signing (oversigning).
+DKIM_SIGNED_HEADERS = ("from", "from", "to", "cc", "subject", "date", "message-id",
+                       "reply-to", "in-reply-to", "references", "mime-version",
+                       "content-type", "content-transfer-encoding", "list-unsubscribe")
+
+
+@dataclass
 class ControllerConfig:
     """`[controller]`: the HTTP API, metrics and web page, and the scan history it shows."""
 
@@ -235,6 +335,10 @@ class Config:
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     ratelimit: RatelimitConfig = field(default_factory=RatelimitConfig)
     helo: HeloConfig = field(default_factory=HeloConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
+    rbl: RblConfig = field(default_factory=RblConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    dkim_signing: DkimSigningConfig = field(default_factory=DkimSigningConfig)
     path: Path | None = None
     controller: ControllerConfig = field(default_factory=ControllerConfig)
 
@@ -292,6 +396,7 @@ def load_config(path: str | Path | None) -> Config:
     errors.extend(_check_maps(config, locator))
     errors.extend(_check_greylist(config, locator))
     errors.extend(_check_ratelimit(config, locator))
+    errors.extend(_check_network(config, locator))
     errors.extend(_check_controller(config, locator))
     if errors:
         raise ConfigError(errors)
@@ -658,6 +763,89 @@ def _check_ratelimit(config: Config, loc: _Locator) -> list[str]:
             errors.append(f"{loc.where(('ratelimit', 'exempt_networks'))}: ratelimit."
                           f"exempt_networks has {net!r}, which is not an address or network")
     return errors
+
+
+def _check_network(config: Config, loc: _Locator) -> list[str]:
+    """[dns], [[rbl.lists]], [auth] and [dkim_signing]: addresses, names, numbers, key files."""
+    from pyspamd.dns.nameservers import parse_nameserver
+
+    errors: list[str] = []
+    dns = config.dns
+    for spec in dns.nameservers:
+        try:
+            parse_nameserver(spec)
+        except ValueError as exc:
+            errors.append(f"{loc.where(('dns', 'nameservers'))}: dns.nameservers: {exc}")
+    if dns.timeout <= 0 or dns.budget <= 0:
+        errors.append(f"{loc.where(('dns', 'timeout'))}: dns.timeout and dns.budget must be "
+                      "positive")
+    if dns.enabled and dns.budget >= config.milter.scan_timeout:
+        errors.append(f"{loc.where(('dns', 'budget'))}: dns.budget ({dns.budget:g}s) must be "
+                      f"below milter.scan_timeout ({config.milter.scan_timeout:g}s), or the "
+                      "scan gives up before the DNS answers it waits for")
+    if dns.retries < 0 or dns.cache_size < 0 or dns.max_ttl < 0 or dns.negative_ttl < 0:
+        errors.append(f"{loc.where(('dns', 'retries'))}: dns.retries, cache_size, max_ttl "
+                      "and negative_ttl must be >= 0")
+    matches = {"ip": ("client_ip", "received"), "domain": ("urls", "helo", "from",
+                                                           "envelope_from")}
+    for index, rbl in enumerate(config.rbl.lists):
+        at = ("rbl", "lists", str(index))
+        label = rbl.name or f"#{index + 1}"
+
+        def bad(key: str, what: str, at: tuple[str, ...] = at, label: str = label) -> None:
+            errors.append(f"{loc.where((*at, key))}: rbl list {label}: {what}")
+
+        if not rbl.zone or " " in rbl.zone:
+            bad("zone", "needs the list's DNS zone, e.g. zone = \"zen.spamhaus.org\"")
+        if rbl.type not in matches:
+            bad("type", f"type must be \"ip\" or \"domain\", got {rbl.type!r}")
+            continue
+        for match in rbl.match:
+            if match not in matches[rbl.type]:
+                bad("match", f"a list of type {rbl.type!r} matches "
+                    f"{', '.join(matches[rbl.type])}, not {match!r}")
+        for symbol in [rbl.symbol, *rbl.returncodes, *rbl.skip_authenticated]:
+            if symbol and not _SYMBOL.match(symbol):
+                bad("symbol", f"{symbol!r} is not a symbol name (letters, digits, _)")
+        if not rbl.symbol and not rbl.returncodes:
+            bad("symbol", "needs symbol = \"NAME\" or returncodes, or a listing adds nothing")
+        for code in [c for codes in rbl.returncodes.values() for c in codes] + rbl.error_codes:
+            try:
+                ipaddress.ip_address(code)
+            except ValueError:
+                bad("returncodes", f"{code!r} is not an IP address")
+    if config.rbl.max_domains < 0 or config.rbl.max_received < 0:
+        errors.append(f"{loc.where(('rbl', 'max_domains'))}: rbl.max_domains and "
+                      "max_received must be >= 0")
+    if config.auth.min_key_bits < 512:
+        errors.append(f"{loc.where(('auth', 'min_key_bits'))}: auth.min_key_bits must be at "
+                      "least 512")
+    for domain, key in config.dkim_signing.keys.items():
+        where = _key_table_line(loc, domain)
+        if not key.selector or not key.key:
+            errors.append(f"{where}: dkim_signing.keys.{domain} needs selector and key")
+            continue
+        if not Path(key.key).is_absolute() and config.path is not None:
+            key.key = str(config.path.parent / key.key)
+        try:
+            text = Path(key.key).read_bytes()
+        except OSError as exc:
+            errors.append(f"{where}: dkim_signing.keys.{domain}: cannot read key {key.key}: "
+                          f"{exc.strerror or exc}")
+            continue
+        if b"PRIVATE KEY" not in text:
+            errors.append(f"{where}: dkim_signing.keys.{domain}: {key.key} is not a PEM private "
+                          "key (pyspamc dkim-keygen DOMAIN SELECTOR writes one)")
+    return errors
+
+
+def _key_table_line(loc: _Locator, domain: str) -> str:
+    """FILE:LINE of [dkim_signing.keys."DOMAIN"] (the locator splits names at their dots)."""
+    for number, line in enumerate(loc.lines, 1):
+        text = line.strip().replace(" ", "")
+        if text.startswith("[dkim_signing.keys.") and domain in text:
+            return f"{loc.path}:{number}"
+    return str(loc.path)
 
 
 def split_host_port(text: str) -> tuple[str, int]:

@@ -18,6 +18,7 @@ from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.mime_sanity import MimeSanity
+from pyspamd.checks.network import network_checks
 from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.config import Config
@@ -84,6 +85,7 @@ class Scanner:
         """Build the pipeline; raises RuleLoadError when the rule files have errors."""
         checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
         checks += policy_checks(config)
+        checks += network_checks(config)
         bayes = BayesCheck(config) if config.bayes.enabled else None
         if bayes is not None:
             checks.append(bayes)

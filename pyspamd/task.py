@@ -144,6 +144,8 @@ class Task:
         self.anomalies: dict[str, list[str]] = {}
         if b"\x00" in raw:
             self.anomalies["nul"] = []
+        # Headers checks ask the milter to add (Authentication-Results, Received-SPF).
+        self.add_headers: list[tuple[str, str]] = []
 
     @cached_property
     def message(self) -> Message:

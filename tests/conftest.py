@@ -78,3 +78,12 @@ def redis_cluster_proc() -> Iterator[RedisCluster]:
     """A private three-node Redis Cluster for the session."""
     with redis_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A Knot DNS server with the network checks' test zones (tests/network_lab.py)."""
+    from network_lab import network_lab
+
+    with network_lab(tmp_path_factory.mktemp("lab")) as world:
+        yield world

@@ -57,6 +57,12 @@ class EomResult:
         return {str(r["name"]): str(r["value"]) for c, r in self.replies if c == C.SMFIR_ADDHEADER}
 
     @property
+    def inserted(self) -> dict[str, str]:
+        """Headers inserted at an index (Authentication-Results, DKIM-Signature)."""
+        return {str(r["name"]): str(r["value"]) for c, r in self.replies
+                if c == C.SMFIR_INSHEADER}
+
+    @property
     def changed(self) -> list[tuple[str, int, str]]:
         return [(str(r["name"]), int(str(r["index"])), str(r["value"]))
                 for c, r in self.replies if c == C.SMFIR_CHGHEADER]

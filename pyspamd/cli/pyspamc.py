@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import evaluate, learn, policy, remote, statistics
+from pyspamd.cli import dkim, evaluate, learn, policy, remote, statistics
 from pyspamd.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     statistics.add_commands(commands)
     evaluate.add_command(commands)
     policy.add_commands(commands)
+    dkim.add_command(commands)
     return parser
 
 
@@ -104,7 +105,8 @@ def cmd_symbols(args: argparse.Namespace) -> int:
                 print(f"Error for file: {source.label}: {source.error}", file=sys.stderr)
             continue
         try:
-            result = scanner.scan(source.data, envelope)
+            task = scanner.task(source.data, envelope)
+            result = scanner.scan_task(task)
         except Exception as exc:  # report, and go on with the next message
             failed += 1
             reason = f"scan failed: {type(exc).__name__}: {exc}"
@@ -116,7 +118,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         if args.json:
             out = result.to_json(source.label)
             if args.headers:
-                out["headers"] = dict(_headers_for(scanner, result))
+                out["headers"] = dict(task.add_headers + _headers_for(scanner, result))
             print(json.dumps(out, ensure_ascii=False))
             continue
         if not first:
@@ -124,7 +126,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         first = False
         print_text(source.label, result)
         if args.headers:
-            for name, value in _headers_for(scanner, result):
+            for name, value in task.add_headers + _headers_for(scanner, result):
                 print(f"{name}: {value}")
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -153,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate.cmd_eval(args)
         if args.command in policy.COMMANDS:
             return policy.run(args)
+        if args.command == "dkim-keygen":
+            return dkim.cmd_keygen(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

@@ -16,10 +16,12 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
+from email.utils import getaddresses
 from typing import Any, ClassVar
 
 import Milter
 
+from pyspamd.auth.dkim_sign import Signer
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
@@ -43,10 +45,29 @@ class MilterApp:
                         for n in self.config.milter.trusted_networks]
         self._active = 0
         self._idle = threading.Condition()
+        self.signer: Signer | None = None
+        # Authentication-Results headers from outside that claim to be ours are removed
+        # (RFC 8601 5): only while we add our own.
+        self.authserv_id = ""
+        if self.config.dns.enabled and self.config.auth.authentication_results:
+            self.authserv_id = (self.config.auth.authserv_id or server_name).lower()
+        if self.config.dkim_signing.keys:
+            try:
+                self.signer = Signer(self.config.dkim_signing)
+            except OSError as exc:  # configtest read the keys; a key gone since is logged
+                log.error("DKIM signing is off: cannot read a key: %s", exc)
         # Told the new count whenever a session opens or closes (the worker's Gate).
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
         # Counters and history for the controller; set in the worker (its thread is there).
         self.recorder: ScanRecorder | None = None
+
+    def may_sign(self, user: str | None, client_ip: str | None) -> bool:
+        """Outbound mail: from an authenticated sender or a trusted network, as configured."""
+        if self.signer is None:
+            return False
+        signing = self.config.dkim_signing
+        return bool(user and signing.authenticated) or (
+            signing.trusted_networks and self.is_trusted(client_ip))
 
     def is_trusted(self, ip: str | None) -> bool:
         if not ip or not self.trusted:
@@ -102,6 +123,9 @@ class MilterSession(Milter.Base):
         self.size = 0
         self.oversized = False
         self.foreign: dict[str, list[str]] = {}
+        self.may_sign = False  # known from MAIL FROM on: keep the whole message to sign it
+        self.auth_results_seen = 0
+        self.forged_auth_results: list[int] = []  # their index among Authentication-Results
 
     # --- stages before end of message: collect, never answer ---------------------------
 
@@ -125,6 +149,7 @@ class MilterSession(Milter.Base):
         self._reset_message()  # a new transaction on the same connection
         self.mail_from = mailfrom.strip().strip("<>")
         self.user = self.getsymval("{auth_authen}") or None
+        self.may_sign = self.app.may_sign(self.user, self.client_ip)
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -147,16 +172,21 @@ class MilterSession(Milter.Base):
             # libmilter numbers headers per name without regard to case
             self.foreign.setdefault(name_text.title(), []).append(raw.decode("utf-8", "replace"))
             return Milter.CONTINUE  # not scanned: a forged verdict must not sway ours
+        if name_text.lower() == "authentication-results" and self.app.authserv_id:
+            self.auth_results_seen += 1
+            claimed = raw.split(b";", 1)[0].split(b"(", 1)[0].strip().lower()
+            if claimed.decode("utf-8", "replace") == self.app.authserv_id:
+                self.forged_auth_results.append(self.auth_results_seen)
         line = name_text.encode("ascii", "replace") + b": " + raw.replace(b"\n", b"\r\n")
         self._grow(len(line) + 2)
-        if not self.oversized:
+        if not self.oversized or self.may_sign:
             self.header_lines.append(line)
         return Milter.CONTINUE
 
     @Milter.noreply
     def body(self, chunk: bytes) -> int:
         self._grow(len(chunk))
-        if not self.oversized:
+        if not self.oversized or self.may_sign:
             self.body_chunks.append(chunk)
         return Milter.CONTINUE
 
@@ -164,7 +194,8 @@ class MilterSession(Milter.Base):
         self.size += count
         if self.size > self.app.config.milter.max_size and not self.oversized:
             self.oversized = True
-            self.header_lines, self.body_chunks = [], []  # keep no more than we will use
+            if not self.may_sign:
+                self.header_lines, self.body_chunks = [], []  # keep no more than we will use
 
     # --- end of message: scan and act --------------------------------------------------
 
@@ -177,20 +208,27 @@ class MilterSession(Milter.Base):
         )
         try:
             skip = self._skip_reason(envelope)
+            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
+            signature = self._dkim_signature(raw, queue_id) if self.may_sign else None
             if skip:
                 log.info("qid: %s, ip: %s, not scanned: %s", queue_id or "-",
                          self.client_ip or "-", skip)
-                return self._apply(Verdict("accept", add_headers=unscanned(
-                    f"skipped; {skip}", self.app.server_name, queue_id)))
-            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
-            scanner = self.app.scanner
-            result = scanner.scan_task(scanner.task(raw, envelope),
-                                       budget=self.app.config.milter.scan_timeout)
-            task_log.info("%s", task_log_line(result, envelope, len(raw)))
-            if self.app.recorder is not None:
-                self.app.recorder.record(result, envelope, len(raw))
-            verdict = decide(result, self.app.config, queue_id, self.app.server_name,
-                             self.foreign)
+                verdict = Verdict("accept", add_headers=unscanned(
+                    f"skipped; {skip}", self.app.server_name, queue_id))
+            else:
+                scanner = self.app.scanner
+                task = scanner.task(raw, envelope)
+                result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
+                task_log.info("%s", task_log_line(result, envelope, len(raw)))
+                if self.app.recorder is not None:
+                    self.app.recorder.record(result, envelope, len(raw))
+                verdict = decide(result, self.app.config, queue_id, self.app.server_name,
+                                 self.foreign)
+                verdict.insert_headers.extend(task.add_headers)
+                for index in reversed(self.forged_auth_results):
+                    verdict.change_headers.append(("Authentication-Results", index, ""))
+            if signature is not None:
+                verdict.insert_headers.append(signature)
             return self._apply(verdict)
         except Exception as exc:  # never lose mail over our own fault
             log.exception("qid: %s: scan failed, applying fail_action=%s: %s",
@@ -198,6 +236,23 @@ class MilterSession(Milter.Base):
             return self._fail(queue_id, exc)
         finally:
             self._reset_message()
+
+    def _dkim_signature(self, raw: bytes, queue_id: str) -> tuple[str, str] | None:
+        """A DKIM-Signature for outbound mail; a failure costs the signature, not the mail."""
+        assert self.app.signer is not None
+        try:
+            froms = [line for line in self.header_lines if line[:5].lower() == b"from:"]
+            if len(froms) != 1:
+                return None  # no author, or several: nobody to sign for
+            from_value = froms[0][5:].decode("utf-8", "replace")
+            domain = getaddresses([from_value])[0][1].rpartition("@")[2]
+            signature = self.app.signer.sign(raw, domain)
+            if signature is None:
+                log.debug("qid: %s: no DKIM key for %s", queue_id or "-", domain)
+            return signature
+        except Exception as exc:
+            log.error("qid: %s: DKIM signing failed, sending unsigned: %s", queue_id or "-", exc)
+            return None
 
     def _skip_reason(self, envelope: Envelope) -> str:
         m = self.app.config.milter
@@ -214,6 +269,9 @@ class MilterSession(Milter.Base):
             self.chgheader(name, index, value)
         for name, value in verdict.add_headers:
             self.addheader(name, value)
+        if verdict.disposition == "accept":
+            for name, value in verdict.insert_headers:
+                self.addheader(name, value, 0)
         if verdict.quarantine:
             self.quarantine(verdict.quarantine)
         if verdict.reply is not None:

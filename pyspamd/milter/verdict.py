@@ -33,6 +33,8 @@ class Verdict:
     reply: Reply | None = None
     add_headers: list[tuple[str, str]] = field(default_factory=list)
     change_headers: list[tuple[str, int, str]] = field(default_factory=list)  # name, index, value
+    # Inserted at the top, as a receiving MTA does (Authentication-Results, DKIM-Signature).
+    insert_headers: list[tuple[str, str]] = field(default_factory=list)
     quarantine: str = ""
 
 

@@ -1,0 +1,43 @@
+"""Registrable ("organizational") domains: the Public Suffix List as the publicsuffixlist
+package ships it. The list is read from the package's bundled copy, never fetched."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from publicsuffixlist import PublicSuffixList
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()  # the bundled snapshot: no network access
+
+
+def normalize_domain(name: str) -> str:
+    """Lower case, no trailing dot, IDNA (punycode) labels; "" if it is not a host name."""
+    text = name.strip().strip(".").lower()
+    if not text or len(text) > 253 or " " in text:
+        return ""
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return ""
+    except ValueError:
+        pass
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
+    labels = text.split(".")
+    if any(not label or len(label) > 63 for label in labels):
+        return ""
+    return text
+
+
+def registrable_domain(name: str) -> str:
+    """example.co.uk for www.mail.example.co.uk; "" for a public suffix or a non-name."""
+    text = normalize_domain(name)
+    if not text or "." not in text:
+        return ""
+    return _psl().privatesuffix(text) or ""

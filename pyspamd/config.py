@@ -124,8 +124,10 @@ class AutolearnConfig:
 class BayesConfig:
     enabled: bool = True
     min_learns: int = 200
+    classifier: str = "logistic"  # or "chi2"
+    model_c: float = 1.0
     spam_threshold: float = 0.9
-    ham_threshold: float = 0.1
+    ham_threshold: float = 0.5  # 0.1 suits classifier = "chi2"
     osb_window: int = 1
     max_words: int = 1500
     max_tokens: int = 8000
@@ -411,6 +413,11 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if not storage.redis_url.startswith(("redis://", "rediss://", "unix://")):
         errors.append(f"{locator.where(('storage', 'redis_url'))}: storage.redis_url must "
                       "start with redis://, rediss:// or unix://")
+    if bayes.classifier not in ("logistic", "chi2"):
+        errors.append(f"{locator.where(('bayes', 'classifier'))}: bayes.classifier must be "
+                      f"\"logistic\" or \"chi2\", got {bayes.classifier!r}")
+    if not bayes.model_c > 0.0:
+        errors.append(f"{locator.where(('bayes', 'model_c'))}: bayes.model_c must be above 0")
     if not 0.5 <= bayes.spam_threshold <= 1.0:
         errors.append(f"{locator.where(('bayes', 'spam_threshold'))}: bayes.spam_threshold "
                       "must be between 0.5 and 1.0")

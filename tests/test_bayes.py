@@ -17,11 +17,21 @@ from redis_server import RedisServer
 from pyspamd.checks.bayes import BayesCheck, bayes_from_config, verdict_symbol
 from pyspamd.classifiers.bayes import Bayes, Verdict
 from pyspamd.classifiers.chi2 import Chi2Params, chi2_combine, classify_counts
-from pyspamd.classifiers.tokenizer import TokenizerLimits, _h, _mix, tokenize, words
+from pyspamd.classifiers.logistic import LogisticParams, fit, probability
+from pyspamd.classifiers.tokenizer import (
+    BIAS_TOKEN,
+    TokenizerLimits,
+    Tokens,
+    _h,
+    _mix,
+    tokenize,
+    words,
+)
 from pyspamd.config import BayesConfig, Config, StorageConfig
 from pyspamd.scanner import Scanner
 from pyspamd.sources import iter_messages
 from pyspamd.storage.base import HAM, SPAM
+from pyspamd.storage.sqlite_store import SqliteStorage
 from pyspamd.task import Task
 
 SPAM_TEXT = ("Dear friend, CLAIM your FREE prize now! Click http://win.prize.example/claim "
@@ -56,6 +66,23 @@ def test_tokens_cover_words_pairs_headers_and_urls() -> None:
     assert len(tokens.hashes) == len(np.unique(tokens.hashes))  # distinct, sorted
     assert np.all(np.diff(tokens.hashes.astype(np.float64)) >= 0)
     assert tokens.weights.max() == 1.0 and 0 < tokens.weights.min() < 1.0  # pairs weigh less
+
+
+def test_every_header_gives_tokens_but_ids_dates_and_delivery_headers_do_not() -> None:
+    task = task_of(HAM_TEXT, List_Id="Fork list <fork.xent.com>", Precedence="bulk",
+                   X_Keywords="spam", Delivered_To="trap@example.net",
+                   X_Spam_Status="Yes, hits=9")
+    hashes = set(tokenize(task).hashes.tolist())
+    for feature in (BIAS_TOKEN, "hdr:list-id", "list-id:fork", "list-id:fork.xent.com",
+                    "precedence:bulk", "to:bob@example.net", "hdr:mime-version",
+                    "msgidshape:<9+.9+@a+.a+.a+>", "msgiddom:mail.example.org", "nrcvd:1",
+                    "rcvdby0:mx.example.net", "rcvdproto:esmtp"):
+        assert _h(feature) in hashes, feature
+    # what the reader's client or delivery added, other filters' verdicts, unique ids
+    for feature in ("hdr:x-keywords", "x-keywords:spam", "hdr:delivered-to",
+                    "hdr:x-spam-status", "x-spam-status:yes", "hdr:message-id",
+                    "message-id:20030106100000.1234@mail.example.org", "hdr:date"):
+        assert _h(feature) not in hashes, feature
 
 
 def _pair(a: str, b: str, distance: int) -> int:
@@ -125,11 +152,108 @@ def test_score_scales_with_confidence_and_nothing_when_unsure() -> None:
     config = BayesConfig()
     def sym(p: float, ready: bool = True) -> tuple[str, float] | None:
         return verdict_symbol(Verdict(p, 10, 10, 300, 300, ready), config)
-    assert sym(0.5) is None and sym(0.85) is None and sym(0.15) is None
+    # defaults: spam at 0.9 and above, ham at 0.5 and below, unsure in between
+    assert sym(0.51) is None and sym(0.85) is None and sym(0.5) == ("BAYES_HAM", 0.1)
     assert sym(1.0) == ("BAYES_SPAM", 1.0) and sym(0.0) == ("BAYES_HAM", 1.0)
+    assert sym(0.4)[1] < sym(0.1)[1] < 1.0  # type: ignore[index]
     low, high = sym(0.92), sym(0.99)
     assert low is not None and high is not None and low[1] < high[1] < 1.0
     assert sym(1.0, ready=False) is None
+
+
+# --- the logistic model ---
+
+FAST = LogisticParams(c=10.0)  # toy data: few messages, so less regularisation
+
+
+def _toy_messages(n: int = 300) -> list[tuple[bytes, str, np.ndarray]]:
+    """Spam has token 1, ham token 2; both have the bias token 0 and a random word."""
+    rng = np.random.default_rng(3)
+    out = []
+    for i in range(n):
+        spam = i % 3 == 0
+        tokens = np.unique(np.array([0, 1 if spam else 2, 10 + rng.integers(0, 20)],
+                                    dtype=np.uint64))
+        out.append((i.to_bytes(16, "big"), SPAM if spam else HAM, tokens))
+    return out
+
+
+def test_fit_learns_the_separating_tokens() -> None:
+    messages = _toy_messages()
+    tokens, weights = fit(messages, FAST)
+    weight = dict(zip(tokens.tolist(), weights.tolist(), strict=True))
+    assert weight[1] > 1.0 and weight[2] < -1.0
+    assert probability(np.array([weight[0], weight[1]])) > 0.9
+    assert probability(np.array([weight[0], weight[2]])) < 0.1
+    again = fit(messages, FAST)  # deterministic: the backends must agree to the last bit
+    assert again[0].tolist() == tokens.tolist() and again[1].tolist() == weights.tolist()
+    # a stronger penalty gives smaller weights
+    loose = dict(zip(*(a.tolist() for a in fit(messages, LogisticParams(c=0.01))),
+                     strict=True))
+    assert 0 < loose[1] < weight[1]
+    # nothing to tell apart yet: no model, so chi2 answers
+    assert fit([], LogisticParams())[0].size == 0
+    assert fit([m for m in messages if m[1] == SPAM], LogisticParams())[0].size == 0
+
+
+@pytest.mark.parametrize("first", [SPAM, HAM])
+def test_learning_one_folder_after_the_other_gives_the_same_model(
+    first: str, tmp_path: Path
+) -> None:
+    """A site learns its spam folder, then its ham folder (or the other way round); an
+    online model would end up believing the last class. The fitted one does not care."""
+    models = []
+    for run, order in (("mixed", None), ("folders", first)):
+        bayes = Bayes(SqliteStorage(tmp_path / f"{run}.sqlite"), min_learns=0,
+                      logistic_params=FAST)
+        messages = _toy_messages()
+        if order is not None:
+            messages.sort(key=lambda m: m[1] != order)
+        with bayes.storage.batch():
+            for digest, label, tokens in messages:
+                bayes.storage.learn(digest, tokens, label, 1)
+        bayes.fit_model()
+        counts = bayes.storage.token_counts(np.array([0, 1, 2], dtype=np.uint64))
+        assert counts.weights is not None
+        models.append(counts.weights.tolist())
+        bayes.storage.close()
+    assert models[0] == models[1] and models[0][1] > 0 > models[0][2]
+
+
+def test_moved_and_unlearned_messages_change_the_model(tmp_path: Path) -> None:
+    bayes = Bayes(SqliteStorage(tmp_path / "m.sqlite"), min_learns=0, logistic_params=FAST)
+    messages = _toy_messages()
+    for digest, label, tokens in messages:
+        bayes.storage.learn(digest, tokens, label, 1)
+    odd = np.array([0, 99], dtype=np.uint64)  # a token only one message has
+    bayes.storage.learn(b"odd" * 5 + b"!", odd, SPAM, 1)
+
+    def weight_of_99() -> float:
+        bayes.fit_model()
+        counts = bayes.storage.token_counts(np.array([99], dtype=np.uint64))
+        assert counts.weights is not None
+        return float(counts.weights[0])
+
+    assert weight_of_99() > 0
+    bayes.storage.learn(b"odd" * 5 + b"!", odd, HAM, 1)  # moved
+    assert weight_of_99() < 0
+    bayes.storage.unlearn(b"odd" * 5 + b"!", odd)
+    assert weight_of_99() == 0.0  # no learned message has it: not in the model
+
+
+def test_chi2_until_a_model_is_fitted_and_when_configured(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "c.sqlite")
+    logistic = Bayes(storage, min_learns=0, logistic_params=FAST)
+    chi2 = Bayes(storage, min_learns=0, classifier="chi2")
+    for digest, label, tokens in _toy_messages():
+        storage.learn(digest, tokens, label, 1)
+    message = tokenize(task_of(SPAM_TEXT))
+    assert logistic.classify_tokens(message) == chi2.classify_tokens(message)
+    logistic.fit_model()
+    spam = Bayes(storage, min_learns=0)
+    toy = Tokens(np.array([0, 1], dtype=np.uint64), np.ones(2))
+    assert spam.classify_tokens(toy).probability > 0.9
+    assert chi2.classify_tokens(toy).probability != spam.classify_tokens(toy).probability
 
 
 # --- the classifier on both backends ---
@@ -148,6 +272,7 @@ def _train(bayes: Bayes) -> None:
             for source in iter_messages([str(CORPUS / folder)]):
                 assert source.data is not None
                 bayes.learn(Task(source.data), label)
+    bayes.fit_model()  # as pyspamc learn_* does after a run
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +300,8 @@ def test_both_backends_give_identical_counts_and_verdicts(
         a = sqlite_bayes.storage.token_counts(tokens.hashes)
         b = redis_bayes.storage.token_counts(tokens.hashes)
         assert a.spam.tolist() == b.spam.tolist() and a.ham.tolist() == b.ham.tolist()
+        assert a.weights is not None and b.weights is not None and a.model_tokens > 0
+        assert a.weights.tolist() == b.weights.tolist() and a.model_tokens == b.model_tokens
         assert sqlite_bayes.classify_tokens(tokens) == redis_bayes.classify_tokens(tokens)
 
 
@@ -188,6 +315,7 @@ def _learn_folder(bayes: Bayes, folder: str, label: str) -> None:
             assert source.data is not None
             if not source.label.endswith(HELD_OUT):
                 bayes.learn(Task(source.data), label)
+    bayes.fit_model()
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])

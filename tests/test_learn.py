@@ -11,13 +11,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import CORPUS, REPO, make_message
 from redis_server import RedisServer, free_port
 
+from pyspamd.classifiers.bayes import today
 from pyspamd.cli.learn import Progress, Summary, not_a_message, parse_duration
 from pyspamd.cli.pyspamc import main as pyspamc_main
-from pyspamd.storage.base import LearnOutcome
+from pyspamd.storage.base import HAM, LearnOutcome
+from pyspamd.storage.sqlite_store import SqliteStorage
 
 SPAM_DIR = CORPUS / "spam"
 HAM_DIR = CORPUS / "ham"
@@ -55,6 +58,8 @@ def test_learn_stat_relearn_move_unlearn(config: Path,
     assert f"Statfile: BAYES_SPAM type: sqlite3; learned: {first['learned']}; users: 1" in out
     assert "Statfile: BAYES_HAM type: sqlite3; learned: " in out
     assert "Messages learned: " in out and "Tokens stored: " in out
+    model_tokens = int(out.split("logistic model tokens: ")[1].split()[0])
+    assert "Model: logistic;" in out and model_tokens > 1000  # fitted by learn_*
     assert f"Backend: sqlite3 {config.parent / 'bayes.sqlite'}; size: " in out
     # the same messages again: counted, not learned twice
     assert run(config, "learn_spam", str(SPAM_DIR)) == 0
@@ -229,12 +234,26 @@ def test_not_a_message() -> None:
 
 def test_expire_command(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(config, "learn_spam", str(SPAM_DIR)) == 0
+    assert run(config, "learn_ham", str(HAM_DIR)) == 0
     capsys.readouterr()
     assert run(config, "expire") == 0  # everything was learned today: nothing goes
     assert capsys.readouterr().out.startswith("expired: 0 tokens")
     assert run(config, "expire", "--days", "-1") == 0  # "before tomorrow": every rare token
     out = capsys.readouterr().out
     assert int(out.split()[1]) > 1000 and "tokens stored:" in out
+    assert int(out.split("model fitted: ")[1].split()[0]) > 1000
+
+
+def test_expire_fits_what_autolearn_added(config: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(config, "learn_spam", str(SPAM_DIR)) == 0
+    store = SqliteStorage(config.parent / "bayes.sqlite")
+    novel = np.array([12345], dtype=np.uint64)
+    store.learn(b"autolearned-msg!", novel, HAM, today())  # what the daemon's autolearn does
+    assert store.token_counts(novel).weights.tolist() == [0.0]  # type: ignore[union-attr]
+    assert run(config, "expire") == 0
+    assert store.token_counts(novel).weights.tolist()[0] < 0  # type: ignore[union-attr]
+    store.close()
 
 
 def test_learn_on_redis_backend(redis_proc: RedisServer, tmp_path: Path,

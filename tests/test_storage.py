@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,31 @@ def test_batch_gives_the_same_counts(store: Storage) -> None:
     assert (counts.nspam, counts.nham) == (20, 10)
 
 
+def test_learned_messages_keep_their_tokens_and_follow_moves(store: Storage) -> None:
+    with store.batch():
+        store.learn(b"b" * 16, toks(3, BIG), SPAM, 5)
+        store.learn(b"a" * 16, toks(1, 2), HAM, 5)
+    store.learn(b"c" * 16, toks(7), SPAM, 5)
+    store.learn(b"b" * 16, toks(3, BIG), HAM, 5)  # moved
+    store.unlearn(b"c" * 16, toks(7))
+    got = [(d, label, t.tolist()) for d, label, t in store.learned_messages()]
+    assert got == [(b"a" * 16, HAM, [1, 2]), (b"b" * 16, HAM, [3, BIG])]  # by digest
+
+
+def test_model_is_replaced_as_a_whole(store: Storage) -> None:
+    store.learn(b"a" * 16, toks(1, 2), HAM, 5)
+    assert store.token_counts(toks(1, 2)).model_tokens == 0
+    store.set_model(toks(1, BIG), np.array([0.25, -1.5]))
+    counts = store.token_counts(toks(BIG, 2, 1))
+    assert counts.weights is not None and counts.weights.tolist() == [-1.5, 0.0, 0.25]
+    assert counts.model_tokens == 2
+    store.set_model(toks(2), np.array([3.0]))
+    counts = store.token_counts(toks(BIG, 2, 1))
+    assert counts.weights is not None and counts.weights.tolist() == [0.0, 3.0, 0.0]
+    store.set_model(toks(), np.zeros(0))
+    assert store.token_counts(toks(2)).model_tokens == 0
+
+
 def test_expiry_drops_only_old_rare_tokens(store: Storage) -> None:
     store.learn(b"a" * 16, toks(1, 2), SPAM, 10)  # old
     store.learn(b"b" * 16, toks(2, 3), HAM, 10)  # token 2 now seen twice
@@ -162,13 +188,19 @@ def test_redis_unix_socket_and_key_layout(redis_proc: RedisServer) -> None:
     store.learn(b"q" * 16, toks(0x0102030405060708), HAM, 3)
     store.incr("rl:x", ttl=60)
     client = redis.Redis(port=redis_proc.port, db=1)  # the unix URL said db=1
+    store.set_model(toks(0x0102030405060708), np.array([-0.5]))
     assert sorted(client.keys("layout:*")) == [
-        b"layout:kv:rl:x", b"layout:{bayes}:learned", b"layout:{bayes}:tokens",
-        b"layout:{bayes}:totals"]
+        b"layout:kv:rl:x", b"layout:{bayes}:learned", b"layout:{bayes}:messages",
+        b"layout:{bayes}:model", b"layout:{bayes}:tokens", b"layout:{bayes}:totals"]
     record = client.hget("layout:{bayes}:tokens", bytes.fromhex("0102030405060708"))
     assert record == (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + (3).to_bytes(
         2, "little")
+    assert client.hget("layout:{bayes}:messages", b"q" * 16) == bytes.fromhex(
+        "0102030405060708")
+    assert client.hget("layout:{bayes}:model", bytes.fromhex("0102030405060708")) == (
+        struct.pack("<d", -0.5))
     assert client.hget("layout:{bayes}:totals", "ham") == b"1"
+    assert client.hget("layout:{bayes}:totals", "model") == b"1"
     assert 0 < client.ttl("layout:kv:rl:x") <= 60
     store.close()
 

@@ -12,6 +12,7 @@ import numpy as np
 from pyspamd.checks.base import Check
 from pyspamd.classifiers.bayes import Bayes, Verdict
 from pyspamd.classifiers.chi2 import Chi2Params
+from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TokenizerLimits
 from pyspamd.config import BayesConfig, Config
 from pyspamd.result import ScanResult
@@ -34,6 +35,8 @@ def bayes_from_config(config: Config, create: bool) -> Bayes:
         params=Chi2Params(),
         limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens,
                                osb_window=bayes.osb_window),
+        classifier=bayes.classifier,
+        logistic_params=LogisticParams(c=bayes.model_c),
     )
 
 

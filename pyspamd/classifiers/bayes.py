@@ -1,12 +1,16 @@
-"""The Bayes classifier: tokenizer + storage + chi-square combining, for the scan check,
-the training commands, autolearn and evaluation alike."""
+"""The Bayes classifier: tokenizer + storage + the learned logistic model (or chi-square
+combining), for the scan check, the training commands, autolearn and evaluation alike."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
+from pyspamd.classifiers import logistic
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
+from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
 from pyspamd.storage.base import LearnOutcome, Storage
 from pyspamd.task import Task
@@ -33,21 +37,38 @@ class Bayes:
         min_learns: int = 200,
         params: Chi2Params | None = None,
         limits: TokenizerLimits | None = None,
+        classifier: str = "logistic",
+        logistic_params: LogisticParams | None = None,
     ) -> None:
         self.storage = storage
         self.min_learns = min_learns
         self.params = params or Chi2Params()
         self.limits = limits or TokenizerLimits()
+        self.classifier = classifier  # "logistic" or "chi2"
+        self.logistic_params = logistic_params or LogisticParams()
 
     def tokens(self, task: Task) -> Tokens:
         return tokenize(task, self.limits)
 
     def classify_tokens(self, tokens: Tokens) -> Verdict:
-        counts = self.storage.token_counts(tokens.hashes)
+        counts = self.storage.token_counts(tokens.hashes,
+                                           model_only=self.classifier == "logistic")
         ready = counts.nspam >= self.min_learns and counts.nham >= self.min_learns
-        probability, used = classify_counts(counts.spam, counts.ham, tokens.weights,
-                                            counts.nspam, counts.nham, self.params)
+        if (self.classifier == "logistic" and counts.model_tokens
+                and counts.weights is not None):
+            probability = logistic.probability(counts.weights)
+            used = int(np.count_nonzero(counts.weights))
+        else:  # chi-square, also until a model has been fitted (a store from before)
+            probability, used = classify_counts(counts.spam, counts.ham, tokens.weights,
+                                                counts.nspam, counts.nham, self.params)
         return Verdict(probability, len(tokens), used, counts.nspam, counts.nham, ready)
+
+    def fit_model(self) -> int:
+        """Fit the logistic model again from every learned message and store it; returns
+        the number of tokens in it. `pyspamc learn_*` and `unlearn` call it at the end."""
+        tokens, weights = logistic.fit(self.storage.learned_messages(), self.logistic_params)
+        self.storage.set_model(tokens, weights)
+        return len(tokens)
 
     def classify(self, task: Task) -> Verdict:
         return self.classify_tokens(self.tokens(task))

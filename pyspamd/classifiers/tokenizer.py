@@ -32,6 +32,27 @@ OSB_WINDOW = 1
 UNIGRAM_WEIGHT = 1.0
 OSB_WEIGHTS = (1.0, 0.85, 0.7, 0.55)
 
+# Headers not tokenized: those added after the message left the MTA (delivery, the reader's
+# mail client: X-Keywords, Status), other filters' verdicts (a label, not evidence), and
+# unique ids and dates, which never recur (a duplicate's Message-ID would only teach the
+# filter that one message). Subject and Received have tokens of their own.
+SKIP_HEADERS = frozenset({
+    "subject", "received", "date", "message-id", "references", "in-reply-to",
+    "resent-message-id", "x-message-id", "thread-index", "delivered-to", "delivery-date",
+    "x-original-date", "x-keywords", "x-status", "status", "x-uid", "x-razor-id",
+    "x-spamadvice", "x-mailscanner-spamcheck", "x-spamcop-disposition", "x-spamcop-checked",
+    "x-mailman-version",
+})
+SKIP_HEADER_PREFIXES = ("x-spam",)
+HEADER_VALUE_WORDS = 40  # per header value; the start says what it is
+# Header values split on spaces and address punctuation, so "Joe <joe@x.org>" gives the
+# display-name words and the whole address as tokens.
+_HEADER_WORD = re.compile(r"[^\s<>\"'(),;:]+")
+_UPPER, _LOWER, _DIGIT = re.compile(r"[A-Z]"), re.compile(r"[a-z]"), re.compile(r"[0-9]")
+_RUN = re.compile(r"(.)\1+")
+# Every message has this token: its learned weight is the logistic model's bias.
+BIAS_TOKEN = "bias:"
+
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 _K1 = np.uint64(0x9E3779B97F4A7C15)
 _K2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -66,6 +87,14 @@ class Tokens:
 
 def _h(text: str) -> int:
     return xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
+
+
+def _hash_all(texts: list[str]) -> np.ndarray:
+    """_h of each text, in order; a text that recurs (most body words do) is hashed once,
+    which halves the tokenizer's hashing time."""
+    h = xxhash.xxh64_intdigest
+    known = {text: h(text.encode("utf-8", "surrogatepass")) for text in dict.fromkeys(texts)}
+    return np.fromiter(map(known.__getitem__, texts), dtype=np.uint64, count=len(texts))
 
 
 def _mix(a: np.ndarray, b: np.ndarray, distance: int) -> np.ndarray:
@@ -145,6 +174,50 @@ def header_tokens(task: Task) -> list[str]:
             out.append(f"fileext:{part.filename.rpartition('.')[2].lower()[:10]}")
     subject_words, _ = words(task.subject, TokenizerLimits(max_words=30))
     out.extend(f"subj:{w}" for w in subject_words)
+    out.extend(all_header_tokens(task))
+    return out
+
+
+def _shape(value: str) -> str:
+    """A string's shape: A for upper, a for lower, 9 for digits, runs folded (A+a+9+@...):
+    a mailer's Message-ID format recurs where the id itself never does."""
+    shape = _DIGIT.sub("9", _LOWER.sub("a", _UPPER.sub("A", value.strip())))
+    return _RUN.sub(r"\1+", shape)[:40]
+
+
+def all_header_tokens(task: Task) -> list[str]:
+    """SpamBayes-style: every header's name, and the words of its value prefixed by the name
+    (mailing-list headers, Precedence, To, Organization, MIME headers...), plus the shape
+    of the Message-ID and the structure of the Received chain. On the SpamAssassin corpus
+    these lowered the logistic model's errors by about a fifth (README)."""
+    out: list[str] = []
+    headers = task.headers
+    names = list(dict.fromkeys(name.lower() for name, _ in headers.items))
+    kept = 0
+    for name in names:
+        if name in SKIP_HEADERS or name.startswith(SKIP_HEADER_PREFIXES):
+            continue
+        for value in headers.decoded(name)[:5]:
+            kept += 1
+            out.append(f"hdr:{name}")
+            for word in _HEADER_WORD.findall(normalise(value[:500]))[:HEADER_VALUE_WORDS]:
+                if len(word) <= 60:
+                    out.append(f"{name}:{word}")
+    out.append(f"nhdrs:{min(kept // 3, 20)}")
+    message_id = headers.first("message-id")
+    if message_id:
+        out.append(f"msgidshape:{_shape(message_id)}")
+        out.append(f"msgiddom:{message_id.rpartition('@')[2].strip('> ').lower()}")
+    else:
+        out.append("msgid:<none>")
+    out.append(f"nrcvd:{min(len(task.received), 10)}")
+    for i, hop in enumerate(task.received[:8]):
+        if hop.protocol:
+            out.append(f"rcvdproto:{hop.protocol.lower()}")
+        if hop.by:
+            out.append(f"rcvdby{i}:{hop.by}")
+        if hop.ip and not hop.rdns:
+            out.append(f"rcvdnordns:{i}")
     return out
 
 
@@ -165,14 +238,13 @@ def url_tokens(task: Task) -> list[str]:
 def tokenize(task: Task, limits: TokenizerLimits | None = None) -> Tokens:
     limits = limits or TokenizerLimits()
     body_words, extra = words(task.body_text, limits)
-    features = extra + header_tokens(task) + url_tokens(task)
-    # Unigrams and features first, then bigrams by distance: np.unique keeps the first
-    # occurrence of a hash, so a token that is both keeps its largest weight.
-    word_hashes = np.fromiter((_h(w) for w in body_words), dtype=np.uint64,
-                              count=len(body_words))
-    feature_hashes = np.fromiter((_h(f) for f in features), dtype=np.uint64,
-                                 count=len(features))
-    parts = [word_hashes, feature_hashes]
+    features = [BIAS_TOKEN, *extra, *header_tokens(task), *url_tokens(task)]
+    # Features and unigrams first, then bigrams by distance: np.unique keeps the first
+    # occurrence of a hash, so a token that is both keeps its largest weight, and a cut at
+    # max_tokens keeps the bias and header tokens.
+    word_hashes = _hash_all(body_words)
+    feature_hashes = _hash_all(features)
+    parts = [feature_hashes, word_hashes]
     weights = [np.full(len(word_hashes) + len(feature_hashes), UNIGRAM_WEIGHT)]
     for distance in range(1, min(limits.osb_window, len(OSB_WEIGHTS) + 1)):
         if len(word_hashes) <= distance:
@@ -184,7 +256,7 @@ def tokenize(task: Task, limits: TokenizerLimits | None = None) -> Tokens:
     all_weights = np.concatenate(weights)
     unique, first = np.unique(all_hashes, return_index=True)
     if len(unique) > limits.max_tokens:
-        # Keep the earliest tokens (subject, first paragraphs, headers) when cutting.
+        # Keep the earliest tokens (headers, subject, first paragraphs) when cutting.
         keep = np.sort(np.argsort(first, kind="stable")[: limits.max_tokens])
         unique, first = unique[keep], first[keep]
     return Tokens(unique, all_weights[first])

@@ -1,7 +1,8 @@
 """pyspamc eval: train Bayes on one part of a labelled corpus, test it on the rest.
 
-The classifier under test is the production one (tokenizer, SQLite store, chi-square),
-trained into a throw-away store, so the figures are what a site would see.
+The classifier under test is the production one (tokenizer, SQLite store, the configured
+classifier: the logistic model or chi-square), trained into a throw-away store as
+`pyspamc learn_*` trains it, so the figures are what a site would see.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 
 from pyspamd.checks.bayes import verdict_symbol
 from pyspamd.classifiers.bayes import Bayes, Verdict
+from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
 from pyspamd.config import BayesConfig
@@ -104,12 +106,14 @@ def evaluate(samples: list[Sample], train: np.ndarray, test: np.ndarray,
 
     with tempfile.TemporaryDirectory(prefix="pyspamd-eval-") as tmp:
         storage = SqliteStorage(Path(tmp) / "eval.sqlite")
-        bayes = Bayes(storage, min_learns=0)
+        bayes = Bayes(storage, min_learns=0, classifier=config.classifier,
+                      logistic_params=LogisticParams(c=config.model_c))
         start = time.perf_counter()
         with storage.batch():
             for i in train:
                 s = samples[i]
                 bayes.learn_tokens(s.tokens, SPAM if s.spam else HAM)
+        bayes.fit_model()  # as `pyspamc learn_*` does at the end of a run
         learn_time = time.perf_counter() - start
         verdicts: list[Verdict] = []
         times: list[float] = []
@@ -128,6 +132,7 @@ def evaluate(samples: list[Sample], train: np.ndarray, test: np.ndarray,
     hams = int((~truth).sum())
     spams = int(truth.sum())
     rows = [
+        ("classifier", config.classifier),
         ("train / test messages", f"{len(train)} / {len(test)} ({spams} spam, {hams} ham)"),
         ("thresholds (spam >=, ham <=)", f"{config.spam_threshold} / {config.ham_threshold}"),
         ("tokens per message, median", f"{np.median([len(samples[i].tokens) for i in test]):.0f}"),

@@ -57,7 +57,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                             help="scans by action (all workers) and what the Bayes store holds")
     p.add_argument("--help", action="help", help="show this help and exit")
     p = commands.add_parser("expire", add_help=False,
-                            help="drop rare tokens not learned for a while (for cron)")
+                            help="drop rare tokens not learned for a while and fit the "
+                                 "model again (for cron)")
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--days", type=int, metavar="N",
                    help="age limit in days (default: [bayes] expire_days)")
@@ -128,6 +129,9 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
     except BatchError as exc:  # the commit at the end of the batch
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
+    changed = (LearnOutcome.LEARNED, LearnOutcome.MOVED, LearnOutcome.UNLEARNED)
+    if any(summary.counts.get(outcome.value, 0) > 0 for outcome in changed):
+        bayes.fit_model()  # the model reflects the learned messages as of now
     return summary
 
 
@@ -200,9 +204,13 @@ def cmd_stat(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     days = config.bayes.expire_days if args.days is None else args.days
-    storage = bayes_from_config(config, create=False).storage
+    bayes = bayes_from_config(config, create=False)
+    storage = bayes.storage
     try:
         dropped = storage.expire_tokens(today() - days)
+        # The daily cron job ends here: fitting again lets the messages autolearn added
+        # since the last learn_* run count in the logistic model too.
+        model_tokens = bayes.fit_model()
         stats = storage.bayes_stats()
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
@@ -210,5 +218,6 @@ def cmd_expire(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
-          f"tokens stored: {stats.tokens}; size: {size_text(stats.size_bytes)}")
+          f"tokens stored: {stats.tokens}; model fitted: {model_tokens} tokens; "
+          f"size: {size_text(stats.size_bytes)}")
     return EXIT_OK

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from pyspamd.actions import SPAM_ACTIONS, STRENGTH
 from pyspamd.config import Config
 from pyspamd.stats import keys
@@ -58,6 +60,8 @@ class StatsReader:
             "learned": {SPAM: bayes.learned[SPAM], HAM: bayes.learned[HAM]},
             "tokens": bayes.tokens, "size_bytes": bayes.size_bytes,
             "min_learns": config.bayes.min_learns if config.bayes.enabled else None,
+            "classifier": config.bayes.classifier,
+            "model_tokens": self.storage.token_counts(np.zeros(0, dtype=np.uint64)).model_tokens,
         }
         out["events"] = {k[len(keys.EVENT):]: n for k, n in counters.items()
                          if k.startswith(keys.EVENT)}

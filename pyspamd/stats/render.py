@@ -35,6 +35,8 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
                      f"{bayes['learned'][label]}; users: 1")
     lines.append(f"Messages learned: {sum(bayes['learned'].values())}")
     lines.append(f"Tokens stored: {bayes['tokens']}")
+    lines.append(f"Model: {bayes['classifier']}; logistic model tokens: "
+                 f"{bayes['model_tokens']}")
     lines.append(f"Backend: {bayes['backend']} {bayes['location']}; size: "
                  f"{size_text(bayes['size_bytes'])}")
     min_learns = bayes.get("min_learns")

@@ -54,12 +54,27 @@ class BayesStats:
     size_bytes: int  # file size (SQLite) or memory used (Redis)
 
 
+MODEL = "model"  # the totals entry that holds the number of tokens in the learned model
+
+
 @dataclass(frozen=True, slots=True)
 class TokenCounts:
     spam: np.ndarray  # int64, per token, in the order asked
     ham: np.ndarray
     nspam: int  # messages learned per class
     nham: int
+    weights: np.ndarray | None = None  # float64, the learned model's weight per token
+    model_tokens: int = 0  # tokens in the learned model; 0: no model fitted yet
+
+
+def pack_tokens(tokens: np.ndarray) -> bytes:
+    """A learned message's tokens as stored with its digest (big-endian u64), so the
+    logistic model can be fitted again from every learned message."""
+    return tokens.astype(">u8").tobytes()
+
+
+def unpack_tokens(raw: bytes | None) -> np.ndarray:
+    return np.frombuffer(raw or b"", dtype=">u8").astype(np.uint64)
 
 
 def bucket_after(raw: bytes | None, capacity: float, rate: float,
@@ -105,7 +120,10 @@ class Storage(ABC):
 
     # --- Bayes ---
     @abstractmethod
-    def token_counts(self, tokens: np.ndarray) -> TokenCounts: ...
+    def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
+        """Counts, model weights and totals for `tokens`, from one snapshot. `model_only`:
+        when a model is stored, leave the counts at zero and read only the weights (half
+        the look-ups, for the logistic classifier); without a model, read the counts."""
 
     @abstractmethod
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
@@ -121,6 +139,16 @@ class Storage(ABC):
 
     @abstractmethod
     def bayes_stats(self) -> BayesStats: ...
+
+    @abstractmethod
+    def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
+        """(digest, class, tokens) of every learned message, sorted by digest, so a model
+        fitted from them is the same on every backend."""
+
+    @abstractmethod
+    def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:
+        """Replace the learned model (a weight per token) in one step: readers see the old
+        model or the new one, never a mix."""
 
     @abstractmethod
     def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:

@@ -6,7 +6,12 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
     {prefix}:{bayes}:tokens   HASH  8-byte token (big-endian) -> 10 bytes: spam u32,
                                     ham u32, last-learned day u16 (little-endian)
     {prefix}:{bayes}:learned  HASH  16-byte message digest -> "spam" | "ham"
-    {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned
+    {prefix}:{bayes}:messages HASH  16-byte message digest -> its tokens (8 bytes each,
+                                    big-endian), to fit the logistic model from
+    {prefix}:{bayes}:model    HASH  8-byte token -> its weight in the logistic model
+                                    (8-byte little-endian double)
+    {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned; "model" -> tokens
+                                    in the model
     {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
     {prefix}:list:{key}       LIST   bounded logs (the scan history), newest first
 
@@ -35,35 +40,71 @@ from pyspamd.storage.base import (
     TokenCounts,
     bucket_ttl,
     check_label,
+    pack_tokens,
+    unpack_tokens,
 )
 
 _RECORD = np.dtype([("spam", "<u4"), ("ham", "<u4"), ("day", "<u2")])
 _EMPTY = bytes(_RECORD.itemsize)
+_NO_WEIGHT = bytes(8)
+MODEL_CHUNK = 5000  # model fields per HSET while a new model is written
 
-# KEYS: tokens, learned, totals. ARGV: digest, label ("" = unlearn), day, token...
+# The tokens travel as one argument, packed 8 bytes each (big-endian, as stored), and the
+# scripts cut it up: one argument instead of hundreds costs the client a fraction of the
+# encoding time, a third of a learn's cost before.
+_SPLIT = """
+local sub = string.sub
+local function split(blob)
+  local out, n = {}, 0
+  for i = 1, #blob, 8 do
+    n = n + 1
+    out[n] = sub(blob, i, i + 7)
+  end
+  return out
+end
+"""
+
+# KEYS: tokens, learned, totals, messages. ARGV: digest, label ("" = unlearn), day,
+# the message's packed tokens.
 # Lua scripts run atomically, so a message's tokens, its digest and the totals change
 # together or not at all.
-_LEARN = """
+_LEARN = _SPLIT + """
+local toks = split(ARGV[4])
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 local label = ARGV[2]
 if label ~= '' and prev == label then return 'already learned' end
 if label == '' and not prev then return 'not learned' end
 local day = tonumber(ARGV[3])
+-- Tokens go in chunks of 500: one HMGET, one HSET and at most one HDEL per chunk instead
+-- of a call per token (2-3x faster learning), and unpack() stays far below Lua's limit.
+local pack, unpack_record = struct.pack, struct.unpack
 local function adjust(cls, delta)
-  for i = 4, #ARGV do
-    local tok = ARGV[i]
-    local v = redis.call('HGET', KEYS[1], tok)
-    local s, h, d = 0, 0, 0
-    if v then s, h, d = struct.unpack('<I4I4I2', v) end
-    if cls == 'spam' then s = s + delta else h = h + delta end
-    if s < 0 then s = 0 end
-    if h < 0 then h = 0 end
-    if delta > 0 and day > d then d = day end
-    if s == 0 and h == 0 then
-      redis.call('HDEL', KEYS[1], tok)
-    else
-      redis.call('HSET', KEYS[1], tok, struct.pack('<I4I4I2', s, h, d))
+  local is_spam = cls == 'spam'
+  for first = 1, #toks, 500 do
+    local last = math.min(first + 499, #toks)
+    local values = redis.call('HMGET', KEYS[1], unpack(toks, first, last))
+    local set, gone, ns, ng = {}, {}, 0, 0
+    for i = first, last do
+      local v = values[i - first + 1]
+      local s, h, d = 0, 0, 0
+      if v then s, h, d = unpack_record('<I4I4I2', v) end
+      if is_spam then s = s + delta else h = h + delta end
+      if s < 0 then s = 0 end
+      if h < 0 then h = 0 end
+      if delta > 0 and day > d then d = day end
+      if s == 0 and h == 0 then
+        if v then
+          ng = ng + 1
+          gone[ng] = toks[i]
+        end
+      else
+        set[ns + 1] = toks[i]
+        set[ns + 2] = pack('<I4I4I2', s, h, d)
+        ns = ns + 2
+      end
     end
+    if ns > 0 then redis.call('HSET', KEYS[1], unpack(set)) end
+    if ng > 0 then redis.call('HDEL', KEYS[1], unpack(gone)) end
   end
   if redis.call('HINCRBY', KEYS[3], cls, delta) < 0 then
     redis.call('HSET', KEYS[3], cls, 0)
@@ -72,10 +113,12 @@ end
 if prev then
   adjust(prev, -1)
   redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[4], ARGV[1])
 end
 if label ~= '' then
   adjust(label, 1)
   redis.call('HSET', KEYS[2], ARGV[1], label)
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
   if prev then return 'moved' end
   return 'learned'
 end
@@ -97,6 +140,37 @@ for i = 3, #ARGV do
   end
 end
 return n
+"""
+
+# KEYS: totals, tokens, model. ARGV: model_only ("1"/"0"), packed tokens. Returns the totals
+# (spam, ham, model), the token records (empty when skipped) and the weights (empty without
+# a model). Lua's unpack() has a stack limit, so tokens go 1000 at a time.
+_READ = _SPLIT + """
+local toks = split(ARGV[2])
+local totals = redis.call('HMGET', KEYS[1], 'spam', 'ham', 'model')
+local has_model = tonumber(totals[3] or '0') > 0
+local records, weights = {}, {}
+local function fetch(key, out)
+  for first = 1, #toks, 1000 do
+    local part = redis.call('HMGET', key, unpack(toks, first, math.min(first + 999, #toks)))
+    for i = 1, #part do out[#out + 1] = part[i] end
+  end
+end
+if not (has_model and ARGV[1] == '1') then fetch(KEYS[2], records) end
+if has_model then fetch(KEYS[3], weights) end
+return {totals, records, weights}
+"""
+
+# KEYS: new model, model, totals. ARGV: tokens in the new model. A script, because Redis
+# Cluster pipelines refuse RENAME; the keys share the {bayes} slot.
+_SWAP_MODEL = """
+if tonumber(ARGV[1]) > 0 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+else
+  redis.call('DEL', KEYS[1], KEYS[2])
+end
+redis.call('HSET', KEYS[3], 'model', ARGV[1])
+return 1
 """
 
 # KEYS: counter. ARGV: amount, ttl in ms (0 = none). The TTL starts with the first hit.
@@ -173,10 +247,13 @@ class RedisStorage(Storage):
         tag = f"{prefix}:{{bayes}}"
         self.k_tokens, self.k_learned, self.k_totals = (
             f"{tag}:tokens", f"{tag}:learned", f"{tag}:totals")
+        self.k_messages, self.k_model = f"{tag}:messages", f"{tag}:model"
         self._learn = self.client.register_script(_LEARN)
         self._expire = self.client.register_script(_EXPIRE)
         self._incr = self.client.register_script(_INCR)
         self._take = self.client.register_script(_TAKE)
+        self._swap_model = self.client.register_script(_SWAP_MODEL)
+        self._read = self.client.register_script(_READ)
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -192,25 +269,28 @@ class RedisStorage(Storage):
             raise StorageError(f"Redis store {self.url}: {doing} failed: {exc}") from exc
 
     # --- Bayes ---
-    def token_counts(self, tokens: np.ndarray) -> TokenCounts:
-        # MULTI/EXEC: totals and counts from the same moment, never between two learns.
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hmget(self.k_totals, [SPAM, HAM])
-        if len(tokens):
-            pipe.hmget(self.k_tokens, _token_bytes(tokens))
-        replies = self._call("reading token counts", pipe.execute)
-        nspam, nham = (int(v) if v else 0 for v in replies[0])
-        if not len(tokens):
-            empty = np.zeros(0, dtype=np.int64)
-            return TokenCounts(empty, empty.copy(), nspam, nham)
-        records = np.frombuffer(b"".join(v or _EMPTY for v in replies[1]), dtype=_RECORD)
-        return TokenCounts(records["spam"].astype(np.int64), records["ham"].astype(np.int64),
-                           nspam, nham)
+    def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
+        # One script: totals, counts and weights from the same moment, never between two
+        # learns, and the counts are skipped when model_only and a model exists.
+        reply = self._call("reading token counts", self._read,
+                           keys=[self.k_totals, self.k_tokens, self.k_model],
+                           args=["1" if model_only else "0", pack_tokens(tokens)])
+        nspam, nham, model = (int(v) if v else 0 for v in reply[0])
+        n = len(tokens)
+        spam = np.zeros(n, dtype=np.int64)
+        ham = np.zeros(n, dtype=np.int64)
+        if n and reply[1]:
+            records = np.frombuffer(b"".join(v or _EMPTY for v in reply[1]), dtype=_RECORD)
+            spam, ham = records["spam"].astype(np.int64), records["ham"].astype(np.int64)
+        weights = np.frombuffer(b"".join(v or _NO_WEIGHT for v in reply[2]), dtype="<f8") \
+            if n and reply[2] else np.zeros(n)
+        return TokenCounts(spam, ham, nspam, nham, weights.astype(np.float64), model)
 
     def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int) -> str:
         reply = self._call("learning", self._learn,
-                           keys=[self.k_tokens, self.k_learned, self.k_totals],
-                           args=[digest, label, day, *_token_bytes(tokens)])
+                           keys=[self.k_tokens, self.k_learned, self.k_totals,
+                                 self.k_messages],
+                           args=[digest, label, day, pack_tokens(tokens)])
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
@@ -225,16 +305,39 @@ class RedisStorage(Storage):
         value = self._call("reading", self.client.hget, self.k_learned, digest)
         return value.decode() if value else None
 
+    def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hgetall(self.k_learned)
+        pipe.hgetall(self.k_messages)
+        labels, packed = self._call("reading learned messages", pipe.execute)
+        return [(digest, labels[digest].decode(), unpack_tokens(packed[digest]))
+                for digest in sorted(labels) if digest in packed]
+
+    def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:
+        # Written under a new key, then renamed over the old one: scans read the old model
+        # until the RENAME, the new one after it. Same hash tag, so same cluster slot.
+        fresh = f"{self.k_model}:new"
+        keys = _token_bytes(tokens)
+        values = weights.astype("<f8").tobytes()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(fresh)
+        for start in range(0, len(keys), MODEL_CHUNK):
+            pipe.hset(fresh, mapping={key: values[8 * i : 8 * i + 8] for i, key in enumerate(
+                keys[start : start + MODEL_CHUNK], start)})
+        self._call("writing the model", pipe.execute)
+        self._call("writing the model", self._swap_model,
+                   keys=[fresh, self.k_model, self.k_totals], args=[len(keys)])
+
     def bayes_stats(self) -> BayesStats:
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.k_totals, [SPAM, HAM])
         pipe.hlen(self.k_tokens)
-        pipe.memory_usage(self.k_tokens)
-        pipe.memory_usage(self.k_learned)
-        (spam, ham), tokens, size_t, size_l = self._call("reading stats", pipe.execute)
+        for key in (self.k_tokens, self.k_learned, self.k_messages, self.k_model):
+            pipe.memory_usage(key)
+        (spam, ham), tokens, *sizes = self._call("reading stats", pipe.execute)
         return BayesStats(self.backend, self.url,
                           {SPAM: int(spam or 0), HAM: int(ham or 0)}, int(tokens),
-                          int(size_t or 0) + int(size_l or 0))
+                          sum(int(size or 0) for size in sizes))
 
     def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
         dropped = 0

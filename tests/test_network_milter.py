@@ -231,3 +231,29 @@ def test_forged_authentication_results_are_removed(daemon: Daemon) -> None:
         session.close()
     assert result.changed == [("Authentication-Results", 2, "")]  # ours by name: forged
     assert "dkim=none" in result.inserted["Authentication-Results"]
+
+
+def test_dns_counters_of_the_workers_reach_metrics(lab: Lab, tmp_path: Path) -> None:
+    """The resolver's timeouts in a worker show in the controller's /metrics."""
+    from controller_proc import call, eventually
+    from mta import free_port
+
+    port = free_port()
+    config = _config(lab) + (f'[controller]\nlisten = "127.0.0.1:{port}"\n'
+                             "flush_interval = 0.2\n")
+    with running_daemon(tmp_path, config, workers=1) as running:
+        session = MtaSession(running.port, client_ip="203.0.113.61")
+        try:
+            session.send(_message("y.timeout.test"), mail_from="a@y.timeout.test")
+        finally:
+            session.close()
+
+        def counts() -> dict[str, float]:
+            text = call(port, "GET", "/metrics").body.decode()
+            found = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                     if line.startswith("pyspamd_dns_")}
+            assert found.get("pyspamd_dns_timeouts_total", 0) >= 1, found
+            return found
+
+        found = eventually(counts, timeout=15)
+    assert found["pyspamd_dns_queries_total"] >= found["pyspamd_dns_timeouts_total"]

@@ -30,6 +30,7 @@ import dns.rdatatype
 from pyspamd.config import DnsConfig
 from pyspamd.dns.cache import TtlCache
 from pyspamd.dns.nameservers import parse_nameserver, system_nameservers
+from pyspamd.stats.recorder import count_event
 
 log = logging.getLogger("pyspamd.dns")
 
@@ -62,7 +63,9 @@ class Answer:
 
 @dataclass
 class DnsStats:
-    """Counters of one worker's resolver (bench/scan.py and the tests read them)."""
+    """Counters of one worker's resolver (bench/scan.py and the tests read them). Each count
+    also goes to the process's scan statistics as event dns_<name>, which the controller sums
+    over all workers for /stat and /metrics."""
 
     queries: int = 0  # sent to a nameserver (cache misses)
     cache_hits: int = 0
@@ -73,6 +76,7 @@ class DnsStats:
     def count(self, name: str) -> None:
         with self._lock:
             setattr(self, name, getattr(self, name) + 1)
+        count_event(f"dns_{name}")
 
     def snapshot(self) -> dict[str, int]:
         return {"queries": self.queries, "cache_hits": self.cache_hits,

@@ -9,7 +9,10 @@ from pyspamd.stats.reader import StatsReader
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Events with a metric of their own; any other event shows in pyspamd_events_total.
 _NAMED_EVENTS = {
+    "dns_queries": "DNS queries sent to the nameservers (cache misses)",
+    "dns_cache_hits": "DNS answers served from the workers' caches",
     "dns_timeouts": "DNS queries that timed out",
+    "dns_failures": "DNS queries that failed (SERVFAIL, refused, malformed answers)",
     "worker_restarts": "milter workers restarted after they died",
     "check_timeouts": "checks that ran out of the scan budget",
     "check_errors": "checks that failed with an error (the verdict was made without them)",

@@ -16,7 +16,7 @@ from redis_server import RedisCluster, RedisServer, free_port
 
 from pyspamd.config import StorageConfig
 from pyspamd.storage import open_storage
-from pyspamd.storage.base import HAM, SPAM, LearnOutcome, Storage, StorageError
+from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, Storage, StorageError
 from pyspamd.storage.redis_store import RedisStorage
 from pyspamd.storage.sqlite_store import SqliteStorage
 
@@ -91,6 +91,23 @@ def test_batch_gives_the_same_counts(store: Storage) -> None:
     assert counts.spam.tolist() == expected_spam.tolist()
     assert counts.ham.tolist() == expected_ham.tolist()
     assert (counts.nspam, counts.nham) == (20, 10)
+
+
+def test_redis_batch_reports_a_learn_that_failed_in_flight(redis_proc: RedisServer) -> None:
+    """In a batch the learn script's reply is read at the next call: a failure then names
+    the message it was for and the one waiting behind it, and the rest goes on."""
+    store = RedisStorage(redis_proc.url, prefix=f"t{next(_prefixes)}")
+    with pytest.raises(BatchError) as failed, store.batch():
+        assert store.learn(b"a" * 16, toks(1), SPAM, 1, name="a.eml") is LearnOutcome.LEARNED
+        assert store.learn(b"b" * 16, toks(2), HAM, 1, name="b.eml") is LearnOutcome.LEARNED
+        assert store.learn(b"b" * 16, toks(2), HAM, 1, name="b.eml") is LearnOutcome.ALREADY
+        store.client.set(store.k_tokens, b"not a hash")  # the next script fails
+        store.learn(b"c" * 16, toks(3), SPAM, 1, name="c.eml")
+        store.learn(b"d" * 16, toks(4), SPAM, 1, name="d.eml")
+    assert failed.value.labels == ["c.eml", "d.eml"] and "c.eml" in str(failed.value)
+    assert store.learned_as(b"c" * 16) is None and store.learned_as(b"d" * 16) is None
+    assert store.learned_as(b"b" * 16) == HAM
+    store.close()
 
 
 def test_learned_messages_keep_their_tokens_and_follow_moves(store: Storage) -> None:

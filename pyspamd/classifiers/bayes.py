@@ -65,7 +65,7 @@ class Bayes:
 
     def fit_model(self) -> int:
         """Fit the logistic model again from every learned message and store it; returns
-        the number of tokens in it. `pyspamc learn_*` and `unlearn` call it at the end."""
+        the number of tokens in it. `pyspamc learn_*`, `unlearn` and `expire` call it."""
         tokens, weights = logistic.fit(self.storage.learned_messages(), self.logistic_params)
         self.storage.set_model(tokens, weights)
         return len(tokens)

@@ -90,8 +90,7 @@ def _h(text: str) -> int:
 
 
 def _hash_all(texts: list[str]) -> np.ndarray:
-    """_h of each text, in order; a text that recurs (most body words do) is hashed once,
-    which halves the tokenizer's hashing time."""
+    """_h of each text, in order; a text that recurs (most body words do) is hashed once."""
     h = xxhash.xxh64_intdigest
     known = {text: h(text.encode("utf-8", "surrogatepass")) for text in dict.fromkeys(texts)}
     return np.fromiter(map(known.__getitem__, texts), dtype=np.uint64, count=len(texts))
@@ -189,7 +188,7 @@ def all_header_tokens(task: Task) -> list[str]:
     """SpamBayes-style: every header's name, and the words of its value prefixed by the name
     (mailing-list headers, Precedence, To, Organization, MIME headers...), plus the shape
     of the Message-ID and the structure of the Received chain. On the SpamAssassin corpus
-    these lowered the logistic model's errors by about a fifth (README)."""
+    these took a third of a learned model's errors away, but not chi2's (README)."""
     out: list[str] = []
     headers = task.headers
     names = list(dict.fromkeys(name.lower() for name, _ in headers.items))

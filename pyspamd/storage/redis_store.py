@@ -23,6 +23,8 @@ one round trip per message either way.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -33,6 +35,7 @@ from redis.cluster import RedisCluster
 from pyspamd.storage.base import (
     HAM,
     SPAM,
+    BatchError,
     BayesStats,
     LearnOutcome,
     Storage,
@@ -248,6 +251,9 @@ class RedisStorage(Storage):
         self.k_tokens, self.k_learned, self.k_totals = (
             f"{tag}:tokens", f"{tag}:learned", f"{tag}:totals")
         self.k_messages, self.k_model = f"{tag}:messages", f"{tag}:model"
+        self.cluster = cluster
+        # A batch's connection and the message whose learn script awaits its reply.
+        self._inflight: tuple[Any, str | None] | None = None
         self._learn = self.client.register_script(_LEARN)
         self._expire = self.client.register_script(_EXPIRE)
         self._incr = self.client.register_script(_INCR)
@@ -270,6 +276,7 @@ class RedisStorage(Storage):
 
     # --- Bayes ---
     def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
+        self._settle()
         # One script: totals, counts and weights from the same moment, never between two
         # learns, and the counts are skipped when model_only and a model exists.
         reply = self._call("reading token counts", self._read,
@@ -293,19 +300,68 @@ class RedisStorage(Storage):
                            args=[digest, label, day, pack_tokens(tokens)])
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
+    @contextmanager
+    def batch(self) -> Iterator[RedisStorage]:  # type: ignore[override]
+        # In a batch each learn script is sent without waiting for its reply, which is read
+        # at the next call: the server runs it while the client parses the next message (a
+        # third of a learn's time saved on two cores). The outcome is worked out from the
+        # learned-digest look-up beforehand, as the SQLite batch does. Not on Redis Cluster,
+        # whose client has no single connection to hold.
+        if self._inflight is not None or self.cluster:
+            yield self
+            return
+        connection = self._call("learning", self.client.connection_pool.get_connection)
+        self._inflight = (connection, None)
+        try:
+            self._call("loading the learn script", self.client.script_load, _LEARN)
+            yield self
+            self._settle()
+        finally:
+            self._inflight = None
+            self.client.connection_pool.release(connection)
+
+    def _settle(self, then: str | None = None) -> None:
+        """Read the reply of the learn script in flight, if any. `then` is the message
+        whose learn is waiting behind it: if this fails, it is not learned either."""
+        if self._inflight is None or self._inflight[1] is None:
+            return
+        connection, name = self._inflight
+        self._inflight = (connection, None)
+        try:
+            connection.read_response()
+        except (redis.RedisError, OSError) as exc:
+            connection.disconnect()
+            names = [name] + ([then] if then is not None else [])
+            raise BatchError(f"Redis store {self.url}: learning {name} failed: {exc}",
+                             names) from exc
+
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
               name: str = "") -> LearnOutcome:
         check_label(label)
-        return LearnOutcome(self._run_learn(digest, tokens, label, day))
+        if self._inflight is None:
+            return LearnOutcome(self._run_learn(digest, tokens, label, day))
+        self._settle(then=name)
+        previous = self.learned_as(digest)
+        if previous == label:
+            return LearnOutcome.ALREADY
+        connection = self._inflight[0]
+        self._call("learning", connection.send_command, "EVALSHA", self._learn.sha, 4,
+                   self.k_tokens, self.k_learned, self.k_totals, self.k_messages,
+                   digest, label, day, pack_tokens(tokens))
+        self._inflight = (connection, name)
+        return LearnOutcome.LEARNED if previous is None else LearnOutcome.MOVED
 
     def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome:
+        self._settle()
         return LearnOutcome(self._run_learn(digest, tokens, "", 0))
 
     def learned_as(self, digest: bytes) -> str | None:
+        self._settle()
         value = self._call("reading", self.client.hget, self.k_learned, digest)
         return value.decode() if value else None
 
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
+        self._settle()
         pipe = self.client.pipeline(transaction=True)
         pipe.hgetall(self.k_learned)
         pipe.hgetall(self.k_messages)
@@ -329,6 +385,7 @@ class RedisStorage(Storage):
                    keys=[fresh, self.k_model, self.k_totals], args=[len(keys)])
 
     def bayes_stats(self) -> BayesStats:
+        self._settle()
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.k_totals, [SPAM, HAM])
         pipe.hlen(self.k_tokens)

@@ -25,6 +25,7 @@ log = logging.getLogger("pyspamd.bayes")
 
 MISSING_RETRY = 60.0  # seconds before looking again for a store that does not exist yet
 MIN_WEIGHT = 0.1  # share of the score right at the threshold; 1.0 at certainty
+_NO_TOKENS = np.zeros(0, dtype=np.uint64)
 
 
 def bayes_from_config(config: Config, create: bool) -> Bayes:
@@ -67,6 +68,7 @@ class BayesCheck(Check):
         self.config = config
         self._bayes: Bayes | None = None
         self._missing_until = 0.0
+        self._ready = False  # min_learns of each class seen in the store once
         # Task -> (verdict, symbol) for autolearn, which runs after scoring; weak keys, so a
         # scan that dies before scoring leaves nothing behind.
         self._last: weakref.WeakKeyDictionary[Task, tuple[Verdict, str | None]] = (
@@ -79,7 +81,7 @@ class BayesCheck(Check):
             return None
         bayes = bayes_from_config(self.config, create=False)
         try:
-            bayes.storage.token_counts(np.zeros(0, dtype=np.uint64))
+            bayes.storage.token_counts(_NO_TOKENS)
         except StorageMissing as exc:
             log.info("Bayes off until something is learned: %s", exc)
             self._missing_until = time.monotonic() + MISSING_RETRY
@@ -91,6 +93,18 @@ class BayesCheck(Check):
         bayes = self.classifier()
         if bayes is None:
             return
+        if not self._ready:
+            # Bayes cannot vote before min_learns of each class. A new install's store exists
+            # long before that (the statistics live in it too); reading its totals, one
+            # query, instead of tokenizing and looking up every token saves about 1 ms per
+            # message until then.
+            totals = bayes.storage.token_counts(_NO_TOKENS)
+            if min(totals.nspam, totals.nham) < bayes.min_learns:
+                if self.config.bayes.autolearn.enabled:
+                    self._last[task] = (Verdict(0.5, 0, 0, totals.nspam, totals.nham, False),
+                                        None)
+                return
+            self._ready = True
         verdict = bayes.classify(task)
         chosen = verdict_symbol(verdict, self.config.bayes)
         if chosen is not None:

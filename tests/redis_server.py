@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from mta import free_port
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,6 @@ class RedisServer:
     @property
     def unix_url(self) -> str:
         return f"unix://{self.socket_path}?db=1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

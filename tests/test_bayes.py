@@ -377,7 +377,7 @@ def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
 
 
 def test_redis_down_during_scan_is_a_check_error_not_a_lost_verdict() -> None:
-    from redis_server import free_port
+    from mta import free_port
 
     config = Config(storage=StorageConfig(backend="redis",
                                           redis_url=f"redis://127.0.0.1:{free_port()}/0"))

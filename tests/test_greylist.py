@@ -197,7 +197,7 @@ def test_stronger_actions_are_left_alone_and_a_scan_without_client_is_not_keyed(
 
 
 def test_store_down_fails_open(tmp_path: Path) -> None:
-    from redis_server import free_port
+    from mta import free_port
 
     down = StorageConfig(backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0",
                          redis_timeout=0.5)

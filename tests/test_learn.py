@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CORPUS, REPO, make_message
-from redis_server import RedisServer, free_port
+from mta import free_port
+from redis_server import RedisServer
 
 from pyspamd.classifiers.bayes import today
 from pyspamd.cli.learn import Progress, Summary, not_a_message, parse_duration

@@ -158,7 +158,7 @@ def test_config_errors_point_at_lines(tmp_path: Path) -> None:
 
 
 def test_store_down_fails_open(tmp_path: Path) -> None:
-    from redis_server import free_port
+    from mta import free_port
 
     down = StorageConfig(backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0",
                          redis_timeout=0.5)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from conftest import make_message
-from redis_server import free_port
+from mta import free_port
 from test_storage import store  # noqa: F401  (the fixture: SQLite, Redis, Redis Cluster)
 
 from pyspamd.config import load_config

@@ -121,6 +121,92 @@ def test_learned_messages_keep_their_tokens_and_follow_moves(store: Storage) -> 
     assert got == [(b"a" * 16, HAM, [1, 2]), (b"b" * 16, HAM, [3, BIG])]  # by digest
 
 
+def _stored_token_blobs(store: Storage) -> int:
+    """Messages whose tokens the backend really holds, read past the Storage interface."""
+    if isinstance(store, SqliteStorage):
+        return store.conn.execute("SELECT count(*) FROM bayes_messages").fetchone()[0]
+    assert isinstance(store, RedisStorage)
+    return int(store.client.hlen(store.k_messages))
+
+
+def _fit_set(store: Storage) -> list[tuple[bytes, str]]:
+    return [(d, label) for d, label, _ in store.learned_messages()]
+
+
+def test_only_the_newest_messages_of_a_class_keep_their_tokens(store: Storage) -> None:
+    # Digests fall as learning goes on, so learn order and digest order disagree.
+    spam = [bytes([100 - n]) * 16 for n in range(8)]
+    ham = [b"h" * 15 + bytes([n]) for n in range(2)]
+    for digest in spam[:3]:
+        assert store.learn(digest, toks(1, 2), SPAM, 5, keep=5) is LearnOutcome.LEARNED
+    with store.batch():  # the batched path keeps the same bound
+        for digest in spam[3:]:
+            assert store.learn(digest, toks(1, 3), SPAM, 5, keep=5) is LearnOutcome.LEARNED
+        for digest in ham:
+            store.learn(digest, toks(2, 4), HAM, 5, keep=5)
+    assert _fit_set(store) == sorted([(d, SPAM) for d in spam[3:]] + [(d, HAM) for d in ham])
+    assert _stored_token_blobs(store) == 7
+    stats = store.bayes_stats()
+    assert stats.learned == {SPAM: 8, HAM: 2} and stats.fit_messages == {SPAM: 5, HAM: 2}
+    counts = store.token_counts(toks(1, 2, 3))  # the counts of dropped messages stay
+    assert counts.spam.tolist() == [8, 3, 5] and counts.ham.tolist() == [0, 2, 0]
+    # a dropped message is still known: learned again, it is not counted twice
+    assert store.learn(spam[0], toks(1, 2), SPAM, 6, keep=5) is LearnOutcome.ALREADY
+    assert store.token_counts(toks(1)).spam.tolist() == [8]
+    # unlearning a dropped message takes its counts back (its tokens come from the message)
+    assert store.unlearn(spam[0], toks(1, 2)) is LearnOutcome.UNLEARNED
+    assert store.token_counts(toks(1, 2)).spam.tolist() == [7, 2]
+    assert store.learned_as(spam[0]) is None and _stored_token_blobs(store) == 7
+    # moving a dropped message makes it the newest of the other class, tokens and all
+    assert store.learn(spam[1], toks(1, 2), HAM, 6, keep=5) is LearnOutcome.MOVED
+    assert (spam[1], HAM) in _fit_set(store)
+    assert store.bayes_stats().fit_messages == {SPAM: 5, HAM: 3}
+    # unlearning a kept one leaves room; the next spam learned takes it, none is dropped
+    assert store.unlearn(spam[7], toks(1, 3)) is LearnOutcome.UNLEARNED
+    newest = b"n" * 16
+    store.learn(newest, toks(9), SPAM, 7, keep=5)
+    assert [d for d, label in _fit_set(store) if label == SPAM] == sorted(
+        [*spam[3:7], newest])
+    # a lowered limit applies to both classes at once, oldest first
+    assert store.limit_fit_messages(2) == 3 + 1
+    assert _fit_set(store) == sorted([(spam[6], SPAM), (newest, SPAM), (ham[1], HAM),
+                                      (spam[1], HAM)])
+    assert _stored_token_blobs(store) == 4
+    assert store.bayes_stats().learned == {SPAM: 6, HAM: 3}  # all still counted
+    # keep = 0: no bound
+    for n in range(4):
+        store.learn(b"z" * 15 + bytes([n]), toks(5), HAM, 8)
+    assert store.bayes_stats().fit_messages == {SPAM: 2, HAM: 6}
+
+
+def test_sqlite_schema_2_file_gets_the_learn_order(tmp_path: Path) -> None:
+    """A store written before the bound: its messages' tokens keep their learn order."""
+    path = tmp_path / "v2.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema', '2');
+        CREATE TABLE bayes_learned (digest BLOB PRIMARY KEY, label TEXT NOT NULL,
+            day INTEGER NOT NULL) WITHOUT ROWID;
+        CREATE TABLE bayes_messages (digest BLOB PRIMARY KEY, tokens BLOB NOT NULL);
+    """)
+    digests = [bytes([9 - n]) * 16 for n in range(4)]
+    for n, digest in enumerate(digests):
+        conn.execute("INSERT INTO bayes_learned VALUES (?, ?, 1)", (digest, SPAM))
+        conn.execute("INSERT INTO bayes_messages VALUES (?, ?)",
+                     (digest, toks(n).astype(">u8").tobytes()))
+    conn.commit()
+    conn.close()
+    store = SqliteStorage(path)
+    assert store.bayes_stats().fit_messages == {SPAM: 4, HAM: 0}
+    store.learn(b"new" + bytes(13), toks(7), SPAM, 2, keep=3)
+    assert _fit_set(store) == sorted([(digests[2], SPAM), (digests[3], SPAM),
+                                      (b"new" + bytes(13), SPAM)])
+    assert store.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone() == (
+        "3",)
+    store.close()
+
+
 def test_model_is_replaced_as_a_whole(store: Storage) -> None:
     store.learn(b"a" * 16, toks(1, 2), HAM, 5)
     assert store.token_counts(toks(1, 2)).model_tokens == 0
@@ -207,8 +293,11 @@ def test_redis_unix_socket_and_key_layout(redis_proc: RedisServer) -> None:
     client = redis.Redis(port=redis_proc.port, db=1)  # the unix URL said db=1
     store.set_model(toks(0x0102030405060708), np.array([-0.5]))
     assert sorted(client.keys("layout:*")) == [
-        b"layout:kv:rl:x", b"layout:{bayes}:learned", b"layout:{bayes}:messages",
-        b"layout:{bayes}:model", b"layout:{bayes}:tokens", b"layout:{bayes}:totals"]
+        b"layout:kv:rl:x", b"layout:{bayes}:fit:ham", b"layout:{bayes}:learned",
+        b"layout:{bayes}:messages", b"layout:{bayes}:model", b"layout:{bayes}:seq",
+        b"layout:{bayes}:tokens", b"layout:{bayes}:totals"]
+    assert client.zrange("layout:{bayes}:fit:ham", 0, -1, withscores=True) == [
+        (b"q" * 16, 1.0)]  # learn order 1: the first message learned
     record = client.hget("layout:{bayes}:tokens", bytes.fromhex("0102030405060708"))
     assert record == (0).to_bytes(4, "little") + (1).to_bytes(4, "little") + (3).to_bytes(
         2, "little")

@@ -52,6 +52,9 @@ class BayesStats:
     learned: dict[str, int]  # messages per class
     tokens: int  # distinct tokens stored
     size_bytes: int  # file size (SQLite) or memory used (Redis)
+    # Messages per class whose tokens are stored, which the logistic model is fitted from:
+    # at most [bayes] max_fit_messages each, the newest learned.
+    fit_messages: dict[str, int]
 
 
 MODEL = "model"  # the totals entry that holds the number of tokens in the learned model
@@ -127,9 +130,12 @@ class Storage(ABC):
 
     @abstractmethod
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
-              name: str = "") -> LearnOutcome:
+              name: str = "", keep: int = 0) -> LearnOutcome:
         """Count a message as `label`; moves it if it was learned as the other class.
-        `day` (days since the epoch) marks the tokens as recently seen, for expiry."""
+        `day` (days since the epoch) marks the tokens as recently seen, for expiry. The
+        message's tokens are stored for the model fit as the newest of its class; `keep`
+        > 0 then drops the stored tokens of all but the newest `keep` of that class (their
+        digests and token counts stay). Within a batch that may happen when it is written."""
 
     @abstractmethod
     def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome: ...
@@ -142,8 +148,14 @@ class Storage(ABC):
 
     @abstractmethod
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
-        """(digest, class, tokens) of every learned message, sorted by digest, so a model
-        fitted from them is the same on every backend."""
+        """(digest, class, tokens) of every learned message whose tokens are stored, sorted
+        by digest, so a model fitted from them is the same on every backend."""
+
+    @abstractmethod
+    def limit_fit_messages(self, keep: int) -> int:
+        """Drop the stored tokens of all but the newest `keep` messages of each class, as
+        learn() does for the class it learns (needed when the limit was lowered); returns
+        how many messages' tokens were dropped."""
 
     @abstractmethod
     def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:

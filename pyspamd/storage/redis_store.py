@@ -7,7 +7,11 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
                                     ham u32, last-learned day u16 (little-endian)
     {prefix}:{bayes}:learned  HASH  16-byte message digest -> "spam" | "ham"
     {prefix}:{bayes}:messages HASH  16-byte message digest -> its tokens (8 bytes each,
-                                    big-endian), to fit the logistic model from
+                                    big-endian), to fit the logistic model from: only
+                                    the newest max_fit_messages of each class
+    {prefix}:{bayes}:fit:spam ZSET  digest -> learn order, of the messages whose tokens
+    {prefix}:{bayes}:fit:ham  ZSET  are stored; the lowest scores are dropped first
+    {prefix}:{bayes}:seq      STRING the learn order counter for those scores
     {prefix}:{bayes}:model    HASH  8-byte token -> its weight in the logistic model
                                     (8-byte little-endian double)
     {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned; "model" -> tokens
@@ -51,6 +55,7 @@ _RECORD = np.dtype([("spam", "<u4"), ("ham", "<u4"), ("day", "<u2")])
 _EMPTY = bytes(_RECORD.itemsize)
 _NO_WEIGHT = bytes(8)
 MODEL_CHUNK = 5000  # model fields per HSET while a new model is written
+TRIM_CHUNK = 5000  # messages' tokens dropped per script run when the limit was lowered
 
 # The tokens travel as one argument, packed 8 bytes each (big-endian, as stored), and the
 # scripts cut it up: one argument instead of hundreds costs the client a fraction of the
@@ -67,11 +72,28 @@ local function split(blob)
 end
 """
 
-# KEYS: tokens, learned, totals, messages. ARGV: digest, label ("" = unlearn), day,
-# the message's packed tokens.
+# Pops the oldest members of a fit set past `keep` and drops their stored tokens from the
+# messages hash; at most `limit` per call, so a lowered limit cannot make one script run
+# for long. Returns how many were dropped.
+_TRIM_FIT = """
+local function trim(fitset, messages, keep, limit)
+  local extra = math.min(redis.call('ZCARD', fitset) - keep, limit)
+  if extra <= 0 then return 0 end
+  local old = redis.call('ZPOPMIN', fitset, extra)
+  for i = 1, #old, 2 do redis.call('HDEL', messages, old[i]) end
+  return extra
+end
+"""
+
+# KEYS: tokens, learned, totals, messages, fit:spam, fit:ham, seq. ARGV: digest, label
+# ("" = unlearn), day, the message's packed tokens, keep (max_fit_messages, 0 = all).
 # Lua scripts run atomically, so a message's tokens, its digest and the totals change
 # together or not at all.
-_LEARN = _SPLIT + """
+_LEARN = _SPLIT + _TRIM_FIT + """
+local function fitset(cls)
+  if cls == 'spam' then return KEYS[5] end
+  return KEYS[6]
+end
 local toks = split(ARGV[4])
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 local label = ARGV[2]
@@ -117,15 +139,24 @@ if prev then
   adjust(prev, -1)
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('ZREM', fitset(prev), ARGV[1])
 end
 if label ~= '' then
   adjust(label, 1)
   redis.call('HSET', KEYS[2], ARGV[1], label)
   redis.call('HSET', KEYS[4], ARGV[1], ARGV[4])
+  redis.call('ZADD', fitset(label), redis.call('INCR', KEYS[7]), ARGV[1])
+  local keep = tonumber(ARGV[5])
+  if keep > 0 then trim(fitset(label), KEYS[4], keep, 1000000) end
   if prev then return 'moved' end
   return 'learned'
 end
 return 'unlearned'
+"""
+
+# KEYS: fit set, messages. ARGV: keep, limit.
+_LIMIT_FIT = _TRIM_FIT + """
+return trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
 
 # KEYS: tokens. ARGV: before_day, max_hits, token... Re-checked inside the script so a
@@ -251,11 +282,16 @@ class RedisStorage(Storage):
         self.k_tokens, self.k_learned, self.k_totals = (
             f"{tag}:tokens", f"{tag}:learned", f"{tag}:totals")
         self.k_messages, self.k_model = f"{tag}:messages", f"{tag}:model"
+        self.k_fit = {SPAM: f"{tag}:fit:spam", HAM: f"{tag}:fit:ham"}
+        self.k_seq = f"{tag}:seq"
+        self._learn_keys = [self.k_tokens, self.k_learned, self.k_totals, self.k_messages,
+                            self.k_fit[SPAM], self.k_fit[HAM], self.k_seq]
         self.cluster = cluster
         # A batch's connection and the message whose learn script awaits its reply.
         self._inflight: tuple[Any, str | None] | None = None
         self._learn = self.client.register_script(_LEARN)
         self._expire = self.client.register_script(_EXPIRE)
+        self._limit_fit = self.client.register_script(_LIMIT_FIT)
         self._incr = self.client.register_script(_INCR)
         self._take = self.client.register_script(_TAKE)
         self._swap_model = self.client.register_script(_SWAP_MODEL)
@@ -293,11 +329,10 @@ class RedisStorage(Storage):
             if n and reply[2] else np.zeros(n)
         return TokenCounts(spam, ham, nspam, nham, weights.astype(np.float64), model)
 
-    def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int) -> str:
-        reply = self._call("learning", self._learn,
-                           keys=[self.k_tokens, self.k_learned, self.k_totals,
-                                 self.k_messages],
-                           args=[digest, label, day, pack_tokens(tokens)])
+    def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
+                   keep: int = 0) -> str:
+        reply = self._call("learning", self._learn, keys=self._learn_keys,
+                           args=[digest, label, day, pack_tokens(tokens), keep])
         return reply.decode() if isinstance(reply, bytes) else str(reply)
 
     @contextmanager
@@ -336,18 +371,18 @@ class RedisStorage(Storage):
                              names) from exc
 
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
-              name: str = "") -> LearnOutcome:
+              name: str = "", keep: int = 0) -> LearnOutcome:
         check_label(label)
         if self._inflight is None:
-            return LearnOutcome(self._run_learn(digest, tokens, label, day))
+            return LearnOutcome(self._run_learn(digest, tokens, label, day, keep))
         self._settle(then=name)
         previous = self.learned_as(digest)
         if previous == label:
             return LearnOutcome.ALREADY
         connection = self._inflight[0]
-        self._call("learning", connection.send_command, "EVALSHA", self._learn.sha, 4,
-                   self.k_tokens, self.k_learned, self.k_totals, self.k_messages,
-                   digest, label, day, pack_tokens(tokens))
+        self._call("learning", connection.send_command, "EVALSHA", self._learn.sha,
+                   len(self._learn_keys), *self._learn_keys,
+                   digest, label, day, pack_tokens(tokens), keep)
         self._inflight = (connection, name)
         return LearnOutcome.LEARNED if previous is None else LearnOutcome.MOVED
 
@@ -362,12 +397,50 @@ class RedisStorage(Storage):
 
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
         self._settle()
+        self._adopt_unordered()
+        # The fit sets, not the learned hash: that one holds every digest ever learned.
         pipe = self.client.pipeline(transaction=True)
-        pipe.hgetall(self.k_learned)
+        pipe.zrange(self.k_fit[SPAM], 0, -1)
+        pipe.zrange(self.k_fit[HAM], 0, -1)
         pipe.hgetall(self.k_messages)
-        labels, packed = self._call("reading learned messages", pipe.execute)
-        return [(digest, labels[digest].decode(), unpack_tokens(packed[digest]))
+        spam, ham, packed = self._call("reading learned messages", pipe.execute)
+        labels = {**{d: SPAM for d in spam}, **{d: HAM for d in ham}}
+        return [(digest, labels[digest], unpack_tokens(packed[digest]))
                 for digest in sorted(labels) if digest in packed]
+
+    def _adopt_unordered(self) -> None:
+        """A store written before the fit sets existed has stored tokens in no set: put
+        them in their class's set as older than anything learned since (score 0; Redis
+        orders equal scores by digest)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(self.k_messages)
+        pipe.zcard(self.k_fit[SPAM])
+        pipe.zcard(self.k_fit[HAM])
+        stored, nspam, nham = self._call("reading learned messages", pipe.execute)
+        if stored <= nspam + nham:
+            return
+        digests = self._call("reading learned messages", self.client.hkeys, self.k_messages)
+        labels = self._call("reading learned messages", self.client.hmget, self.k_learned,
+                            digests)
+        pipe = self.client.pipeline(transaction=False)
+        for digest, label in zip(digests, labels, strict=True):
+            if label in (SPAM.encode(), HAM.encode()):
+                pipe.zadd(self.k_fit[label.decode()], {digest: 0}, nx=True)
+        self._call("ordering learned messages", pipe.execute)
+
+    def limit_fit_messages(self, keep: int) -> int:
+        self._settle()
+        self._adopt_unordered()
+        dropped = 0
+        for label in (SPAM, HAM):
+            while True:
+                n = int(self._call("dropping old messages' tokens", self._limit_fit,
+                                   keys=[self.k_fit[label], self.k_messages],
+                                   args=[keep, TRIM_CHUNK]))
+                dropped += n
+                if n < TRIM_CHUNK:
+                    break
+        return dropped
 
     def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:
         # Written under a new key, then renamed over the old one: scans read the old model
@@ -389,12 +462,17 @@ class RedisStorage(Storage):
         pipe = self.client.pipeline(transaction=False)
         pipe.hmget(self.k_totals, [SPAM, HAM])
         pipe.hlen(self.k_tokens)
-        for key in (self.k_tokens, self.k_learned, self.k_messages, self.k_model):
+        pipe.zcard(self.k_fit[SPAM])
+        pipe.zcard(self.k_fit[HAM])
+        for key in (self.k_tokens, self.k_learned, self.k_messages, self.k_model,
+                    self.k_fit[SPAM], self.k_fit[HAM]):
             pipe.memory_usage(key)
-        (spam, ham), tokens, *sizes = self._call("reading stats", pipe.execute)
+        (spam, ham), tokens, fit_spam, fit_ham, *sizes = self._call("reading stats",
+                                                                    pipe.execute)
         return BayesStats(self.backend, self.url,
                           {SPAM: int(spam or 0), HAM: int(ham or 0)}, int(tokens),
-                          sum(int(size or 0) for size in sizes))
+                          sum(int(size or 0) for size in sizes),
+                          {SPAM: int(fit_spam), HAM: int(fit_ham)})
 
     def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
         dropped = 0

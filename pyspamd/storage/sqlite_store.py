@@ -33,7 +33,9 @@ from pyspamd.storage.base import (
     unpack_tokens,
 )
 
-SCHEMA_VERSION = "2"  # 2: learned messages keep their tokens; the logistic model
+# 2: learned messages keep their tokens; the logistic model. 3: those tokens carry their
+# class and learn order, so only the newest [bayes] max_fit_messages of a class are kept.
+SCHEMA_VERSION = "3"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- token: the tokenizer's unsigned 64-bit hash stored as a signed 64-bit integer (same bits)
@@ -42,9 +44,13 @@ CREATE TABLE IF NOT EXISTS bayes_tokens (
     day INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS bayes_learned (
     digest BLOB PRIMARY KEY, label TEXT NOT NULL, day INTEGER NOT NULL) WITHOUT ROWID;
--- A learned message's tokens (big-endian u64s), to fit the logistic model from. A rowid
--- table of its own: blobs of a few KiB fill WITHOUT ROWID pages badly (45% more space).
-CREATE TABLE IF NOT EXISTS bayes_messages (digest BLOB PRIMARY KEY, tokens BLOB NOT NULL);
+-- A learned message's tokens (big-endian u64s), to fit the logistic model from, with its
+-- class and its place in that class's learn order (seq): the oldest are dropped past
+-- max_fit_messages, while bayes_learned keeps every digest. A rowid table of its own:
+-- blobs of a few KiB fill WITHOUT ROWID pages badly (45% more space). The (label, seq)
+-- index is made in _upgrade, after a schema 2 table has gained those columns.
+CREATE TABLE IF NOT EXISTS bayes_messages (
+    digest BLOB PRIMARY KEY, tokens BLOB NOT NULL, label TEXT, seq INTEGER);
 CREATE TABLE IF NOT EXISTS bayes_model (token INTEGER PRIMARY KEY, weight REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS bayes_totals (label TEXT PRIMARY KEY, messages INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (
@@ -78,6 +84,11 @@ _INCR = ("INSERT INTO kv VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
          "ELSE CAST(value AS INTEGER) + excluded.value END, "
          "expires = CASE WHEN expires IS NOT NULL AND expires <= ?4 THEN excluded.expires "
          "ELSE expires END RETURNING value")
+# Drops the stored tokens of all but the newest ?2 messages of class ?1 (none when the
+# class holds ?2 or fewer: the subquery is then NULL).
+_TRIM = ("DELETE FROM bayes_messages WHERE label = ?1 AND seq <= (SELECT seq FROM "
+         "bayes_messages WHERE label = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)")
+_NEXT_SEQ = "SELECT coalesce(max(seq), 0) + 1 FROM bayes_messages WHERE label = ?"
 _DECREMENT = {
     SPAM: "UPDATE bayes_tokens SET spam = max(spam - 1, 0) WHERE token = ?",
     HAM: "UPDATE bayes_tokens SET ham = max(ham - 1, 0) WHERE token = ?",
@@ -96,8 +107,12 @@ class _Pending:
         self.blobs: list[bytes] = []
         self.names: list[str] = []
         self.day = 0
+        self.keep = 0  # max_fit_messages of the learns in this batch
 
-    def add(self, digest: bytes, tokens: np.ndarray, label: str, day: int, name: str) -> None:
+
+    def add(self, digest: bytes, tokens: np.ndarray, label: str, day: int, name: str,
+            keep: int) -> None:
+        self.keep = keep
         self.tokens[label].append(tokens)
         self.digests[digest] = label
         self.blobs.append(pack_tokens(tokens))
@@ -198,11 +213,7 @@ class SqliteStorage(Storage):
                 conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
                 conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                             (SCHEMA_VERSION,))
-                # A schema 1 file has just gained schema 2's tables; nothing else changed.
-                conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema' AND value < ?1",
-                             (SCHEMA_VERSION,))
+                self._upgrade(conn)
                 return conn
             except sqlite3.OperationalError as exc:
                 conn.close()
@@ -211,6 +222,31 @@ class SqliteStorage(Storage):
                     raise
                 time.sleep(pause)
                 pause = min(pause * 2, 0.2)
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Bring an older file to this schema, in one transaction so that processes opening
+        it together do it once. A schema 1 file has just gained the newer tables."""
+        schema = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
+        if schema and schema[0][0] == SCHEMA_VERSION:
+            return  # the usual case: no write lock at every worker's start
+        conn.execute("BEGIN IMMEDIATE")  # "locked" here: _open_with_retry tries again
+        try:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(bayes_messages)")}
+            if "seq" not in columns:  # schema 2: learn order as stored (rowid order)
+                conn.execute("ALTER TABLE bayes_messages ADD COLUMN label TEXT")
+                conn.execute("ALTER TABLE bayes_messages ADD COLUMN seq INTEGER")
+                conn.execute("UPDATE bayes_messages SET seq = rowid, label = (SELECT l.label "
+                             "FROM bayes_learned l WHERE l.digest = bayes_messages.digest)")
+            conn.execute("CREATE INDEX IF NOT EXISTS bayes_messages_order "
+                         "ON bayes_messages (label, seq)")
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            conn.execute("UPDATE meta SET value = ?1 WHERE key = 'schema' AND value < ?1",
+                         (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -278,8 +314,20 @@ class SqliteStorage(Storage):
                                  (label, len(chunks)))
                 conn.executemany("INSERT INTO bayes_learned VALUES (?, ?, ?)",
                                  ((d, lab, pending.day) for d, lab in pending.digests.items()))
-                conn.executemany("INSERT OR REPLACE INTO bayes_messages VALUES (?, ?)",
-                                 zip(pending.digests, pending.blobs, strict=True))
+                # Each class's messages follow its newest stored one, in the order learned.
+                seq = {label: conn.execute(_NEXT_SEQ, (label,)).fetchone()[0]
+                       for label in pending.tokens}
+                rows = []
+                for (digest, label), blob in zip(pending.digests.items(), pending.blobs,
+                                                 strict=True):
+                    rows.append((digest, blob, label, seq[label]))
+                    seq[label] += 1
+                conn.executemany("INSERT OR REPLACE INTO bayes_messages VALUES (?, ?, ?, ?)",
+                                 rows)
+                if pending.keep:
+                    for label, chunks in pending.tokens.items():
+                        if chunks:
+                            conn.execute(_TRIM, (label, pending.keep))
         except StorageError as exc:
             names = list(pending.names)
             pending.clear()
@@ -327,11 +375,16 @@ class SqliteStorage(Storage):
 
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
         self._flush()
-        # A store from schema 1 has no tokens for what it learned then: those messages
-        # count in chi2 but cannot be fitted.
-        rows = self._query("SELECT l.digest, l.label, m.tokens FROM bayes_learned l "
-                           "JOIN bayes_messages m ON m.digest = l.digest ORDER BY l.digest")
+        # Messages learned by schema 1, or dropped past max_fit_messages, have no tokens
+        # here: they count in chi2 and min_learns but are not fitted.
+        rows = self._query("SELECT digest, label, tokens FROM bayes_messages "
+                           "ORDER BY digest")
         return [(bytes(d), label, unpack_tokens(blob)) for d, label, blob in rows]
+
+    def limit_fit_messages(self, keep: int) -> int:
+        self._flush()
+        with self._transaction() as conn:
+            return sum(conn.execute(_TRIM, (label, keep)).rowcount for label in (SPAM, HAM))
 
     def set_model(self, tokens: np.ndarray, weights: np.ndarray) -> None:
         with self._transaction() as conn:
@@ -356,7 +409,7 @@ class SqliteStorage(Storage):
         conn.execute("DELETE FROM bayes_messages WHERE digest = ?", (digest,))
 
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
-              name: str = "") -> LearnOutcome:
+              name: str = "", keep: int = 0) -> LearnOutcome:
         check_label(label)
         pending = self._pending
         if pending is not None:
@@ -364,15 +417,15 @@ class SqliteStorage(Storage):
             if previous == label:
                 return LearnOutcome.ALREADY
             if previous is None:
-                pending.add(digest, tokens, label, day, name)
+                pending.add(digest, tokens, label, day, name, keep)
                 if len(pending.digests) >= BATCH_SIZE:
                     self._flush()
                 return LearnOutcome.LEARNED
             self._flush()  # a move reads what the batch wrote
-        return self._learn_now(digest, tokens, label, day)
+        return self._learn_now(digest, tokens, label, day, keep)
 
     def _learn_now(self, digest: bytes, tokens: np.ndarray, label: str,
-                   day: int) -> LearnOutcome:
+                   day: int, keep: int) -> LearnOutcome:
         signed = _signed(tokens)
         with self._transaction() as conn:
             rows = conn.execute("SELECT label FROM bayes_learned WHERE digest = ?",
@@ -386,8 +439,11 @@ class SqliteStorage(Storage):
             conn.execute("INSERT INTO bayes_totals VALUES (?, 1) ON CONFLICT(label) "
                          "DO UPDATE SET messages = messages + 1", (label,))
             conn.execute("INSERT INTO bayes_learned VALUES (?, ?, ?)", (digest, label, day))
-            conn.execute("INSERT OR REPLACE INTO bayes_messages VALUES (?, ?)",
-                         (digest, pack_tokens(tokens)))
+            (seq,), = conn.execute(_NEXT_SEQ, (label,)).fetchall()
+            conn.execute("INSERT OR REPLACE INTO bayes_messages VALUES (?, ?, ?, ?)",
+                         (digest, pack_tokens(tokens), label, seq))
+            if keep:
+                conn.execute(_TRIM, (label, keep))
         return LearnOutcome.MOVED if previous is not None else LearnOutcome.LEARNED
 
     def unlearn(self, digest: bytes, tokens: np.ndarray) -> LearnOutcome:
@@ -403,11 +459,14 @@ class SqliteStorage(Storage):
     def bayes_stats(self) -> BayesStats:
         totals = dict(self._query("SELECT label, messages FROM bayes_totals"))
         (count,), = self._query("SELECT count(*) FROM bayes_tokens")
+        fitted = dict(self._query("SELECT label, count(*) FROM bayes_messages "
+                                  "GROUP BY label"))
         size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal"))
                    if p.exists())
         return BayesStats(self.backend, str(self.path),
                           {SPAM: int(totals.get(SPAM, 0)), HAM: int(totals.get(HAM, 0))},
-                          int(count), size)
+                          int(count), size,
+                          {SPAM: int(fitted.get(SPAM, 0)), HAM: int(fitted.get(HAM, 0))})
 
     def expire_tokens(self, before_day: int, max_hits: int = 1) -> int:
         with self._transaction() as conn:

@@ -132,6 +132,8 @@ class BayesConfig:
     max_words: int = 1500
     max_tokens: int = 8000
     expire_days: int = 60
+    # Newest messages per class whose tokens are kept for the logistic model's fit; 0: all.
+    max_fit_messages: int = 10000
     autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
 
 
@@ -427,7 +429,7 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if not 1 <= bayes.osb_window <= 5:
         errors.append(f"{locator.where(('bayes', 'osb_window'))}: bayes.osb_window must be "
                       "1 (single words) to 5")
-    for name in ("min_learns", "max_words", "max_tokens", "expire_days"):
+    for name in ("min_learns", "max_words", "max_tokens", "expire_days", "max_fit_messages"):
         if getattr(bayes, name) < 0:
             errors.append(f"{locator.where(('bayes', name))}: bayes.{name} must be >= 0")
     if bayes.autolearn.spam_score <= bayes.autolearn.ham_score:

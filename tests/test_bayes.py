@@ -241,6 +241,47 @@ def test_moved_and_unlearned_messages_change_the_model(tmp_path: Path) -> None:
     assert weight_of_99() == 0.0  # no learned message has it: not in the model
 
 
+def test_the_fit_bound_gives_the_same_model_on_both_backends(
+    tmp_path: Path, redis_proc: RedisServer
+) -> None:
+    """max_fit_messages: the model forgets the oldest messages (here the only one with token
+    99), the counts do not, and SQLite and Redis agree to the last bit."""
+    from pyspamd.storage.redis_store import RedisStorage
+
+    odd = (b"odd" * 5 + b"!", SPAM, np.array([0, 1, 99], dtype=np.uint64))
+    stores = {"sqlite": SqliteStorage(tmp_path / "f.sqlite"),
+              "redis": RedisStorage(redis_proc.url, prefix="fitbound"),
+              "unbounded": SqliteStorage(tmp_path / "all.sqlite")}
+    fits = {}
+    for name, storage in stores.items():
+        bayes = Bayes(storage, min_learns=0, logistic_params=FAST,
+                      max_fit_messages=0 if name == "unbounded" else 10)
+        bayes.learn_tokens(Tokens(odd[2], np.ones(3)), SPAM, day=1)  # learned first
+        with storage.batch():
+            for digest, label, tokens in _toy_messages():
+                storage.learn(digest, tokens, label, 2, keep=bayes.max_fit_messages)
+        bayes.fit_model()
+        counts = storage.token_counts(np.array([0, 1, 2, 99], dtype=np.uint64))
+        assert counts.weights is not None
+        fits[name] = ([(d, label) for d, label, _ in storage.learned_messages()],
+                      counts.weights.tolist(), counts.spam.tolist(), storage.bayes_stats())
+    assert fits["sqlite"][:3] == fits["redis"][:3]
+    messages, weights, spam_counts, stats = fits["sqlite"]
+    assert stats.fit_messages == {SPAM: 10, HAM: 10} == fits["redis"][3].fit_messages
+    assert len(messages) == 20 and odd[0] not in {d for d, _ in messages}
+    assert weights[3] == 0.0 and spam_counts[3] == 1  # out of the model, still counted
+    assert fits["unbounded"][1][3] > 0  # without the bound the old message still counts
+    assert fits["unbounded"][3].fit_messages[HAM] > 10
+    # a lowered limit takes effect at the next fit, on both backends alike
+    for storage in stores.values():
+        Bayes(storage, min_learns=0, logistic_params=FAST, max_fit_messages=4).fit_model()
+    assert (stores["sqlite"].bayes_stats().fit_messages
+            == stores["redis"].bayes_stats().fit_messages == {SPAM: 4, HAM: 4})
+    assert stores["sqlite"].learned_messages()[0][0] == stores["redis"].learned_messages()[0][0]
+    for storage in stores.values():
+        storage.close()
+
+
 def test_chi2_until_a_model_is_fitted_and_when_configured(tmp_path: Path) -> None:
     storage = SqliteStorage(tmp_path / "c.sqlite")
     logistic = Bayes(storage, min_learns=0, logistic_params=FAST)

@@ -257,6 +257,27 @@ def test_expire_fits_what_autolearn_added(config: Path,
     store.close()
 
 
+def test_max_fit_messages_bounds_the_stored_tokens(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pyspamd.toml"
+    config.write_text('[storage]\npath = "bayes.sqlite"\n[bayes]\nmax_fit_messages = 3\n')
+    assert run(config, "learn_spam", str(SPAM_DIR)) == 0
+    learned = summary(capsys.readouterr().out)["learned"]
+    assert run(config, "learn_ham", str(HAM_DIR)) == 0
+    capsys.readouterr()
+    assert run(config, "stat") == 0
+    out = capsys.readouterr().out
+    assert (f"Statfile: BAYES_SPAM type: sqlite3; learned: {learned}; users: 1" in out
+            and learned > 3)
+    assert ("Model fitted from: 3 spam, 3 ham messages (the newest 3 of each class, "
+            "[bayes] max_fit_messages)") in out
+    store = sqlite3.connect(tmp_path / "bayes.sqlite")
+    assert store.execute("SELECT count(*) FROM bayes_messages").fetchone() == (6,)
+    store.close()
+    assert run(config, "learn_spam", str(SPAM_DIR)) == 0  # dropped ones are still known
+    assert summary(capsys.readouterr().out)["already learned"] == 100
+
+
 def test_learn_on_redis_backend(redis_proc: RedisServer, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "pyspamd.toml"

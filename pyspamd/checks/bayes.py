@@ -38,6 +38,7 @@ def bayes_from_config(config: Config, create: bool) -> Bayes:
                                osb_window=bayes.osb_window),
         classifier=bayes.classifier,
         logistic_params=LogisticParams(c=bayes.model_c),
+        max_fit_messages=bayes.max_fit_messages,
     )
 
 

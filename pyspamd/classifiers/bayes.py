@@ -39,6 +39,7 @@ class Bayes:
         limits: TokenizerLimits | None = None,
         classifier: str = "logistic",
         logistic_params: LogisticParams | None = None,
+        max_fit_messages: int = 0,
     ) -> None:
         self.storage = storage
         self.min_learns = min_learns
@@ -46,6 +47,9 @@ class Bayes:
         self.limits = limits or TokenizerLimits()
         self.classifier = classifier  # "logistic" or "chi2"
         self.logistic_params = logistic_params or LogisticParams()
+        # Newest messages of each class the model is fitted from (0: all): what bounds the
+        # stored tokens, the fit's time and its memory.
+        self.max_fit_messages = max_fit_messages
 
     def tokens(self, task: Task) -> Tokens:
         return tokenize(task, self.limits)
@@ -66,6 +70,8 @@ class Bayes:
     def fit_model(self) -> int:
         """Fit the logistic model again from every learned message and store it; returns
         the number of tokens in it. `pyspamc learn_*`, `unlearn` and `expire` call it."""
+        if self.max_fit_messages:  # learn() keeps to it; this applies a lowered limit
+            self.storage.limit_fit_messages(self.max_fit_messages)
         tokens, weights = logistic.fit(self.storage.learned_messages(), self.logistic_params)
         self.storage.set_model(tokens, weights)
         return len(tokens)
@@ -76,7 +82,8 @@ class Bayes:
     def learn_tokens(self, tokens: Tokens, label: str, day: int | None = None,
                      name: str = "") -> LearnOutcome:
         return self.storage.learn(tokens.digest(), tokens.hashes, label,
-                                  today() if day is None else day, name=name)
+                                  today() if day is None else day, name=name,
+                                  keep=self.max_fit_messages)
 
     def learn(self, task: Task, label: str) -> LearnOutcome:
         return self.learn_tokens(self.tokens(task), label)

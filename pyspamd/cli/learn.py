@@ -158,8 +158,7 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 if label is None:
                     outcome = bayes.storage.unlearn(tokens.digest(), tokens.hashes)
                 else:
-                    outcome = bayes.storage.learn(tokens.digest(), tokens.hashes, label, day,
-                                                  name=source.label)
+                    outcome = bayes.learn_tokens(tokens, label, day, name=source.label)
             except BatchError as exc:  # this learn filled the batch, and its commit failed
                 _batch_lost(summary, exc, counted=len(exc.labels) - 1)
                 continue

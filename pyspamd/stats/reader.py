@@ -62,6 +62,8 @@ class StatsReader:
             "min_learns": config.bayes.min_learns if config.bayes.enabled else None,
             "classifier": config.bayes.classifier,
             "model_tokens": self.storage.token_counts(np.zeros(0, dtype=np.uint64)).model_tokens,
+            "fit_messages": {SPAM: bayes.fit_messages[SPAM], HAM: bayes.fit_messages[HAM]},
+            "max_fit_messages": config.bayes.max_fit_messages,
         }
         out["events"] = {k[len(keys.EVENT):]: n for k, n in counters.items()
                          if k.startswith(keys.EVENT)}

@@ -37,6 +37,11 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
     lines.append(f"Tokens stored: {bayes['tokens']}")
     lines.append(f"Model: {bayes['classifier']}; logistic model tokens: "
                  f"{bayes['model_tokens']}")
+    # The messages whose tokens are stored: what each learn_*/unlearn/expire run fits from.
+    fit, cap = bayes["fit_messages"], bayes["max_fit_messages"]
+    kept = f"the newest {cap} of each class" if cap else "all learned"
+    lines.append(f"Model fitted from: {fit['spam']} spam, {fit['ham']} ham messages "
+                 f"({kept}, [bayes] max_fit_messages)")
     lines.append(f"Backend: {bayes['backend']} {bayes['location']}; size: "
                  f"{size_text(bayes['size_bytes'])}")
     min_learns = bayes.get("min_learns")

@@ -207,6 +207,23 @@ def test_sqlite_schema_2_file_gets_the_learn_order(tmp_path: Path) -> None:
     store.close()
 
 
+def test_redis_store_from_before_the_fit_sets_is_adopted(redis_proc: RedisServer) -> None:
+    """Stored tokens in no fit set (written by the version before the bound) are fitted,
+    counted, and dropped first, as older than anything learned since."""
+    store = RedisStorage(redis_proc.url, prefix=f"t{next(_prefixes)}")
+    old = [b"o" * 15 + bytes([n]) for n in range(3)]
+    for digest in old:
+        store.learn(digest, toks(1), SPAM, 1)
+    store.learn(b"h" * 16, toks(2), HAM, 1)
+    store.client.delete(store.k_fit[SPAM], store.k_fit[HAM], store.k_seq)
+    store.learn(b"a" * 16, toks(3), SPAM, 2)  # newer than the three, whatever its digest
+    assert len(store.learned_messages()) == 5
+    assert store.bayes_stats().fit_messages == {SPAM: 4, HAM: 1}
+    assert store.limit_fit_messages(2) == 2
+    assert _fit_set(store) == sorted([(b"a" * 16, SPAM), (old[2], SPAM), (b"h" * 16, HAM)])
+    store.close()
+
+
 def test_model_is_replaced_as_a_whole(store: Storage) -> None:
     store.learn(b"a" * 16, toks(1, 2), HAM, 5)
     assert store.token_counts(toks(1, 2)).model_tokens == 0

@@ -106,8 +106,10 @@ def evaluate(samples: list[Sample], train: np.ndarray, test: np.ndarray,
 
     with tempfile.TemporaryDirectory(prefix="pyspamd-eval-") as tmp:
         storage = SqliteStorage(Path(tmp) / "eval.sqlite")
+        # The configured fit limit too, so eval shows what a limit costs in accuracy.
         bayes = Bayes(storage, min_learns=0, classifier=config.classifier,
-                      logistic_params=LogisticParams(c=config.model_c))
+                      logistic_params=LogisticParams(c=config.model_c),
+                      max_fit_messages=config.max_fit_messages)
         start = time.perf_counter()
         with storage.batch():
             for i in train:

@@ -243,6 +243,7 @@ def test_expire_command(config: Path, capsys: pytest.CaptureFixture[str]) -> Non
     out = capsys.readouterr().out
     assert int(out.split()[1]) > 1000 and "tokens stored:" in out
     assert int(out.split("model fitted: ")[1].split()[0]) > 1000
+    assert " tokens from 100 spam, 100 ham messages; size: " in out
 
 
 def test_expire_fits_what_autolearn_added(config: Path,

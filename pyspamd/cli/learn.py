@@ -217,6 +217,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     finally:
         storage.close()
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
-          f"tokens stored: {stats.tokens}; model fitted: {model_tokens} tokens; "
+          f"tokens stored: {stats.tokens}; model fitted: {model_tokens} tokens from "
+          f"{stats.fit_messages[SPAM]} spam, {stats.fit_messages[HAM]} ham messages; "
           f"size: {size_text(stats.size_bytes)}")
     return EXIT_OK

@@ -21,7 +21,7 @@ from pyspamd.checks.mime_sanity import MimeSanity
 from pyspamd.checks.network import network_checks
 from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
-from pyspamd.config import Config
+from pyspamd.config import Config, load_config
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
 from pyspamd.symbols import Hits, SymbolDef, is_hidden
@@ -224,3 +224,14 @@ class Scanner:
             except Exception:  # learning is a side effect; the verdict stands
                 log.exception("after-scan hook %r failed", hook)
         return result
+
+
+def reload_pipeline(path: Path | None, log: logging.Logger) -> tuple[Config, Scanner] | None:
+    """The config and scanner a SIGHUP asks for, or None when the new config or rules have
+    errors: those are logged to `log`, and the caller keeps what it runs."""
+    try:
+        config = load_config(path)
+        return config, Scanner.from_config(config)
+    except Exception as exc:  # a bad new config must not stop the running one
+        log.error("SIGHUP: new config refused, keeping the running one: %s", exc)
+        return None

@@ -25,10 +25,10 @@ from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
-from pyspamd.config import Config, load_config
+from pyspamd.config import Config
 from pyspamd.controller.auth import Access
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
-from pyspamd.scanner import Scanner
+from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.reader import StatsReader
 from pyspamd.stats.recorder import ScanRecorder
@@ -97,13 +97,10 @@ class Controller:
             old.storage.close()
 
     def reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-            scanner = Scanner.from_config(config)
-        except Exception as exc:  # a bad new config must not stop the running one
-            log.error("reload refused, keeping the running config: %s", exc)
+        reloaded = reload_pipeline(self.config_path, log)
+        if reloaded is None:
             return
-        self._apply(config, scanner)
+        self._apply(*reloaded)
         log.info("controller: config and rules reloaded")
 
     def close(self) -> None:

@@ -35,7 +35,7 @@ from pyspamd.config import Config, load_config
 from pyspamd.logsetup import setup_logging
 from pyspamd.milter.gate import CHECK_INTERVAL, Gate, SessionBoard
 from pyspamd.milter.session import MilterApp, session_class
-from pyspamd.scanner import Scanner
+from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats.keys import EVENT as EVENT_KEY
 from pyspamd.stats.keys import STARTED
 from pyspamd.stats.recorder import ScanRecorder
@@ -302,12 +302,10 @@ class Pool:
             _count_restart(self.config)
 
     def _reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-            scanner = Scanner.from_config(config)
-        except Exception as exc:  # a bad new config must not stop the running one
-            log.error("reload refused, keeping the running config: %s", exc)
+        reloaded = reload_pipeline(self.config_path, log)
+        if reloaded is None:
             return
+        config, scanner = reloaded
         if config.milter.listen != self.config.milter.listen:
             log.warning("milter.listen changed: restart pyspamd to apply it")
         self.config, self.scanner = config, scanner
@@ -465,13 +463,10 @@ class Master:
                       _describe_status(status), backoff.delay)
 
     def _reload(self) -> None:
-        try:
-            config = load_config(self.config_path)
-            Scanner.from_config(config)
-        except Exception as exc:
-            log.error("SIGHUP: new config refused, keeping the running one: %s", exc)
+        reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
+        if reloaded is None:
             return
-        self.config = config
+        self.config = reloaded[0]
         for pid in self.pools:
             _kill(pid, signal.SIGHUP)
 

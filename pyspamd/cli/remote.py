@@ -24,7 +24,7 @@ from pyspamd.cli.learn import LEARN_ORDER, Summary, not_a_message
 from pyspamd.config import split_host_port
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.sources import MessageSource, iter_messages
-from pyspamd.stats.render import counter_lines, history_lines, stat_lines
+from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
 DEFAULT_PORT = 11334
@@ -215,14 +215,9 @@ def run(args: argparse.Namespace) -> int:
             lines = stat_lines(client.request("GET", "/stat"))
         elif args.command == "history":
             rows = client.request("GET", f"/history?limit={args.limit}")["rows"]
-            if args.json:
-                lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-            else:
-                lines = history_lines(rows)
+            lines = history_output(rows, args.json)
         else:
-            symbols = client.request("GET", "/symbols")["symbols"]
-            lines = ([json.dumps(s) for s in symbols if s["hits"]] if args.json
-                     else counter_lines(symbols))
+            lines = counter_output(client.request("GET", "/symbols")["symbols"], args.json)
     except ControllerError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import sys
 from typing import Any
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
 from pyspamd.config import Config
 from pyspamd.stats.reader import StatsReader
-from pyspamd.stats.render import counter_lines, history_lines, stat_lines
+from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage import open_storage
 from pyspamd.storage.base import StorageError
 
@@ -98,14 +97,11 @@ def run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     try:
         if args.command == "history":
-            rows = _read(config, "history", max(1, args.limit))
-            lines = ([json.dumps(r, ensure_ascii=False) for r in rows] if args.json
-                     else history_lines(rows))
+            lines = history_output(_read(config, "history", max(1, args.limit)), args.json)
         else:
             scanner = scanner_or_exit(config)
             rows = symbol_rows(scanner.defs, _read(config, "counters", 0))
-            lines = ([json.dumps(r) for r in rows if r["hits"]] if args.json
-                     else counter_lines(rows))
+            lines = counter_output(rows, args.json)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED

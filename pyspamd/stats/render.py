@@ -3,6 +3,7 @@ the in-process and the over-HTTP runs print the same."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -49,6 +50,20 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
         lines.append(f"Bayes votes after {min_learns} messages of each class "
                      "([bayes] min_learns)")
     return lines
+
+
+def history_output(entries: list[dict[str, Any]], as_json: bool) -> list[str]:
+    """What `pyspamc history [--json]` prints, in-process or from the controller."""
+    if as_json:
+        return [json.dumps(e, ensure_ascii=False) for e in entries]
+    return history_lines(entries)
+
+
+def counter_output(symbols: list[dict[str, Any]], as_json: bool) -> list[str]:
+    """What `pyspamc counters [--json]` prints: the symbols that hit."""
+    if as_json:
+        return [json.dumps(s) for s in symbols if s["hits"]]
+    return counter_lines(symbols)
 
 
 def history_lines(entries: list[dict[str, Any]]) -> list[str]:

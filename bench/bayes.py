@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
+from tables import print_markdown
 
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.classifiers.tokenizer import Tokens
@@ -152,10 +153,7 @@ def main() -> int:
     header = ["backend", "learn msgs/s, end to end", "learn msgs/s, store only", "model fit s",
               "classify p50 / p99 ms", "look-up + combine p50 / p99 ms", "tokens stored",
               "store per 1,000 msgs"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_markdown(header, rows)
     return 0
 
 

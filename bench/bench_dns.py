@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from network_lab import network_lab  # noqa: E402
+from tables import print_measures  # noqa: E402
 
 from pyspamd.checks.rbl import RblCheck, worth_looking_up  # noqa: E402
 from pyspamd.config import load_config  # noqa: E402
@@ -71,9 +72,5 @@ def run_dns_bench(dirs: list[str], limit: int, upstream_ms: float) -> int:
                       f"{after['timeouts'] - before['timeouts']} / "
                       f"{after['failures'] - before['failures']}")]
         rows.append(("second pass speed-up", f"{walls[0] / walls[1]:.1f}x"))
-    width = max(len(k) for k, _ in rows)
-    print(f"{'measure':<{width}} | value")
-    print(f"{'-' * width}-|-{'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}} | {value}")
+    print_measures(rows)
     return 0

@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the tests' private redis-server helper
 
+from tables import print_markdown  # noqa: E402
+
 from pyspamd.policy.greylist import Greylister, Timing, Triplet  # noqa: E402
 from pyspamd.storage.base import Storage  # noqa: E402
 from pyspamd.storage.redis_store import RedisStorage  # noqa: E402
@@ -76,10 +78,7 @@ def main() -> int:
     header = ["backend", "rate-limit token p50 / p99 ms", "greylist first sight",
               "greylist retry (pass)", "greylist known triplet"]
     print(f"{args.messages:,} operations each, one process")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_markdown(header, rows)
     return 0
 
 

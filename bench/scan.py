@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from tables import print_measures
+
 from pyspamd.config import load_config
 from pyspamd.scanner import Scanner
 from pyspamd.sources import iter_messages
@@ -96,11 +98,7 @@ def main() -> int:
         ("peak RSS MiB", f"{peak_rss_mib():.0f} (corpus in memory: {rss_loaded:.0f})"),
         ("actions", ", ".join(f"{k}: {v}" for k, v in sorted(actions.items()))),
     ]
-    width = max(len(k) for k, _ in rows)
-    print(f"{'measure':<{width}} | value")
-    print(f"{'-' * width}-|-{'-' * 40}")
-    for key, value in rows:
-        print(f"{key:<{width}} | {value}")
+    print_measures(rows)
     return 0
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from mta import free_port
+from ports import free_port
 
 
 @dataclass(frozen=True)

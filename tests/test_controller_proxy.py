@@ -9,7 +9,6 @@ import contextlib
 import http.client
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from conftest import make_message
 from controller_proc import ControllerProc, running_controller
 from mta import free_port, wait_for_port
+from ports import outside_address
 
 from pyspamd.controller.auth import make_hash
 
@@ -26,15 +26,6 @@ PASSWORD = "controller password"
 BASIC = "Basic " + base64.b64encode(b"admin:proxy password").decode()
 
 
-def _outside_address() -> str | None:
-    """This host's address on its default route (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 @contextlib.contextmanager
@@ -121,7 +112,7 @@ def test_behind_nginx(stack: tuple[ControllerProc, int]) -> None:
         == 200
     # from the host itself, through the proxy: a secure_ip, as without the proxy
     assert _get(local, port, "GET", "/pyspamd/stat", {"Authorization": BASIC})[0] == 200
-    outside = _outside_address()
+    outside = outside_address()
     if outside is None:
         pytest.skip("no non-loopback address to play a stranger from")
     stranger = {"Authorization": BASIC}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import http.client
 import io
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import pytest
 from conftest import REPO, make_message
 from controller_proc import ControllerProc, call, running_controller
 from mta import free_port, wait_for_port
+from ports import outside_address
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import ConfigError, load_config
@@ -192,7 +192,7 @@ def test_public_address_without_password_is_refused(tmp_path: Path) -> None:
     try:
         wait_for_port(port, proc=proc)
         assert call(port, "GET", "/stat").status == 200  # from 127.0.0.1: secure_ip
-        outside = _non_loopback_address()
+        outside = outside_address()
         if outside is not None:
             stranger = http.client.HTTPConnection(outside, port, timeout=10)
             stranger.request("GET", "/stat")
@@ -205,15 +205,6 @@ def test_public_address_without_password_is_refused(tmp_path: Path) -> None:
             proc.stdout.close()
 
 
-def _non_loopback_address() -> str | None:
-    """This host's address on its default route (a UDP connect sends nothing)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))
-        except OSError:
-            return None
-        address = probe.getsockname()[0]
-    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 def test_password_hashes(capsys: pytest.CaptureFixture[str],

@@ -85,6 +85,31 @@ def test_every_header_gives_tokens_but_ids_dates_and_delivery_headers_do_not() -
         assert _h(feature) not in hashes, feature
 
 
+def _layout(raw: bytes) -> set[int]:
+    return set(tokenize(Task(raw)).hashes.tolist())
+
+
+def test_header_layout_gives_tokens_of_its_own() -> None:
+    head = [b"From: Ann <ann@example.org>", b"To: bob@example.net",
+            b"X-Mailer: Mailer 1.0", b"Date: Mon, 2 Sep 2002 10:00:00 +0100"]
+    body = b"\n\nthe same words in every variant\n"
+    plain = _layout(b"\n".join(head) + body)
+    for feature in ("hcase:X-Mailer", "horder:from>to", "horder:to>x-mailer",
+                    "dateshape:Aa+, 9 Aa+ 9+ 9+:9+:9+ +9+", "datezone:+0100"):
+        assert _h(feature) in plain, feature
+    # The same headers with other digits in the Date: the same layout.
+    assert _layout(b"\n".join([*head[:3], b"Date: Tue, 3 Dec 2002 23:59:01 +0100"])
+                   + body) == plain
+    spelt = _layout(b"\n".join([head[0], head[1], b"X-mailer: Mailer 1.0", head[3]]) + body)
+    assert _h("hcase:X-mailer") in spelt and _h("hcase:X-Mailer") not in spelt
+    order = _layout(b"\n".join([head[1], head[0], *head[2:]]) + body)
+    assert _h("horder:to>from") in order and _h("horder:from>to") not in order
+    zone = _layout(b"\n".join([*head[:3], b"Date: 2 Sep 2002 10:00:00 (GMT)"]) + body)
+    assert _h("datezone:(gmt)") not in zone and _h("datezone:(GMT)") in zone
+    assert _h("date:<none>") in _layout(b"\n".join(head[:3]) + body)
+    assert _h("date:<none>") in _layout(b"\n".join([*head[:3], b"Date:   "]) + body)
+
+
 def _pair(a: str, b: str, distance: int) -> int:
     return int(_mix(np.array([_h(a)], dtype=np.uint64), np.array([_h(b)], dtype=np.uint64),
                     distance)[0])

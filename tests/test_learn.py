@@ -17,11 +17,13 @@ from conftest import CORPUS, REPO, make_message
 from mta import free_port
 from redis_server import RedisServer
 
-from pyspamd.classifiers.bayes import today
+from pyspamd.classifiers.bayes import TOKENIZER_KEY, Bayes, today
+from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION
 from pyspamd.cli.learn import Progress, Summary, not_a_message, parse_duration
 from pyspamd.cli.pyspamc import main as pyspamc_main
-from pyspamd.storage.base import HAM, LearnOutcome
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome
 from pyspamd.storage.sqlite_store import SqliteStorage
+from pyspamd.task import Task
 
 SPAM_DIR = CORPUS / "spam"
 HAM_DIR = CORPUS / "ham"
@@ -255,6 +257,35 @@ def test_expire_fits_what_autolearn_added(config: Path,
     assert store.token_counts(novel).weights.tolist() == [0.0]  # type: ignore[union-attr]
     assert run(config, "expire") == 0
     assert store.token_counts(novel).weights.tolist()[0] < 0  # type: ignore[union-attr]
+    store.close()
+
+
+def test_a_store_learned_by_another_tokenizer_version_is_reported(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(config, "learn_spam", *map(str, spam_files(5))) == 0
+    assert "tokenizer" not in capsys.readouterr().err
+    store = SqliteStorage(config.parent / "bayes.sqlite")
+    assert store.get(TOKENIZER_KEY) == str(TOKENIZER_VERSION).encode()
+    assert run(config, "stat") == 0
+    assert "Tokenizer:" not in capsys.readouterr().out
+    store.delete(TOKENIZER_KEY)  # as a store learned before versions were recorded
+    assert run(config, "learn_ham", str(HAM_DIR)) == 0
+    err = capsys.readouterr().err
+    assert (f"learned with tokenizer version 1 and this pyspamd tokenizes as version "
+            f"{TOKENIZER_VERSION}" in err and "relearn" in err)
+    assert run(config, "stat") == 0
+    assert (f"Tokenizer: learned with version 1, this pyspamd tokenizes as version "
+            f"{TOKENIZER_VERSION}: relearn" in capsys.readouterr().out)
+    store.close()
+
+
+def test_autolearn_marks_a_new_store_with_the_tokenizer_version(tmp_path: Path) -> None:
+    store = SqliteStorage(tmp_path / "new.sqlite")
+    bayes = Bayes(store)
+    message = spam_files(1)[0].read_bytes()
+    bayes.learn(Task(message), SPAM)  # the daemon's autolearn path
+    assert store.get(TOKENIZER_KEY) == str(TOKENIZER_VERSION).encode()
+    assert Bayes(store).tokenizer_warning() is None
     store.close()
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from pyspamd.classifiers import logistic
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
 from pyspamd.classifiers.logistic import LogisticParams
-from pyspamd.classifiers.tokenizer import TokenizerLimits, Tokens, tokenize
+from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION, TokenizerLimits, Tokens, tokenize
 from pyspamd.storage.base import LearnOutcome, Storage
 from pyspamd.task import Task
 
@@ -24,6 +24,22 @@ class Verdict:
     nspam: int
     nham: int
     ready: bool  # enough of each class learned to vote
+
+
+# Generic-state key holding the tokenizer version the store was learned with.
+TOKENIZER_KEY = "bayes:tokenizer"
+
+
+def learned_tokenizer(storage: Storage) -> int | None:
+    """Tokenizer version the store's messages were learned with: None for a store with
+    nothing learned yet, 1 for one from before versions were recorded."""
+    stored = storage.get(TOKENIZER_KEY)
+    if stored is not None:
+        try:
+            return int(stored)
+        except ValueError:
+            return 0  # not ours: unknown, so never taken for the current version
+    return 1 if sum(storage.bayes_stats().learned.values()) else None
 
 
 def today() -> int:
@@ -50,6 +66,22 @@ class Bayes:
         # Newest messages of each class the model is fitted from (0: all): what bounds the
         # stored tokens, the fit's time and its memory.
         self.max_fit_messages = max_fit_messages
+        self._tokenizer_checked = False
+
+    def tokenizer_warning(self) -> str | None:
+        """What to tell the admin when the store was learned by another tokenizer version;
+        marks a store with nothing learned as this version's. Checked once per instance."""
+        self._tokenizer_checked = True
+        learned = learned_tokenizer(self.storage)
+        if learned is None:
+            self.storage.set(TOKENIZER_KEY, str(TOKENIZER_VERSION).encode())
+            return None
+        if learned == TOKENIZER_VERSION:
+            return None
+        return (f"the Bayes store was learned with tokenizer version {learned} and this "
+                f"pyspamd tokenizes as version {TOKENIZER_VERSION}: its messages are not "
+                "recognised as already learned and the model mixes both; relearn into an "
+                "empty store (README, Bayes: upgrading)")
 
     def tokens(self, task: Task) -> Tokens:
         return tokenize(task, self.limits)
@@ -81,6 +113,8 @@ class Bayes:
 
     def learn_tokens(self, tokens: Tokens, label: str, day: int | None = None,
                      name: str = "") -> LearnOutcome:
+        if not self._tokenizer_checked:  # autolearn into a new store marks it too
+            self.tokenizer_warning()
         return self.storage.learn(tokens.digest(), tokens.hashes, label,
                                   today() if day is None else day, name=name,
                                   keep=self.max_fit_messages)

@@ -8,6 +8,7 @@ one hash call each.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ _UPPER, _LOWER, _DIGIT = re.compile(r"[A-Z]"), re.compile(r"[a-z]"), re.compile(
 _RUN = re.compile(r"(.)\1+")
 # Every message has this token: its learned weight is the logistic model's bias.
 BIAS_TOKEN = "bias:"
+# Raised whenever a message's tokens change. A store learned by another version does not
+# recognise its messages again (a digest is of the tokens) and fits old and new tokens
+# together, so `pyspamc learn_*` and `stat` tell the admin to relearn. 2: header layout.
+TOKENIZER_VERSION = 2
 
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 _K1 = np.uint64(0x9E3779B97F4A7C15)
@@ -203,6 +208,7 @@ def all_header_tokens(task: Task) -> list[str]:
                 if len(word) <= 60:
                     out.append(f"{name}:{word}")
     out.append(f"nhdrs:{min(kept // 3, 20)}")
+    out.extend(header_layout_tokens(task))
     message_id = headers.first("message-id")
     if message_id:
         out.append(f"msgidshape:{_shape(message_id)}")
@@ -217,6 +223,25 @@ def all_header_tokens(task: Task) -> list[str]:
             out.append(f"rcvdby{i}:{hop.by}")
         if hop.ip and not hop.rdns:
             out.append(f"rcvdnordns:{i}")
+    return out
+
+
+def header_layout_tokens(task: Task) -> list[str]:
+    """How the headers are written rather than what they say: each pair of neighbouring
+    header names (the order a mailer writes them in), each name as spelt ("X-mailer" is not
+    what Outlook writes), and the Date's shape and zone. A bulk mailer that copies a
+    well-known client's words rarely copies its layout. On the SpamAssassin corpus these
+    cut the errors at the best threshold per split by a fifth (README)."""
+    names = [name for name, _ in task.headers.items]
+    out = [f"hcase:{name}" for name in dict.fromkeys(names)]
+    lower = [name.lower() for name in names]
+    out.extend(f"horder:{a}>{b}" for a, b in itertools.pairwise(lower))
+    date = task.headers.first("date").split()
+    if date:
+        out.append(f"dateshape:{_shape(' '.join(date))}")
+        out.append(f"datezone:{date[-1][:10]}")
+    else:
+        out.append("date:<none>")
     return out
 
 

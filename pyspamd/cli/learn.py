@@ -124,6 +124,9 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
     progress = Progress(tty)
     cutoff = time.time() - newer_than if newer_than is not None else None
+    warning = bayes.tokenizer_warning()
+    if warning:
+        print(f"pyspamc: warning: {warning}", file=sys.stderr)
     try:
         _learn_all(bayes, paths, label, cutoff, summary, progress, order)
     except BatchError as exc:  # the commit at the end of the batch

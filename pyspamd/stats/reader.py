@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from pyspamd.actions import SPAM_ACTIONS, STRENGTH
+from pyspamd.classifiers.bayes import learned_tokenizer
+from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION
 from pyspamd.config import Config
 from pyspamd.stats import keys
 from pyspamd.stats.recorder import history_entry
@@ -64,6 +66,8 @@ class StatsReader:
             "model_tokens": self.storage.token_counts(np.zeros(0, dtype=np.uint64)).model_tokens,
             "fit_messages": {SPAM: bayes.fit_messages[SPAM], HAM: bayes.fit_messages[HAM]},
             "max_fit_messages": config.bayes.max_fit_messages,
+            "tokenizer": {"learned": learned_tokenizer(self.storage),
+                          "current": TOKENIZER_VERSION},
         }
         out["events"] = {k[len(keys.EVENT):]: n for k, n in counters.items()
                          if k.startswith(keys.EVENT)}

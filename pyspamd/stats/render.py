@@ -45,6 +45,11 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
                  f"({kept}, [bayes] max_fit_messages)")
     lines.append(f"Backend: {bayes['backend']} {bayes['location']}; size: "
                  f"{size_text(bayes['size_bytes'])}")
+    tokenizer = bayes.get("tokenizer") or {}
+    if tokenizer.get("learned") not in (None, tokenizer.get("current")):
+        lines.append(f"Tokenizer: learned with version {tokenizer['learned']}, this pyspamd "
+                     f"tokenizes as version {tokenizer['current']}: relearn into an empty "
+                     "store")
     min_learns = bayes.get("min_learns")
     if min_learns is not None and min(bayes["learned"].values()) < min_learns:
         lines.append(f"Bayes votes after {min_learns} messages of each class "

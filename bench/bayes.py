@@ -9,12 +9,13 @@ tests do) and stopped afterwards. Messages are held in memory; each backend star
 Measured per backend:
   learn, end to end    parse + tokenize + store + fitting the logistic model at the end,
                        as `pyspamc learn_*` does it
-  model fit            that last step alone: read every learned message, one AdaGrad
-                       pass, write the model
+  model fit            that last step alone: read every learned message, fit the
+                       logistic model (liblinear), write it
   learn, store only    tokens given: what the backend itself sustains
   classify             tokenize + look up + combine on a parsed message (the scan engine
                        has parsed it already for the rules), p50 and p99
-  look-up + combine    tokens given
+  look-up + combine    tokens given (one read of the totals; the model is held in
+                       memory, as in a milter worker, after its first read)
   store size           per 1,000 messages learned
 """
 

@@ -371,6 +371,39 @@ def test_both_backends_give_identical_counts_and_verdicts(
         assert sqlite_bayes.classify_tokens(tokens) == redis_bayes.classify_tokens(tokens)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_workers_hold_the_model_in_memory_and_reload_it_after_a_fit(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = Config(storage=_storage_config(backend, tmp_path, request, "inmemory"))
+    learner = bayes_from_config(config, create=True)
+    worker = bayes_from_config(config, create=True)  # another process's view of the store
+    tokens = worker.tokens(task_of(SPAM_TEXT))
+    assert worker.storage.model_snapshot(-1).generation == 0  # nothing fitted: chi2 answers
+    assert worker.classify_tokens(tokens).used == 0
+    _train(learner)
+    first = worker.classify_tokens(tokens)
+    stored = worker.storage.token_counts(tokens.hashes, model_only=True)
+    assert stored.weights is not None and stored.model_tokens > 0
+    assert first.probability == probability(stored.weights)
+    assert first.used == np.count_nonzero(stored.weights) > 0
+    generation = worker.storage.model_snapshot(-1).generation
+    assert generation and worker.storage.model_snapshot(generation).tokens is None
+    # The learner unlearns every spam and fits again: the worker notices the new generation.
+    with learner.storage.batch():
+        for source in iter_messages([str(CORPUS / "spam")]):
+            assert source.data is not None
+            learner.unlearn(Task(source.data))
+    learner.fit_model()
+    assert worker.storage.model_snapshot(generation).generation == 0  # one class: no model
+    assert worker.classify_tokens(tokens).probability != first.probability  # not held
+    _train(learner)
+    again = worker.classify_tokens(tokens)
+    assert again.probability == pytest.approx(first.probability)
+    learner.storage.close()
+    worker.storage.close()
+
+
 HELD_OUT = ("spam-2.01351.e960056da1502c90d40d598cdf37f359.eml",
             "hard-ham-1.00233.3731b99b0fb04bcf461d098d0570ea36.eml")
 

@@ -67,6 +67,11 @@ class Bayes:
         # stored tokens, the fit's time and its memory.
         self.max_fit_messages = max_fit_messages
         self._tokenizer_checked = False
+        # The logistic model as last read from the store (sorted tokens, weights) and its
+        # generation; -1 before the first read, so a store from before generations were
+        # kept (0) is still read once.
+        self._model_generation = -1
+        self._model: tuple[np.ndarray, np.ndarray] | None = None
 
     def tokenizer_warning(self) -> str | None:
         """What to tell the admin when the store was learned by another tokenizer version;
@@ -87,6 +92,17 @@ class Bayes:
         return tokenize(task, self.limits)
 
     def classify_tokens(self, tokens: Tokens) -> Verdict:
+        if self.classifier == "logistic":
+            snapshot = self.storage.model_snapshot(self._model_generation)
+            if snapshot.tokens is not None and snapshot.weights is not None:
+                self._model = (snapshot.tokens, snapshot.weights)
+                self._model_generation = snapshot.generation
+            if snapshot.generation and self._model is not None:
+                weights = logistic.lookup(*self._model, tokens.hashes)
+                ready = min(snapshot.nspam, snapshot.nham) >= self.min_learns
+                return Verdict(logistic.probability(weights), len(tokens),
+                               int(np.count_nonzero(weights)), snapshot.nspam,
+                               snapshot.nham, ready)
         counts = self.storage.token_counts(tokens.hashes,
                                            model_only=self.classifier == "logistic")
         ready = counts.nspam >= self.min_learns and counts.nham >= self.min_learns

@@ -51,6 +51,16 @@ def probability(weights: np.ndarray) -> float:
     return sigmoid(float(weights.sum()))
 
 
+def lookup(model_tokens: np.ndarray, model_weights: np.ndarray,
+           tokens: np.ndarray) -> np.ndarray:
+    """Each token's weight in a model held in memory (tokens sorted), 0 where it has none:
+    a binary search per token in numpy, a few microseconds for a whole message."""
+    if not len(model_tokens):
+        return np.zeros(len(tokens))
+    at = np.minimum(np.searchsorted(model_tokens, tokens), len(model_tokens) - 1)
+    return np.where(model_tokens[at] == tokens, model_weights[at], 0.0)
+
+
 def fit(messages: list[tuple[bytes, str, np.ndarray]],
         params: LogisticParams) -> tuple[np.ndarray, np.ndarray]:
     """(tokens, weights) fitted from (digest, class, tokens) triples, which the store hands

@@ -8,6 +8,7 @@ order, so the classifier never loops in Python over tokens.
 
 from __future__ import annotations
 
+import secrets
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -70,6 +71,32 @@ class TokenCounts:
     model_tokens: int = 0  # tokens in the learned model; 0: no model fitted yet
 
 
+@dataclass(frozen=True, slots=True)
+class ModelSnapshot:
+    """Totals and the learned model's identity from one read; the model itself only when
+    the caller's copy is not of that generation."""
+
+    nspam: int
+    nham: int
+    generation: int  # a new random id at every fit; 0: no model fitted yet
+    tokens: np.ndarray | None = None  # uint64, sorted ascending
+    weights: np.ndarray | None = None  # float64, per token
+
+
+MODEL_GENERATION = "model_gen"  # the totals entry that holds the model's generation
+
+
+def new_model_generation() -> int:
+    """An id for a freshly fitted model: random rather than a counter, so a store that was
+    emptied and fitted again can never repeat an id a worker still holds."""
+    return secrets.randbits(62) + 1
+
+
+def sorted_model(tokens: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(tokens, kind="stable")
+    return tokens[order], weights[order].astype(np.float64)
+
+
 def pack_tokens(tokens: np.ndarray) -> bytes:
     """A learned message's tokens as stored with its digest (big-endian u64), so the
     logistic model can be fitted again from every learned message."""
@@ -127,6 +154,12 @@ class Storage(ABC):
         """Counts, model weights and totals for `tokens`, from one snapshot. `model_only`:
         when a model is stored, leave the counts at zero and read only the weights (half
         the look-ups, for the logistic classifier); without a model, read the counts."""
+
+    @abstractmethod
+    def model_snapshot(self, known: int) -> ModelSnapshot:
+        """Totals and the model's generation in one read, plus the whole model when its
+        generation is not `known`: workers keep the model in memory and look tokens up
+        there, so a scan costs one small read instead of one look-up per token."""
 
     @abstractmethod
     def learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,

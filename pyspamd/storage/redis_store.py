@@ -15,7 +15,9 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
     {prefix}:{bayes}:model    HASH  8-byte token -> its weight in the logistic model
                                     (8-byte little-endian double)
     {prefix}:{bayes}:totals   HASH  "spam" | "ham" -> messages learned; "model" -> tokens
-                                    in the model
+                                    in the model; "model_gen" -> its generation (random,
+                                    new at each fit: workers reload the model when it
+                                    changes)
     {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
     {prefix}:list:{key}       LIST   bounded logs (the scan history), newest first
 
@@ -42,12 +44,15 @@ from pyspamd.storage.base import (
     BatchError,
     BayesStats,
     LearnOutcome,
+    ModelSnapshot,
     Storage,
     StorageError,
     TokenCounts,
     bucket_ttl,
     check_label,
+    new_model_generation,
     pack_tokens,
+    sorted_model,
     unpack_tokens,
 )
 
@@ -195,16 +200,26 @@ if has_model then fetch(KEYS[3], weights) end
 return {totals, records, weights}
 """
 
-# KEYS: new model, model, totals. ARGV: tokens in the new model. A script, because Redis
-# Cluster pipelines refuse RENAME; the keys share the {bayes} slot.
+# KEYS: new model, model, totals. ARGV: tokens in the new model, its generation. A script,
+# because Redis Cluster pipelines refuse RENAME; the keys share the {bayes} slot.
 _SWAP_MODEL = """
 if tonumber(ARGV[1]) > 0 then
   redis.call('RENAME', KEYS[1], KEYS[2])
 else
   redis.call('DEL', KEYS[1], KEYS[2])
 end
-redis.call('HSET', KEYS[3], 'model', ARGV[1])
+redis.call('HSET', KEYS[3], 'model', ARGV[1], 'model_gen', ARGV[2])
 return 1
+"""
+
+# KEYS: totals, model. ARGV: the generation the caller holds. Returns the totals (spam, ham,
+# model, model_gen) and, when a model of another generation is stored, all of it.
+_SNAPSHOT = """
+local totals = redis.call('HMGET', KEYS[1], 'spam', 'ham', 'model', 'model_gen')
+if tonumber(totals[3] or '0') > 0 and (totals[4] or '0') ~= ARGV[1] then
+  return {totals, redis.call('HGETALL', KEYS[2])}
+end
+return {totals, {}}
 """
 
 # KEYS: counter. ARGV: amount, ttl in ms (0 = none). The TTL starts with the first hit.
@@ -295,6 +310,7 @@ class RedisStorage(Storage):
         self._incr = self.client.register_script(_INCR)
         self._take = self.client.register_script(_TAKE)
         self._swap_model = self.client.register_script(_SWAP_MODEL)
+        self._snapshot = self.client.register_script(_SNAPSHOT)
         self._read = self.client.register_script(_READ)
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -328,6 +344,19 @@ class RedisStorage(Storage):
         weights = np.frombuffer(b"".join(v or _NO_WEIGHT for v in reply[2]), dtype="<f8") \
             if n and reply[2] else np.zeros(n)
         return TokenCounts(spam, ham, nspam, nham, weights.astype(np.float64), model)
+
+    def model_snapshot(self, known: int) -> ModelSnapshot:
+        self._settle()
+        totals, flat = self._call("reading the model", self._snapshot,
+                                  keys=[self.k_totals, self.k_model], args=[str(known)])
+        nspam, nham, model, generation = (int(v) if v else 0 for v in totals)
+        if not model:
+            return ModelSnapshot(nspam, nham, 0)
+        if not flat:
+            return ModelSnapshot(nspam, nham, generation)
+        tokens = np.frombuffer(b"".join(flat[0::2]), dtype=">u8").astype(np.uint64)
+        weights = np.frombuffer(b"".join(flat[1::2]), dtype="<f8")
+        return ModelSnapshot(nspam, nham, generation, *sorted_model(tokens, weights))
 
     def _run_learn(self, digest: bytes, tokens: np.ndarray, label: str, day: int,
                    keep: int = 0) -> str:
@@ -455,7 +484,8 @@ class RedisStorage(Storage):
                 keys[start : start + MODEL_CHUNK], start)})
         self._call("writing the model", pipe.execute)
         self._call("writing the model", self._swap_model,
-                   keys=[fresh, self.k_model, self.k_totals], args=[len(keys)])
+                   keys=[fresh, self.k_model, self.k_totals],
+                   args=[len(keys), new_model_generation()])
 
     def bayes_stats(self) -> BayesStats:
         self._settle()

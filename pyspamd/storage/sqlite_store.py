@@ -17,10 +17,12 @@ import numpy as np
 from pyspamd.storage.base import (
     HAM,
     MODEL,
+    MODEL_GENERATION,
     SPAM,
     BatchError,
     BayesStats,
     LearnOutcome,
+    ModelSnapshot,
     Storage,
     StorageError,
     StorageMissing,
@@ -28,8 +30,10 @@ from pyspamd.storage.base import (
     bucket_after,
     bucket_ttl,
     check_label,
+    new_model_generation,
     other_class,
     pack_tokens,
+    sorted_model,
     unpack_tokens,
 )
 
@@ -373,6 +377,30 @@ class SqliteStorage(Storage):
                            int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)),
                            found[:, 3].copy(), int(totals.get(MODEL, 0)))
 
+    def model_snapshot(self, known: int) -> ModelSnapshot:
+        conn = self.conn
+        own = self._depth == 0
+        tokens = weights = None
+        try:
+            if own:
+                conn.execute("BEGIN")  # the totals and the model from one snapshot
+            totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
+            generation = int(totals.get(MODEL_GENERATION, 0)) if totals.get(MODEL) else 0
+            if generation and generation != known:
+                rows = conn.execute("SELECT token, weight FROM bayes_model").fetchall()
+                raw = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                tokens, weights = sorted_model(
+                    raw.view(np.uint64),
+                    np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)))
+            if own:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "read failed") from exc
+        return ModelSnapshot(int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)), generation,
+                             tokens, weights)
+
     def learned_messages(self) -> list[tuple[bytes, str, np.ndarray]]:
         self._flush()
         # Messages learned by schema 1, or dropped past max_fit_messages, have no tokens
@@ -393,6 +421,9 @@ class SqliteStorage(Storage):
                              zip(_signed(tokens), weights.tolist(), strict=True))
             conn.execute("INSERT INTO bayes_totals VALUES (?, ?) ON CONFLICT(label) "
                          "DO UPDATE SET messages = excluded.messages", (MODEL, len(tokens)))
+            conn.execute("INSERT INTO bayes_totals VALUES (?, ?) ON CONFLICT(label) "
+                         "DO UPDATE SET messages = excluded.messages",
+                         (MODEL_GENERATION, new_model_generation()))
 
     def learned_as(self, digest: bytes) -> str | None:
         rows = self._query("SELECT label FROM bayes_learned WHERE digest = ?", (digest,))

@@ -7,8 +7,6 @@ import time
 import weakref
 from typing import ClassVar
 
-import numpy as np
-
 from pyspamd.checks.base import Check
 from pyspamd.classifiers.bayes import Bayes, Verdict
 from pyspamd.classifiers.chi2 import Chi2Params
@@ -17,7 +15,7 @@ from pyspamd.classifiers.tokenizer import TokenizerLimits
 from pyspamd.config import BayesConfig, Config
 from pyspamd.result import ScanResult
 from pyspamd.storage import StorageMissing, open_storage
-from pyspamd.storage.base import HAM, SPAM
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -25,7 +23,6 @@ log = logging.getLogger("pyspamd.bayes")
 
 MISSING_RETRY = 60.0  # seconds before looking again for a store that does not exist yet
 MIN_WEIGHT = 0.1  # share of the score right at the threshold; 1.0 at certainty
-_NO_TOKENS = np.zeros(0, dtype=np.uint64)
 
 
 def bayes_from_config(config: Config, create: bool) -> Bayes:
@@ -82,7 +79,7 @@ class BayesCheck(Check):
             return None
         bayes = bayes_from_config(self.config, create=False)
         try:
-            bayes.storage.token_counts(_NO_TOKENS)
+            bayes.storage.token_counts(NO_TOKENS)
         except StorageMissing as exc:
             log.info("Bayes off until something is learned: %s", exc)
             self._missing_until = time.monotonic() + MISSING_RETRY
@@ -99,7 +96,7 @@ class BayesCheck(Check):
             # long before that (the statistics live in it too); reading its totals, one
             # query, instead of tokenizing and looking up every token saves about 1 ms per
             # message until then.
-            totals = bayes.storage.token_counts(_NO_TOKENS)
+            totals = bayes.storage.token_counts(NO_TOKENS)
             if min(totals.nspam, totals.nham) < bayes.min_learns:
                 if self.config.bayes.autolearn.enabled:
                     self._last[task] = (Verdict(0.5, 0, 0, totals.nspam, totals.nham, False),

@@ -12,7 +12,7 @@ from pyspamd.classifiers import logistic
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
 from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION, TokenizerLimits, Tokens, tokenize
-from pyspamd.storage.base import LearnOutcome, Storage
+from pyspamd.storage.base import NO_TOKENS, LearnOutcome, Storage
 from pyspamd.task import Task
 
 
@@ -39,7 +39,8 @@ def learned_tokenizer(storage: Storage) -> int | None:
             return int(stored)
         except ValueError:
             return 0  # not ours: unknown, so never taken for the current version
-    return 1 if sum(storage.bayes_stats().learned.values()) else None
+    totals = storage.token_counts(NO_TOKENS)
+    return 1 if totals.nspam + totals.nham else None
 
 
 def today() -> int:

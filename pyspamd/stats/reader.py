@@ -5,15 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
 from pyspamd.actions import SPAM_ACTIONS, STRENGTH
 from pyspamd.classifiers.bayes import learned_tokenizer
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION
 from pyspamd.config import Config
 from pyspamd.stats import keys
 from pyspamd.stats.recorder import history_entry
-from pyspamd.storage.base import HAM, SPAM, Storage, StorageMissing
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, Storage, StorageMissing
 
 # rspamc stat's order; discard and quarantine (admin maps only) follow when they occurred.
 STAT_ACTIONS = ("reject", "soft reject", "rewrite subject", "add header", "greylist",
@@ -63,7 +61,7 @@ class StatsReader:
             "tokens": bayes.tokens, "size_bytes": bayes.size_bytes,
             "min_learns": config.bayes.min_learns if config.bayes.enabled else None,
             "classifier": config.bayes.classifier,
-            "model_tokens": self.storage.token_counts(np.zeros(0, dtype=np.uint64)).model_tokens,
+            "model_tokens": self.storage.token_counts(NO_TOKENS).model_tokens,
             "fit_messages": {SPAM: bayes.fit_messages[SPAM], HAM: bayes.fit_messages[HAM]},
             "max_fit_messages": config.bayes.max_fit_messages,
             "tokenizer": {"learned": learned_tokenizer(self.storage),

@@ -83,6 +83,8 @@ class ModelSnapshot:
     weights: np.ndarray | None = None  # float64, per token
 
 
+# token_counts(NO_TOKENS): the class totals (and the model's size) alone, one small read.
+NO_TOKENS = np.zeros(0, dtype=np.uint64)
 MODEL_GENERATION = "model_gen"  # the totals entry that holds the model's generation
 
 

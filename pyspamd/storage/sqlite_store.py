@@ -286,6 +286,23 @@ class SqliteStorage(Storage):
                 raise self._error(exc, "commit failed, nothing changed") from exc
 
     @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction, so what is read inside comes from one snapshot even while a
+        learner commits (WAL readers never wait for it); inside a write, that write's view."""
+        conn = self.conn
+        own = self._depth == 0
+        try:
+            if own:
+                conn.execute("BEGIN")
+            yield conn
+            if own:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if own and conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise self._error(exc, "read failed") from exc
+
+    @contextmanager
     def batch(self) -> Iterator[SqliteStorage]:  # type: ignore[override]
         # Learns in a batch are summed in memory and written as one upsert per distinct
         # token in one transaction: common words occur in most messages, so this writes a
@@ -348,13 +365,7 @@ class SqliteStorage(Storage):
     # --- Bayes ---
     def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
         signed = tokens.astype(np.uint64, copy=False).view(np.int64)
-        conn = self.conn
-        # One read transaction, so the totals, the counts and the model come from the same
-        # snapshot even while a learner commits (WAL readers never wait for it).
-        own = self._depth == 0
-        try:
-            if own:
-                conn.execute("BEGIN")
+        with self._read() as conn:  # the totals, the counts and the model from one snapshot
             totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
             # json_each turns one text parameter into a table, so the SQL text (and the
             # prepared statement) is the same whatever the number of tokens.
@@ -363,12 +374,6 @@ class SqliteStorage(Storage):
             rows = conn.execute(
                 sql, ("[" + ",".join(map(str, signed.tolist())) + "]",),
             ).fetchall() if len(tokens) else []
-            if own:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if own and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._error(exc, "read failed") from exc
         # Counts are below 2**53, so they survive the trip through float64 exactly.
         found = np.array(rows, dtype=np.float64).reshape(len(tokens), 4)
         if len(found) > 1 and np.any(np.diff(found[:, 0]) < 0):
@@ -378,12 +383,8 @@ class SqliteStorage(Storage):
                            found[:, 3].copy(), int(totals.get(MODEL, 0)))
 
     def model_snapshot(self, known: int) -> ModelSnapshot:
-        conn = self.conn
-        own = self._depth == 0
         tokens = weights = None
-        try:
-            if own:
-                conn.execute("BEGIN")  # the totals and the model from one snapshot
+        with self._read() as conn:  # the totals and the model from one snapshot
             totals = dict(conn.execute("SELECT label, messages FROM bayes_totals").fetchall())
             generation = int(totals.get(MODEL_GENERATION, 0)) if totals.get(MODEL) else 0
             if generation and generation != known:
@@ -392,12 +393,6 @@ class SqliteStorage(Storage):
                 tokens, weights = sorted_model(
                     raw.view(np.uint64),
                     np.fromiter((r[1] for r in rows), dtype=np.float64, count=len(rows)))
-            if own:
-                conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if own and conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise self._error(exc, "read failed") from exc
         return ModelSnapshot(int(totals.get(SPAM, 0)), int(totals.get(HAM, 0)), generation,
                              tokens, weights)
 

@@ -9,27 +9,22 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 
 from pyspamd.actions import Thresholds, strongest
 from pyspamd.checks.base import Check, Decision
-from pyspamd.checks.bayes import BayesCheck
-from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
-from pyspamd.checks.mime_sanity import MimeSanity
-from pyspamd.checks.network import network_checks
-from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
+from pyspamd.checks.registry import build_checks
 from pyspamd.config import Config, load_config
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
+from pyspamd.services import Services
 from pyspamd.symbols import Hits, SymbolDef, is_hidden
 from pyspamd.task import Envelope, ParseLimits, Task
 
 log = logging.getLogger("pyspamd.scan")
-
-BUILTIN_CHECKS: tuple[type[Check], ...] = (MimeSanity, ReceivedCount, DateCheck, EnvelopeFrom)
 
 
 class RuleLoadError(Exception):
@@ -55,12 +50,16 @@ def _remaining(start: float, budget: float | None) -> float | None:
 
 
 class Scanner:
-    def __init__(self, config: Config, ruleset: RuleSet, checks: list[Check]) -> None:
+    def __init__(self, config: Config, ruleset: RuleSet, checks: list[Check],
+                 services: Services | None = None) -> None:
         self.config = config
         self.ruleset = ruleset
+        self.services = services or Services(config)
         self.checks = [*(c for c in checks if not c.runs_after_scoring),
                        RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
         self.post_checks = [c for c in checks if c.runs_after_scoring]
+        # Only the checks that learn from results (autolearn) are called after each scan.
+        self.learners = [c for c in checks if type(c).after_scan is not Check.after_scan]
         self.thresholds = Thresholds.from_config(config.actions)
         self.defs = {name: replace(d) for name, d in ruleset.defs.items()}
         for name, score in config.scores.items():
@@ -77,25 +76,18 @@ class Scanner:
             max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
-        # Called with every finished result (autolearn); a failure is logged, not raised.
-        self.after_scan: list[Callable[[Task, ScanResult], object]] = []
 
     @classmethod
-    def from_config(cls, config: Config, extra_checks: list[Check] | None = None) -> Scanner:
-        """Build the pipeline; raises RuleLoadError when the rule files have errors."""
-        checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
-        checks += policy_checks(config)
-        checks += network_checks(config)
-        bayes = BayesCheck(config) if config.bayes.enabled else None
-        if bayes is not None:
-            checks.append(bayes)
+    def from_config(cls, config: Config, extra_checks: list[Check] | None = None,
+                    services: Services | None = None) -> Scanner:
+        """Build the pipeline: the registry's checks for this config, then `extra_checks`;
+        raises RuleLoadError when the rule files have errors."""
+        services = services or Services(config)
+        checks = build_checks(config, services) + list(extra_checks or [])
         ruleset = load_ruleset(config, checks)
         if ruleset.errors:
             raise RuleLoadError(ruleset.errors)
-        scanner = cls(config, ruleset, checks)
-        if bayes is not None and config.bayes.autolearn.enabled:
-            scanner.after_scan.append(bayes.autolearn)
-        return scanner
+        return cls(config, ruleset, checks, services)
 
     def task(self, raw: bytes, envelope: Envelope | None = None) -> Task:
         return Task(raw, envelope, self.limits)
@@ -218,11 +210,11 @@ class Scanner:
             subject=task.subject,
             queue_id=task.envelope.queue_id or "",
         )
-        for hook in self.after_scan:
+        for check in self.learners:
             try:
-                hook(task, result)
+                check.after_scan(task, result)
             except Exception:  # learning is a side effect; the verdict stands
-                log.exception("after-scan hook %r failed", hook)
+                log.exception("check %s failed after the scan", check.name)
         return result
 
 

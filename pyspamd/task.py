@@ -146,6 +146,9 @@ class Task:
             self.anomalies["nul"] = []
         # Headers checks ask the milter to add (Authentication-Results, Received-SPF).
         self.add_headers: list[tuple[str, str]] = []
+        # What checks keep about this message between their calls, by check name; it goes
+        # with the task, so a scan that dies leaves nothing behind.
+        self.scratch: dict[str, object] = {}
 
     @cached_property
     def message(self) -> Message:

@@ -133,3 +133,21 @@ def test_configtest_as_installed_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert f"{bad}:2: actions.reject must be a score threshold" in proc.stdout
+
+
+def test_configtest_knows_the_network_checks_symbols(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # configtest builds the checks the scanner builds (checks/registry.py), so re-scoring a
+    # blocklist's symbol is no "which no rule or check defines" warning when DNS is on.
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "local.rules").write_text("score RBL_SPAMCOP 3.5\nscore R_SPF_FAIL 2.0\n")
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(f'[rules]\ndirs = ["{REPO / "rules"}", "rules"]\n'
+                      '[dns]\nenabled = true\nnameservers = ["127.0.0.1:53"]\n')
+    assert pyspamd_main(["--config", str(config), "configtest"]) == 0
+    out = capsys.readouterr().out
+    assert "RBL_SPAMCOP" not in out and "R_SPF_FAIL" not in out, out
+    config.write_text(f'[rules]\ndirs = ["{REPO / "rules"}", "rules"]\n')  # DNS off
+    assert pyspamd_main(["--config", str(config), "configtest"]) == 0
+    assert "score for RBL_SPAMCOP, which no rule or check defines" in capsys.readouterr().out

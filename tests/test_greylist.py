@@ -11,10 +11,10 @@ import pytest
 from conftest import REPO, make_message
 from redis_server import RedisServer
 
-from pyspamd.checks.greylist import Greylist
 from pyspamd.config import Config, StorageConfig, load_config
 from pyspamd.policy.greylist import GREYLISTED, PASS, Greylister, Timing, Triplet, client_network
 from pyspamd.scanner import Scanner
+from pyspamd.services import Services
 from pyspamd.storage.base import Storage, StorageError
 from pyspamd.storage.redis_store import RedisStorage
 from pyspamd.storage.sqlite_store import SqliteStorage
@@ -118,9 +118,7 @@ def _scanner(tmp_path: Path, storage: StorageConfig, extra: str = "") -> tuple[S
     config = load_config(path)
     config.storage = storage
     clock = Clock()
-    checks = [Greylist(config, clock=clock)]
-    config.greylist.enabled = False  # the one above, with our clock, is the only one
-    return Scanner.from_config(config, extra_checks=checks), clock
+    return Scanner.from_config(config, services=Services(config, clock=clock)), clock
 
 
 GREY_BODY = make_message(body="greylist-band-marker\n")

@@ -13,10 +13,10 @@ import pytest
 from conftest import make_message
 from redis_server import RedisCluster, RedisServer
 
-from pyspamd.checks.ratelimit import RateLimit
 from pyspamd.config import Config, ConfigError, RatelimitConfig, StorageConfig, load_config
 from pyspamd.policy.ratelimit import RateError, parse_limit
 from pyspamd.scanner import Scanner
+from pyspamd.services import Services
 from pyspamd.storage import open_storage
 from pyspamd.task import Envelope
 
@@ -112,9 +112,7 @@ def _scanner(storage: StorageConfig, limits: dict[str, str],
     config.greylist.enabled = False
     config.bayes.enabled = False
     clock = Clock()
-    check = RateLimit(config, clock)
-    config.ratelimit.limits = {}  # the check above, with our clock, is the only one
-    return Scanner.from_config(config, extra_checks=[check]), clock
+    return Scanner.from_config(config, services=Services(config, clock=clock)), clock
 
 
 def test_check_defers_over_the_limit_and_names_it(storage_config: StorageConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
+from collections.abc import Callable
 from typing import ClassVar
 
 from pyspamd.checks.base import Check
@@ -14,8 +14,9 @@ from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TokenizerLimits
 from pyspamd.config import BayesConfig, Config
 from pyspamd.result import ScanResult
+from pyspamd.services import Services
 from pyspamd.storage import StorageMissing, open_storage
-from pyspamd.storage.base import HAM, NO_TOKENS, SPAM
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, Storage
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -26,9 +27,14 @@ MIN_WEIGHT = 0.1  # share of the score right at the threshold; 1.0 at certainty
 
 
 def bayes_from_config(config: Config, create: bool) -> Bayes:
+    """A classifier on a store handle of its own (learning from the command line)."""
+    return bayes_on(config, open_storage(config.storage, create=create))
+
+
+def bayes_on(config: Config, storage: Storage) -> Bayes:
     bayes = config.bayes
     return Bayes(
-        open_storage(config.storage, create=create),
+        storage,
         min_learns=bayes.min_learns,
         params=Chi2Params(),
         limits=TokenizerLimits(max_words=bayes.max_words, max_tokens=bayes.max_tokens,
@@ -62,23 +68,26 @@ class BayesCheck(Check):
         "BAYES_HAM": SymbolDef(-3.0, "Bayes classifier: ham (score scaled by the probability)"),
     }
 
-    def __init__(self, config: Config) -> None:
+    @classmethod
+    def build(cls, config: Config, services: Services) -> BayesCheck | None:
+        if not config.bayes.enabled:
+            return None
+        return cls(config, services.storage_opener(writes=False))
+
+    def __init__(self, config: Config, storage: Callable[[], Storage]) -> None:
         self.config = config
+        self.storage = storage
         self._bayes: Bayes | None = None
         self._missing_until = 0.0
         self._ready = False  # min_learns of each class seen in the store once
-        # Task -> (verdict, symbol) for autolearn, which runs after scoring; weak keys, so a
-        # scan that dies before scoring leaves nothing behind.
-        self._last: weakref.WeakKeyDictionary[Task, tuple[Verdict, str | None]] = (
-            weakref.WeakKeyDictionary())
 
     def classifier(self) -> Bayes | None:
         if self._bayes is not None:
             return self._bayes
         if time.monotonic() < self._missing_until:
             return None
-        bayes = bayes_from_config(self.config, create=False)
         try:
+            bayes = bayes_on(self.config, self.storage())
             bayes.storage.token_counts(NO_TOKENS)
         except StorageMissing as exc:
             log.info("Bayes off until something is learned: %s", exc)
@@ -99,8 +108,8 @@ class BayesCheck(Check):
             totals = bayes.storage.token_counts(NO_TOKENS)
             if min(totals.nspam, totals.nham) < bayes.min_learns:
                 if self.config.bayes.autolearn.enabled:
-                    self._last[task] = (Verdict(0.5, 0, 0, totals.nspam, totals.nham, False),
-                                        None)
+                    task.scratch[self.name] = (
+                        Verdict(0.5, 0, 0, totals.nspam, totals.nham, False), None)
                 return
             self._ready = True
         verdict = bayes.classify(task)
@@ -109,7 +118,11 @@ class BayesCheck(Check):
             symbol, weight = chosen
             hits.add(symbol, f"{verdict.probability * 100:.2f}%", weight=round(weight, 2))
         if self.config.bayes.autolearn.enabled:
-            self._last[task] = (verdict, chosen[0] if chosen else None)
+            task.scratch[self.name] = (verdict, chosen[0] if chosen else None)
+
+    def after_scan(self, task: Task, result: ScanResult) -> None:
+        if self.config.bayes.autolearn.enabled:
+            self.autolearn(task, result)
 
     def autolearn(self, task: Task, result: ScanResult) -> str | None:
         """Learn a clear case after scoring; returns the class learned, if any.
@@ -118,8 +131,8 @@ class BayesCheck(Check):
         itself; a message Bayes already put in the right class is not learned again (it
         would only reinforce what is known); and a class that already has `max_ratio`
         times the other's messages is not learned more, so one class cannot run away."""
-        entry = self._last.pop(task, None)
-        if entry is None or self._bayes is None:
+        entry = task.scratch.pop(self.name, None)
+        if not isinstance(entry, tuple) or self._bayes is None:
             return None
         verdict, symbol = entry
         settings = self.config.bayes.autolearn

@@ -18,6 +18,7 @@ from pyspamd.checks.base import Check
 from pyspamd.checks.rbl import DNS_SYMBOLS
 from pyspamd.config import Config
 from pyspamd.dns import MessageDns, Resolver, message_dns
+from pyspamd.services import Services
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -65,6 +66,13 @@ class EmailAuth(Check):
     name = "email_auth"
     is_async = True
     symbols = AUTH_SYMBOLS
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> EmailAuth | None:
+        auth = config.auth
+        if config.dns.enabled and (auth.spf or auth.dkim or auth.dmarc or auth.arc):
+            return cls(config, services.resolver)
+        return None
 
     def __init__(self, config: Config, resolver: Resolver) -> None:
         self.auth = config.auth

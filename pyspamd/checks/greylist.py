@@ -10,8 +10,6 @@ whose verified host name is in `whitelist_hosts` are never deferred.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from typing import ClassVar
 
 from pyspamd import actions
@@ -28,7 +26,8 @@ from pyspamd.policy.greylist import (
 )
 from pyspamd.policy.keyed import AddressTable, DomainTable, LoadProblems, NetworkTable
 from pyspamd.policy.verbs import Entry
-from pyspamd.storage import StorageError, open_storage
+from pyspamd.services import Services
+from pyspamd.storage.base import StorageError
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -49,11 +48,16 @@ class Greylist(Check):
         "GREYLIST": SymbolDef(0.0, "Greylisting: state of the sender/recipient triplet"),
     }
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    @classmethod
+    def build(cls, config: Config, services: Services) -> Greylist | None:
+        return cls(config, services) if config.greylist.enabled else None
+
+    def __init__(self, config: Config, services: Services) -> None:
         self.config = config
         g = config.greylist
         self.timing = Timing(g.delay, g.expire, g.whitelist_expire)
-        self.clock = clock
+        self.clock = services.clock
+        self.storage = services.storage_opener(writes=True)
         self.networks = NetworkTable()
         _listed(self.networks, [*config.milter.trusted_networks, *g.whitelist_networks],
                 "networks")
@@ -67,8 +71,7 @@ class Greylist(Check):
 
     def greylister(self) -> Greylister:
         if self._greylister is None:
-            self._greylister = Greylister(open_storage(self.config.storage, create=True),
-                                          self.timing, self.clock)
+            self._greylister = Greylister(self.storage(), self.timing, self.clock)
         return self._greylister
 
     def run(self, task: Task, hits: Hits) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pyspamd.checks.base import Check
 from pyspamd.config import Config
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
+
+if TYPE_CHECKING:
+    from pyspamd.services import Services
 
 _G = "envelope"
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
@@ -42,6 +45,10 @@ class HeloSanity(Check):
         "SENDER_NOT_FQDN": SymbolDef(1.0, "Envelope sender domain is not a fully qualified "
                                           "domain", _G),
     }
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> HeloSanity:
+        return cls(config)
 
     def __init__(self, config: Config) -> None:
         names = config.helo.our_names or [socket.getfqdn()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from pyspamd import actions
 from pyspamd.checks.base import Check
@@ -14,6 +15,9 @@ from pyspamd.policy.maps import MapSource, MapUnavailable, load_maps
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 from pyspamd.textdecode import surrogates_to_text, unfold
+
+if TYPE_CHECKING:
+    from pyspamd.services import Services
 
 log = logging.getLogger("pyspamd.maps")
 
@@ -91,6 +95,10 @@ def values_for(config: MapConfig, task: Task) -> Iterator[str]:
 
 class MultiMap(Check):
     name = "multimap"
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> MultiMap | None:
+        return cls(config, load=not services.symbols_only) if config.maps else None
 
     def __init__(self, config: Config, load: bool = True) -> None:
         # load=False: only the symbols (configtest reads the map files itself).

@@ -6,8 +6,7 @@ that keeps retrying too fast stays deferred only until the bucket refills."""
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import ClassVar
 
 from pyspamd import actions
@@ -17,7 +16,8 @@ from pyspamd.policy.greylist import client_network
 from pyspamd.policy.keyed import LoadProblems, NetworkTable
 from pyspamd.policy.ratelimit import NOUNS, Limit, parse_limit
 from pyspamd.policy.verbs import Entry
-from pyspamd.storage import Storage, StorageError, open_storage
+from pyspamd.services import Services
+from pyspamd.storage.base import StorageError
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Envelope, Task
 
@@ -58,20 +58,19 @@ class RateLimit(Check):
         "RATELIMITED": SymbolDef(0.0, "A rate limit was exceeded (soft reject)"),
     }
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    @classmethod
+    def build(cls, config: Config, services: Services) -> RateLimit | None:
+        return cls(config, services) if config.ratelimit.limits else None
+
+    def __init__(self, config: Config, services: Services) -> None:
         self.config = config
-        self.clock = clock
+        self.clock = services.clock
+        self.storage = services.storage_opener(writes=True)
         self.limits = [parse_limit(k, v) for k, v in config.ratelimit.limits.items()]
         self.exempt = NetworkTable()
         problems = LoadProblems()
         for index, net in enumerate(config.ratelimit.exempt_networks):
             self.exempt.add(net, Entry("", None, "", f"exempt_networks[{index}]"), problems)
-        self._storage: Storage | None = None
-
-    def storage(self) -> Storage:
-        if self._storage is None:
-            self._storage = open_storage(self.config.storage, create=True)
-        return self._storage
 
     @staticmethod
     def _exceeded(limit: Limit, shown: str, hits: Hits) -> None:

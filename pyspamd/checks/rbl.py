@@ -20,6 +20,7 @@ from pyspamd.checks.base import Check
 from pyspamd.config import Config, RblListConfig
 from pyspamd.dns import DnsServerFailure, DnsTimeout, MessageDns, Resolver, message_dns
 from pyspamd.dns.domains import normalize_domain, registrable_domain
+from pyspamd.services import Services
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -68,6 +69,12 @@ def worth_looking_up(address: str) -> bool:
 class RblCheck(Check):
     name = "rbl"
     is_async = True
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> RblCheck | None:
+        if config.dns.enabled and config.rbl.lists:
+            return cls(config, services.resolver)
+        return None
 
     def __init__(self, config: Config, resolver: Resolver) -> None:
         self.lists = config.rbl.lists

@@ -12,8 +12,10 @@ from collections.abc import Coroutine
 
 from pyspamd.checks.base import Check
 from pyspamd.checks.rbl import DNS_SYMBOLS
+from pyspamd.config import Config
 from pyspamd.dns import DnsServerFailure, DnsTimeout, MessageDns, Resolver, message_dns
 from pyspamd.dns.domains import normalize_domain
+from pyspamd.services import Services
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -31,6 +33,12 @@ class SenderDomain(Check):
     name = "sender_domain"
     is_async = True
     symbols = SENDER_DOMAIN_SYMBOLS
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> SenderDomain | None:
+        if config.dns.enabled and config.auth.sender_domain:
+            return cls(services.resolver)
+        return None
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver

@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pyspamd.checks.base import Check
+from pyspamd.checks.registry import build_checks
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
-from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, Scanner, load_ruleset
+from pyspamd.scanner import RuleLoadError, Scanner, load_ruleset
+from pyspamd.services import Services
 from pyspamd.symbols import is_hidden
 
 
@@ -45,14 +47,7 @@ def configtest(config_arg: str | None) -> int:
 
 def configured_checks(config: Config) -> list[Check]:
     """The checks the scanner would build, so rule files may re-score their symbols."""
-    from pyspamd.checks.bayes import BayesCheck
-    from pyspamd.checks.policy import policy_checks
-
-    checks: list[Check] = [c() for c in BUILTIN_CHECKS]
-    checks += policy_checks(config, load_maps=False)
-    if config.bayes.enabled:
-        checks.append(BayesCheck(config))
-    return checks
+    return build_checks(config, Services(config, symbols_only=True))
 
 
 def _check_map_files(config: Config) -> int:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from pyspamd.checks.bayes import bayes_from_config
+from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
@@ -32,7 +32,6 @@ from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.reader import StatsReader
 from pyspamd.stats.recorder import ScanRecorder
-from pyspamd.storage import open_storage
 from pyspamd.storage.base import HAM, SPAM, StorageError
 from pyspamd.storage.redis_store import redacted
 from pyspamd.task import Envelope, Task
@@ -77,16 +76,15 @@ class Controller:
         self._apply(config, scanner or Scanner.from_config(config))
 
     def _apply(self, config: Config, scanner: Scanner) -> None:
+        old_scanner: Scanner | None = getattr(self, "scanner", None)
         self.config = config
         self.scanner = scanner
         c = config.controller
         self.access = Access(c.password, c.enable_password, c.secure_ip)
-        old_bayes = getattr(self, "bayes", None)
-        self.storage = open_storage(config.storage, create=True)
+        # The scanner's store handle: statistics, learning and the checks share one.
+        self.storage = scanner.services.storage_opener(writes=True)()
         self.reader = StatsReader(self.storage)
-        self.bayes: Bayes = bayes_from_config(config, create=True)
-        if old_bayes is not None:
-            old_bayes.storage.close()
+        self.bayes: Bayes = bayes_on(config, self.storage)
         old = getattr(self, "recorder", None)
         self.recorder = ScanRecorder(self.storage, c.history_size, c.flush_interval,
                                      source="controller")
@@ -94,7 +92,8 @@ class Controller:
             self.recorder.start()
         if old is not None:  # a reload: write what the old recorder holds, then let go
             old.stop()
-            old.storage.close()
+        if old_scanner is not None and old_scanner is not scanner:
+            old_scanner.services.close()
 
     def reload(self) -> None:
         reloaded = reload_pipeline(self.config_path, log)
@@ -106,8 +105,7 @@ class Controller:
     def close(self) -> None:
         self.recorder.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
-        self.storage.close()
-        self.bayes.storage.close()
+        self.scanner.services.close()
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

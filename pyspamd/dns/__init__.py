@@ -4,9 +4,6 @@ where queries go (nameservers.py), and registrable domains from the Public Suffi
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 from pyspamd.dns.resolver import (
     Answer,
     DnsError,
@@ -20,14 +17,11 @@ from pyspamd.task import Task
 __all__ = ["Answer", "DnsError", "DnsServerFailure", "DnsTimeout", "MessageDns", "Resolver",
            "message_dns"]
 
-_by_task: weakref.WeakKeyDictionary[Task, MessageDns] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
 
 
 def message_dns(task: Task, resolver: Resolver) -> MessageDns:
     """The one MessageDns of this message, so every check of it spends the same budget."""
-    with _lock:
-        lookups = _by_task.get(task)
-        if lookups is None or lookups.resolver is not resolver:
-            lookups = _by_task[task] = resolver.for_message()
-        return lookups
+    lookups = task.scratch.get("dns")
+    if not isinstance(lookups, MessageDns) or lookups.resolver is not resolver:
+        lookups = task.scratch["dns"] = resolver.for_message()
+    return lookups

@@ -98,7 +98,7 @@ def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     # Blocked before any thread exists, so every libmilter thread inherits the mask and only
     # the drain thread's sigwait() receives it.
     signal.pthread_sigmask(signal.SIG_BLOCK, {DRAIN_SIGNAL})
-    app.recorder = _start_recorder(app.config)
+    app.recorder = _start_recorder(app)
     app.on_sessions_changed = gate.update
     threading.Thread(target=_balance, args=(app, gate), name="balance", daemon=True).start()
     threading.Thread(target=_drain_on_signal, args=(app, gate, shutdown_timeout),
@@ -116,13 +116,14 @@ def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     os._exit(code)
 
 
-def _start_recorder(config: Config) -> ScanRecorder | None:
-    """This worker's scan statistics writer (a thread: started after the fork)."""
-    c = config.controller
+def _start_recorder(app: MilterApp) -> ScanRecorder | None:
+    """This worker's scan statistics writer (a thread: started after the fork), on the store
+    handle its checks use."""
+    c = app.config.controller
     if not c.record_scans:
         return None
     try:
-        storage = open_storage(config.storage, create=True)
+        storage = app.scanner.services.storage_opener(writes=True)()
     except StorageError as exc:
         log.error("worker %d: scan statistics off: %s", os.getpid(), exc)
         return None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspamd.actions import REJECT, SPAM_ACTIONS
-from pyspamd.config import HeadersConfig
+from pyspamd.actions import REJECT, REWRITE_SUBJECT, SPAM_ACTIONS
+from pyspamd.config import Config, HeadersConfig
 
 
 @dataclass(slots=True)
@@ -100,3 +101,29 @@ def result_headers(result: ScanResult, config: HeadersConfig) -> list[tuple[str,
 
 def rewrite_subject(subject: str, template: str) -> str:
     return template.replace("%s", subject)
+
+
+@dataclass(slots=True)
+class HeaderChanges:
+    """What a delivered message's headers gain from its verdict: the milter applies these,
+    pyspamc and /checkv2 show them, and all three get them from `header_changes`."""
+
+    # At the top, as a receiving MTA adds them: the checks' Authentication-Results and
+    # Received-SPF.
+    insert: list[tuple[str, str]]
+    add: list[tuple[str, str]]  # at the end: X-Spamd-Result and the X-Spam-* headers
+    subject: str | None = None  # the new Subject, when the action rewrites it
+
+    def listing(self) -> list[tuple[str, str]]:
+        """Every header as a reader of the delivered message sees it, top first."""
+        subject = [("Subject", self.subject)] if self.subject is not None else []
+        return [*self.insert, *self.add, *subject]
+
+
+def header_changes(result: ScanResult, check_headers: Sequence[tuple[str, str]],
+                   config: Config) -> HeaderChanges:
+    """`check_headers`: what the checks asked to add (Task.add_headers)."""
+    subject = None
+    if result.action == REWRITE_SUBJECT:
+        subject = rewrite_subject(result.subject, config.actions.subject_template)
+    return HeaderChanges(list(check_headers), result_headers(result, config.headers), subject)

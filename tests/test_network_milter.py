@@ -5,6 +5,7 @@ signing of outbound mail, and slow DNS for one connection not holding up another
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -18,10 +19,12 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 from conftest import make_message
+from controller_proc import running_controller
 from mta import Daemon, MtaSession, running_daemon
 from network_lab import ALL_ZEN_IP, MTA_IP, Lab
 from postfix import MAILBOX, Postfix, running_postfix
 
+from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import load_config
 from pyspamd.scanner import Scanner
 from pyspamd.task import Envelope
@@ -80,6 +83,41 @@ def test_symbols_and_headers_over_the_milter_protocol(daemon: Daemon) -> None:
     for symbol in ("R_SPF_ALLOW", "DMARC_POLICY_ALLOW", "R_DKIM_NA", "ARC_NA"):
         assert symbol in spamd
 
+
+
+def test_milter_pyspamc_and_checkv2_give_the_same_headers(
+        lab: Lab, daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """All three build the result headers with one function (result.header_changes); the
+    /checkv2 reply used to lack the checks' Authentication-Results and Received-SPF."""
+    raw = _message()
+    session = MtaSession(daemon.port, client_ip=MTA_IP)
+    try:
+        sent = session.send(raw, mail_from="alice@example.test")
+    finally:
+        session.close()
+    over_milter = {**sent.inserted, **sent.added}
+    for name in ("X-Pyspamd-Queue-Id", "X-Pyspamd-Server"):  # which MTA queue and milter
+        del over_milter[name]
+    envelope = {"IP": MTA_IP, "From": "alice@example.test", "Helo": "client.example.org",
+                "Hostname": "client.example.org", "Rcpt": "bob@example.net"}
+    (tmp_path / "controller").mkdir()
+    with running_controller(tmp_path / "controller", lab.config(ACTIONS)) as controller:
+        reply = controller.call("POST", "/checkv2?headers=1", raw, envelope)
+    assert reply.status == 200, reply.body
+    over_http = reply.json()["headers"]
+    config = tmp_path / "scan.toml"
+    config.write_text(lab.config(ACTIONS))
+    message = tmp_path / "message.eml"
+    message.write_bytes(raw)
+    assert pyspamc_main(["--config", str(config), "symbols", "--json", "--headers",
+                         "--ip", MTA_IP, "--from", envelope["From"], "--helo", envelope["Helo"],
+                         "--hostname", envelope["Hostname"], "--rcpt", envelope["Rcpt"],
+                         str(message)]) == 0
+    in_process = json.loads(capsys.readouterr().out)["headers"]
+    assert {"Authentication-Results", "Received-SPF", "X-Spamd-Result",
+            "X-Spam-Status"} <= set(over_milter)
+    assert over_http == over_milter
+    assert in_process == over_milter
 
 def test_outbound_mail_is_signed(lab: Lab, daemon: Daemon, tmp_path: Path) -> None:
     raw = _message()

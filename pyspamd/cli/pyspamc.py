@@ -16,8 +16,7 @@ from pyspamd.cli.common import (
     load_config_or_exit,
     scanner_or_exit,
 )
-from pyspamd.result import ScanResult, result_headers, rewrite_subject
-from pyspamd.scanner import Scanner
+from pyspamd.result import ScanResult, header_changes
 from pyspamd.sources import iter_messages
 from pyspamd.task import Envelope
 
@@ -79,15 +78,6 @@ def print_text(label: str, result: ScanResult) -> None:
         print(f"Check error: {error}")
 
 
-def _headers_for(scanner: Scanner, result: ScanResult) -> list[tuple[str, str]]:
-    headers = result_headers(result, scanner.config.headers)
-    if result.action == "rewrite subject":
-        headers.append(
-            ("Subject", rewrite_subject(result.subject, scanner.config.actions.subject_template))
-        )
-    return headers
-
-
 def cmd_symbols(args: argparse.Namespace) -> int:
     scanner = scanner_or_exit(load_config_or_exit(args.config))
     envelope = Envelope(
@@ -118,7 +108,8 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         if args.json:
             out = result.to_json(source.label)
             if args.headers:
-                out["headers"] = dict(task.add_headers + _headers_for(scanner, result))
+                out["headers"] = dict(
+                    header_changes(result, task.add_headers, scanner.config).listing())
             print(json.dumps(out, ensure_ascii=False))
             continue
         if not first:
@@ -126,7 +117,8 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         first = False
         print_text(source.label, result)
         if args.headers:
-            for name, value in task.add_headers + _headers_for(scanner, result):
+            for name, value in header_changes(result, task.add_headers,
+                                              scanner.config).listing():
                 print(f"{name}: {value}")
     return EXIT_FAILED if failed else EXIT_OK
 

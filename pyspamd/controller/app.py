@@ -27,7 +27,7 @@ from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
 from pyspamd.config import Config
 from pyspamd.controller.auth import Access
-from pyspamd.result import ScanResult, result_headers, rewrite_subject
+from pyspamd.result import ScanResult, header_changes
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.reader import StatsReader
@@ -256,11 +256,8 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
             c.recorder.record(result, envelope, len(body))
         out = result.to_json()
         if request.query.get("headers") in ("1", "yes", "true"):
-            headers = result_headers(result, scanner.config.headers)
-            if result.action == "rewrite subject":
-                headers.append(("Subject", rewrite_subject(
-                    result.subject, scanner.config.actions.subject_template)))
-            out["headers"] = dict(headers)
+            out["headers"] = dict(
+                header_changes(result, task.add_headers, scanner.config).listing())
         return web.json_response(out, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     async def learn(request: web.Request, label: str) -> web.Response:

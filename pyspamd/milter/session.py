@@ -223,8 +223,7 @@ class MilterSession(Milter.Base):
                 if self.app.recorder is not None:
                     self.app.recorder.record(result, envelope, len(raw))
                 verdict = decide(result, self.app.config, queue_id, self.app.server_name,
-                                 self.foreign)
-                verdict.insert_headers.extend(task.add_headers)
+                                 self.foreign, task.add_headers)
                 for index in reversed(self.forged_auth_results):
                     verdict.change_headers.append(("Authentication-Results", index, ""))
             if signature is not None:

@@ -6,11 +6,12 @@ Kept apart from the pymilter session so the decision can be tested without an MT
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pyspamd import actions
 from pyspamd.config import Config
-from pyspamd.result import ScanResult, result_headers, rewrite_subject
+from pyspamd.result import ScanResult, header_changes
 
 # Headers a sender could forge to fake a verdict; ours replace them.
 VERDICT_HEADERS = ("x-spamd-result", "x-spam-flag", "x-spam-status", "x-spam-level",
@@ -61,8 +62,10 @@ def decide(
     queue_id: str,
     server_name: str,
     foreign: dict[str, list[str]],
+    check_headers: Sequence[tuple[str, str]] = (),
 ) -> Verdict:
-    """Turn the scan result into an SMTP outcome plus header changes."""
+    """Turn the scan result into an SMTP outcome plus header changes; `check_headers` are
+    those the checks asked for (Task.add_headers)."""
     m = config.milter
     verdict = Verdict("accept")
     for name, values in foreign.items():
@@ -86,13 +89,14 @@ def decide(
     if action == actions.DISCARD:
         verdict.disposition = "discard"
         return verdict
-    verdict.add_headers.extend(result_headers(result, config.headers))
+    changes = header_changes(result, check_headers, config)
+    verdict.insert_headers.extend(changes.insert)
+    verdict.add_headers.extend(changes.add)
     if queue_id:
         verdict.add_headers.append(("X-Pyspamd-Queue-Id", queue_id))
     verdict.add_headers.append(("X-Pyspamd-Server", server_name))
-    if action == actions.REWRITE_SUBJECT:
-        verdict.change_headers.append(
-            ("Subject", 1, rewrite_subject(result.subject, config.actions.subject_template)))
+    if changes.subject is not None:
+        verdict.change_headers.append(("Subject", 1, changes.subject))
     if action == actions.QUARANTINE:
         verdict.quarantine = reply_text(result.message or _fill(m.reject_message, result))
     return verdict

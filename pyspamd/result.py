@@ -67,6 +67,22 @@ class ScanResult:
         return out
 
 
+def text_report(label: str, result: ScanResult) -> str:
+    """rspamc's text for one scanned message (pyspamc symbols, in-process or with -h)."""
+    lines = [f"Results for file: {label} ({result.scan_time:.3f} seconds)", "[Metric: default]",
+             f"Action: {result.action}", f"Spam: {'true' if result.is_spam else 'false'}",
+             f"Score: {result.score:.2f} / {result.required_score:.2f}"]
+    for symbol in result.sorted_symbols():
+        lines.append(f"Symbol: {symbol.name} ({symbol.score:.2f})"
+                     + (f"[{','.join(symbol.options)}]" if symbol.options else ""))
+    if result.message:
+        lines.append(f"Message: {result.message}")
+    if result.message_id:
+        lines.append(f"Message-ID: {result.message_id}")
+    lines.extend(f"Check error: {error}" for error in result.errors)
+    return "\n".join(lines)
+
+
 def spamd_result_header(result: ScanResult) -> str:
     """X-Spamd-Result, exactly rspamd's layout, folded one symbol per line."""
     verdict = "True" if result.action == REJECT else "False"

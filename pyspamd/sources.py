@@ -18,6 +18,7 @@ from typing import BinaryIO
 # line that happens to start with "From " from splitting a message.
 _MBOX_FROM = re.compile(rb"^From \S+ .*\d\d?:\d\d", re.MULTILINE)
 _MBOX_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
+_HEADER_START = re.compile(rb"^(?:From |[!-9;-~]{1,100}:)")
 
 
 @dataclass(slots=True)
@@ -124,3 +125,16 @@ def iter_messages(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[M
             yield from _read_file(path)
         else:
             yield MessageSource(name, error="no such file or directory")
+
+
+def not_a_message(data: bytes) -> str | None:
+    """Why `data` is not a mail message, or None. Learning junk would teach Bayes junk."""
+    if not data.strip():
+        return "empty file"
+    head = data[:4096]
+    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    if controls > len(head) // 10:
+        return "binary data, not a mail message"
+    if not _HEADER_START.match(data.lstrip(b"\r\n")):
+        return "not a mail message (no header line at the start)"
+    return None

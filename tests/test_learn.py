@@ -19,8 +19,9 @@ from redis_server import RedisServer
 
 from pyspamd.classifiers.bayes import TOKENIZER_KEY, Bayes, today
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION
-from pyspamd.cli.learn import Progress, Summary, not_a_message, parse_duration
+from pyspamd.cli.learn import Progress, Summary, parse_duration
 from pyspamd.cli.pyspamc import main as pyspamc_main
+from pyspamd.sources import not_a_message
 from pyspamd.storage.base import HAM, SPAM, LearnOutcome
 from pyspamd.storage.sqlite_store import SqliteStorage
 from pyspamd.task import Task

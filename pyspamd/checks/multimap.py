@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from pyspamd import actions
 from pyspamd.checks.base import Check
 from pyspamd.config import Config, MapConfig
-from pyspamd.policy.maps import MapSource, MapUnavailable, load_maps
+from pyspamd.policy.keyed import MapUnavailable
+from pyspamd.policy.maps import MapSource, load_maps
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 from pyspamd.textdecode import surrogates_to_text, unfold

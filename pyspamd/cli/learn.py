@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
-from pyspamd.sources import iter_messages
+from pyspamd.sources import iter_messages, not_a_message
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
 from pyspamd.task import Task
@@ -21,7 +21,6 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # The outcomes a learn run reports, in the order of its summary line.
 LEARN_ORDER = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
 # A message starts with a header line ("Name: value") or an mbox "From " line.
-_HEADER_START = re.compile(rb"^(?:From |[!-9;-~]{1,100}:)")
 
 
 def parse_duration(text: str) -> float:
@@ -32,17 +31,6 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def not_a_message(data: bytes) -> str | None:
-    """Why `data` is not a mail message, or None. Learning junk would teach Bayes junk."""
-    if not data.strip():
-        return "empty file"
-    head = data[:4096]
-    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
-    if controls > len(head) // 10:
-        return "binary data, not a mail message"
-    if not _HEADER_START.match(data.lstrip(b"\r\n")):
-        return "not a mail message (no header line at the start)"
-    return None
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ from pyspamd.cli.common import (
     load_config_or_exit,
     scanner_or_exit,
 )
-from pyspamd.result import ScanResult, header_changes
+from pyspamd.result import header_changes, text_report
 from pyspamd.sources import iter_messages
 from pyspamd.task import Envelope
 
@@ -61,22 +61,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_text(label: str, result: ScanResult) -> None:
-    print(f"Results for file: {label} ({result.scan_time:.3f} seconds)")
-    print("[Metric: default]")
-    print(f"Action: {result.action}")
-    print(f"Spam: {'true' if result.is_spam else 'false'}")
-    print(f"Score: {result.score:.2f} / {result.required_score:.2f}")
-    for symbol in result.sorted_symbols():
-        print(f"Symbol: {symbol.name} ({symbol.score:.2f})"
-              + (f"[{','.join(symbol.options)}]" if symbol.options else ""))
-    if result.message:
-        print(f"Message: {result.message}")
-    if result.message_id:
-        print(f"Message-ID: {result.message_id}")
-    for error in result.errors:
-        print(f"Check error: {error}")
-
 
 def cmd_symbols(args: argparse.Namespace) -> int:
     scanner = scanner_or_exit(load_config_or_exit(args.config))
@@ -115,7 +99,7 @@ def cmd_symbols(args: argparse.Namespace) -> int:
         if not first:
             print()
         first = False
-        print_text(source.label, result)
+        print(text_report(source.label, result))
         if args.headers:
             for name, value in header_changes(result, task.add_headers,
                                               scanner.config).listing():

@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
-from pyspamd.cli.learn import LEARN_ORDER, Summary, not_a_message
+from pyspamd.cli.learn import LEARN_ORDER, Summary
 from pyspamd.config import split_host_port
-from pyspamd.result import ScanResult, Symbol
-from pyspamd.sources import MessageSource, iter_messages
+from pyspamd.result import ScanResult, Symbol, text_report
+from pyspamd.sources import MessageSource, iter_messages, not_a_message
 from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
@@ -127,8 +127,6 @@ def _result_from_json(data: dict[str, Any]) -> ScanResult:
 
 
 def cmd_symbols(args: argparse.Namespace, client: Client) -> int:
-    from pyspamd.cli.pyspamc import print_text
-
     envelope = [("IP", args.ip), ("From", args.mail_from), ("Helo", args.helo),
                 ("Hostname", args.hostname), ("User", args.user), ("Queue-Id", args.queue_id)]
     headers = [(k, v) for k, v in envelope if v] + [("Rcpt", r) for r in args.rcpt]
@@ -157,7 +155,7 @@ def cmd_symbols(args: argparse.Namespace, client: Client) -> int:
         if not first:
             print()
         first = False
-        print_text(source.label, _result_from_json(answer))
+        print(text_report(source.label, _result_from_json(answer)))
         for name, value in answer.get("headers", {}).items():
             print(f"{name}: {value}")
     return EXIT_FAILED if failed else EXIT_OK

@@ -14,7 +14,7 @@ from typing import Any
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit, scanner_or_exit
 from pyspamd.config import Config
 from pyspamd.stats.reader import StatsReader
-from pyspamd.stats.render import counter_output, history_output, stat_lines
+from pyspamd.stats.render import counter_output, history_output, stat_lines, symbol_rows
 from pyspamd.storage import open_storage
 from pyspamd.storage.base import StorageError
 
@@ -50,19 +50,6 @@ def print_stat(config: Config) -> int:
     print("\n".join(stat_lines(stat)))
     return EXIT_OK
 
-
-def symbol_rows(defs: dict[str, Any], hits: dict[str, int]) -> list[dict[str, Any]]:
-    """Every scored rule and every symbol that hit: the controller's /symbols rows."""
-    rows = []
-    for name in sorted(set(defs) | set(hits)):
-        if name.startswith("__"):
-            continue
-        d = defs.get(name)
-        rows.append({"name": name, "score": d.score if d else 0.0,
-                     "description": d.description if d else "",
-                     "group": d.group if d else "", "source": d.source if d else "",
-                     "hits": hits.get(name, 0)})
-    return rows
 
 
 def _read(config: Config, what: str, limit: int) -> Any:

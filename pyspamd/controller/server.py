@@ -10,7 +10,8 @@ from pathlib import Path
 from aiohttp import web
 
 from pyspamd.config import Config, split_host_port
-from pyspamd.controller.app import Controller, make_app
+from pyspamd.controller.app import Controller
+from pyspamd.controller.routes import make_app
 from pyspamd.scanner import Scanner
 
 log = logging.getLogger("pyspamd.controller")

@@ -16,6 +16,10 @@ from collections.abc import Iterable, Iterator
 from pyspamd.policy.verbs import Entry, VerbError, VerbUnsupported, parse_result
 
 
+class MapUnavailable(Exception):
+    """A map that asks a server (LDAP) could not get an answer now."""
+
+
 class LoadProblems:
     def __init__(self) -> None:
         self.errors: list[str] = []

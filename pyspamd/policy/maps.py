@@ -34,10 +34,6 @@ log = logging.getLogger("pyspamd.maps")
 CONTENT_MATCHES = frozenset({"headers", "header", "body"})
 
 
-class MapUnavailable(Exception):
-    """A map that asks a server (LDAP) could not get an answer now."""
-
-
 class Table(Protocol):
     kind: str
 

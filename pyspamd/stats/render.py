@@ -94,3 +94,17 @@ def counter_lines(symbols: list[dict[str, Any]]) -> list[str]:
              f"{'-' * width}-+-{'-' * 8}-+-{'-' * 8}"]
     lines += [f"{s['name']:<{width}} | {s['score']:>8.2f} | {s['hits']:>8}" for s in rows]
     return lines
+
+
+def symbol_rows(defs: dict[str, Any], hits: dict[str, int]) -> list[dict[str, Any]]:
+    """Every scored rule and every symbol that hit: the controller's /symbols rows."""
+    rows = []
+    for name in sorted(set(defs) | set(hits)):
+        if name.startswith("__"):
+            continue
+        d = defs.get(name)
+        rows.append({"name": name, "score": d.score if d else 0.0,
+                     "description": d.description if d else "",
+                     "group": d.group if d else "", "source": d.source if d else "",
+                     "hits": hits.get(name, 0)})
+    return rows

@@ -1,0 +1,285 @@
+"""The controller's HTTP endpoints, rspamd's names and shapes; each handler finds the
+Controller (what they share) in the application, under CONTROLLER."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from pyspamd.controller.app import (
+    CONTROLLER,
+    PUBLIC,
+    READ,
+    WRITE,
+    Controller,
+    access,
+    auth_middleware,
+    json_error,
+    redact_config,
+)
+from pyspamd.result import ScanResult, header_changes
+from pyspamd.sources import not_a_message
+from pyspamd.stats import keys, prometheus
+from pyspamd.stats.render import symbol_rows
+from pyspamd.storage.base import HAM, SPAM, StorageError
+from pyspamd.task import Envelope, Task
+
+# The page's files, by URL name; nothing from a URL is ever joined to a file-system path.
+STATIC = {"app.js": "application/javascript", "app.css": "text/css",
+          "favicon.svg": "image/svg+xml"}
+
+
+def _envelope(request: web.Request, max_rcpts: int) -> Envelope:
+    h = request.headers
+    rcpts = [r.strip().strip("<>") for value in h.getall("Rcpt", [])
+             for r in value.split(",") if r.strip()]
+    if len(rcpts) > max_rcpts:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{len(rcpts)} recipients, more than controller."
+                                      f"max_rcpts ({max_rcpts})"}),
+            content_type="application/json")
+    ip = h.get("IP")
+    if ip:
+        try:
+            ip = str(ipaddress.ip_address(ip.strip()))
+        except ValueError:
+            raise web.HTTPBadRequest(
+                text=json.dumps({"error": f"IP header {ip[:60]!r} is not an IP address"}),
+                content_type="application/json") from None
+    return Envelope(client_ip=ip or None, client_hostname=h.get("Hostname"),
+                    helo=h.get("Helo"), mail_from=h.get("From"), rcpts=tuple(rcpts),
+                    user=h.get("User"), queue_id=h.get("Queue-Id"))
+
+
+@access(PUBLIC)
+async def healthy(request: web.Request) -> web.Response:
+    return web.json_response({"success": True})
+
+
+@access(PUBLIC)
+async def ready(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    try:
+        await c.run(c.storage.get, keys.STARTED)
+    except StorageError as exc:
+        return web.json_response({"ready": False, "error": str(exc)}, status=503)
+    return web.json_response({"ready": True})
+
+
+@access(READ)
+async def auth(request: web.Request) -> web.Response:
+    return web.json_response({"level": request["level"],
+                              "read_only": request["level"] != WRITE})
+
+
+@access(READ)
+async def checkv2(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    envelope = _envelope(request, c.config.controller.max_rcpts)
+    body = await request.read()
+    if not body.strip():
+        return json_error(400, "empty body: send the message as the request body")
+    scanner = c.scanner
+    task = scanner.task(body, envelope)
+    result: ScanResult = await c.run(scanner.scan_task, task,
+                                     c.config.milter.scan_timeout)
+    if c.config.controller.record_scans:
+        c.recorder.record(result, envelope, len(body))
+    out = result.to_json()
+    if request.query.get("headers") in ("1", "yes", "true"):
+        out["headers"] = dict(
+            header_changes(result, task.add_headers, scanner.config).listing())
+    return web.json_response(out, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def _learn(request: web.Request, label: str) -> web.Response:
+    c = request.app[CONTROLLER]
+    body = await request.read()
+    reason = not_a_message(body)
+    if reason is not None:
+        return json_error(400, f"not learned: {reason}")
+
+    def work() -> str:
+        bayes = c.bayes
+        outcome = bayes.learn_tokens(bayes.tokens(Task(body)), label).value
+        c.storage.incr(f"{keys.LEARN}{label}:{outcome}")
+        return outcome
+
+    try:
+        outcome = await c.run(work)
+    except StorageError as exc:
+        return json_error(503, f"not learned: {exc}")
+    return web.json_response({"success": True, "outcome": outcome})
+
+
+@access(WRITE)
+async def learnspam(request: web.Request) -> web.Response:
+    return await _learn(request, SPAM)
+
+
+@access(WRITE)
+async def learnham(request: web.Request) -> web.Response:
+    return await _learn(request, HAM)
+
+
+@access(READ)
+async def stat(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    try:
+        data = await c.run(c.reader.stat, c.config)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    data["controller_started"] = c.started
+    data["now"] = time.time()
+    return web.json_response(data)
+
+
+@access(READ)
+async def history(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    size = c.config.controller.history_size
+    try:
+        limit = min(max(int(request.query.get("limit", size)), 1), size)
+    except ValueError:
+        return json_error(400, "limit must be a number")
+    try:
+        rows = await c.run(c.reader.history, limit)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    return web.json_response({"rows": rows, "size": size},
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+@access(READ)
+async def graph(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    step = request.query.get("type", "minute")
+    if step not in keys.GRAPH_STEPS:
+        return json_error(400, f"type must be one of {', '.join(keys.GRAPH_STEPS)}")
+    try:
+        return web.json_response(await c.run(c.reader.graph, step))
+    except StorageError as exc:
+        return json_error(503, str(exc))
+
+
+@access(READ)
+async def symbols(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    try:
+        hits = await c.run(c.reader.symbol_hits)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    rows = symbol_rows(c.scanner.defs, hits)
+    return web.json_response({"symbols": rows})
+
+
+@access(READ)
+async def actions(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    by_action = c.scanner.thresholds.by_action
+    rows = [{"action": a, "threshold": t}
+            for a, t in sorted(by_action.items(), key=lambda i: i[1])]
+    return web.json_response({"actions": rows,
+                              "subject_template": c.config.actions.subject_template})
+
+
+@access(READ)
+async def maps(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    def listing() -> list[dict[str, Any]]:
+        from pyspamd.policy.maps import MapSource
+
+        rows = []
+        for m in c.config.maps:
+            row = {"name": m.name, "type": m.type, "match": m.match, "file": m.file,
+                   "symbol": m.symbol or m.name.upper(), "score": m.score,
+                   "action": m.action, "entries": None, "errors": 0}
+            if m.type != "ldap":
+                loaded = MapSource(m).loaded
+                row["entries"], row["errors"] = len(loaded.table), len(loaded.errors)
+            rows.append(row)
+        return rows
+
+    return web.json_response({"maps": await c.run(listing)})
+
+
+@access(READ)
+async def config(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    return web.json_response(redact_config(c.config))
+
+
+@access(READ)
+async def metrics(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    def render() -> str:
+        try:
+            learned = c.storage.bayes_stats().learned
+        except StorageError:
+            learned = None
+        return prometheus.render(c.reader, learned, time.time() - c.started)
+
+    try:
+        text = await c.run(render)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    return web.Response(body=text.encode(),
+                        headers={"Content-Type": prometheus.CONTENT_TYPE})
+
+
+@access(PUBLIC)
+async def index(request: web.Request) -> web.Response:
+    return _static_file("index.html", "text/html")
+
+
+@access(PUBLIC)
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC:
+        return json_error(404, "no such file")
+    return _static_file(name, STATIC[name])
+
+
+def _static_file(name: str, content_type: str) -> web.Response:
+    data = resources.files("pyspamd.controller").joinpath("static", name).read_bytes()
+    return web.Response(body=data, content_type=content_type, charset="utf-8"
+                        if content_type.startswith("text") or "javascript" in content_type
+                        else None, headers={
+                            "Cache-Control": "no-cache",
+                            "X-Content-Type-Options": "nosniff",
+                            "Content-Security-Policy": "default-src 'self'; img-src 'self' "
+                                                       "data:; frame-ancestors 'none'",
+                        })
+
+
+ROUTES = [
+    web.get("/healthy", healthy),
+    web.get("/ready", ready),
+    web.get("/auth", auth),
+    web.post("/checkv2", checkv2),
+    web.post("/learnspam", learnspam),
+    web.post("/learnham", learnham),
+    web.get("/stat", stat),
+    web.get("/history", history),
+    web.get("/graph", graph),
+    web.get("/symbols", symbols),
+    web.get("/actions", actions),
+    web.get("/maps", maps),
+    web.get("/config", config),
+    web.get("/metrics", metrics),
+    web.get("/", index),
+    web.get("/static/{name}", static),
+]
+
+
+def make_app(controller: Controller) -> web.Application:
+    app = web.Application(client_max_size=controller.config.controller.max_body,
+                          middlewares=[auth_middleware])
+    app[CONTROLLER] = controller
+    app.add_routes(ROUTES)
+    return app

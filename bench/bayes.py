@@ -139,7 +139,7 @@ def main() -> int:
                                 messages))
         url = args.redis_url
         if url is None:
-            from redis_server import redis_server
+            from support.redis_server import redis_server
 
             url = stack.enter_context(redis_server()).url
         prefix = f"bench{int(time.time())}"

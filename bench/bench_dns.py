@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
-from network_lab import network_lab  # noqa: E402
+from support.network_lab import network_lab  # noqa: E402
 from tables import print_measures  # noqa: E402
 
 from pyspamd.checks.rbl import RblCheck, worth_looking_up  # noqa: E402

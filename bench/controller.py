@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import http.client  # noqa: E402
 
-from controller_proc import running_controller  # noqa: E402
-from mta import MtaSession, running_daemon  # noqa: E402
+from support.controller_proc import running_controller  # noqa: E402
+from support.mta import MtaSession, running_daemon  # noqa: E402
 
 from pyspamd.config import load_config  # noqa: E402
 from pyspamd.scanner import Scanner  # noqa: E402
@@ -152,7 +152,7 @@ def main() -> int:
     rows: list[tuple[str, str]] = [("messages", f"{len(messages)} from {args.messages}")]
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-ctl-")))
-        from redis_server import redis_server
+        from support.redis_server import redis_server
 
         url = stack.enter_context(redis_server()).url
         stores: dict[str, Storage] = {"SQLite": SqliteStorage(workdir / "stats.sqlite"),

@@ -32,8 +32,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"
 sys.path.insert(0, str(REPO / "tests"))
 
 import aiosmtplib  # noqa: E402
-from mta import Daemon, MtaSession, free_port  # noqa: E402
-from postfix import MAILBOX, Postfix, running_postfix  # noqa: E402
+from support.mta import Daemon, MtaSession, free_port  # noqa: E402
+from support.postfix import MAILBOX, Postfix, running_postfix  # noqa: E402
 
 from pyspamd.sources import iter_messages  # noqa: E402
 

@@ -65,7 +65,7 @@ def main() -> int:
             rows.append(run("SQLite", store, args.messages))
         url = args.redis_url
         if url is None:
-            from redis_server import redis_server
+            from support.redis_server import redis_server
 
             url = stack.enter_context(redis_server()).url
         prefix = f"benchpolicy{int(time.time())}"

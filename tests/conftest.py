@@ -1,8 +1,10 @@
-"""Shared test helpers: building raw messages and scanners over rule text."""
+"""Fixtures shared by the test files, and the markers of the suites that start servers.
+Helpers (message builders, server starters) are in tests/support/."""
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import shutil
 import tempfile
@@ -10,41 +12,39 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisCluster, RedisServer, redis_cluster, redis_server
+from support.network_lab import Lab, network_lab
+from support.redis_server import RedisCluster, RedisServer, redis_cluster, redis_server
 
 from pyspamd.config import Config, RulesConfig, load_config
 from pyspamd.scanner import Scanner
-
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "corpus"
+from pyspamd.storage.base import Storage
+from pyspamd.storage.redis_store import RedisStorage
+from pyspamd.storage.sqlite_store import SqliteStorage
 
 # Tests that run on built-in defaults must not read (or write) a Bayes store the machine
 # may have in /var/lib/pyspamd: point the default store at an empty directory of our own.
 os.environ["PYSPAMD_DATA_DIR"] = tempfile.mkdtemp(prefix="pyspamd-test-data-")
 atexit.register(shutil.rmtree, os.environ["PYSPAMD_DATA_DIR"], ignore_errors=True)
 
+# The fixtures that start a server, and the marker (pyproject.toml) their tests get, so
+# `pytest -m "not redis"` leaves them out. Suites that start their server inside the test
+# mark themselves (pytestmark).
+SERVER_FIXTURES = {"redis_proc": "redis", "redis_cluster_proc": "redis", "lab": "dns",
+                   "postfix": "postfix"}
+# Parameters that pick a Redis backend: their fixture asks for redis_proc only when it runs.
+REDIS_PARAMS = {"redis", "redis-cluster"}
 
-def make_message(
-    headers: dict[str, str] | list[tuple[str, str]] | None = None,
-    body: str = "Hello,\n\nsee you at lunch.\n",
-) -> bytes:
-    """A raw RFC 5322 message; default headers make it well-formed ham."""
-    defaults = [
-        ("Received", "from mail.example.org (mail.example.org [192.0.2.10]) by mx.example.net "
-                     "with ESMTP id 4A1B2C; Mon, 6 Jan 2003 10:00:05 +0000"),
-        ("From", "Alice Example <alice@example.org>"),
-        ("To", "bob@example.net"),
-        ("Subject", "Lunch on Friday"),
-        ("Date", "Mon, 6 Jan 2003 10:00:00 +0000"),
-        ("Message-ID", "<20030106100000.1234@mail.example.org>"),
-        ("MIME-Version", "1.0"),
-        ("Content-Type", "text/plain; charset=us-ascii"),
-    ]
-    items = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
-    names = {n.lower() for n, _ in items}
-    merged = [(n, v) for n, v in defaults if n.lower() not in names] + items
-    head = "".join(f"{n}: {v}\n" for n, v in merged if v is not None)
-    return (head + "\n" + body).encode("utf-8")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVER_FIXTURES.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and any(isinstance(v, str) and v in REDIS_PARAMS
+                                        for v in callspec.params.values()):
+            item.add_marker("redis")
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +68,7 @@ def rules_scanner(tmp_path: Path) -> Callable[[str], Scanner]:
 
 @pytest.fixture(scope="session")
 def redis_proc() -> Iterator[RedisServer]:
-    """One private redis-server for the session (see tests/redis_server.py)."""
+    """One private redis-server for the session (see tests/support/redis_server.py)."""
     with redis_server() as server:
         yield server
 
@@ -80,10 +80,27 @@ def redis_cluster_proc() -> Iterator[RedisCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """A Knot DNS server with the network checks' test zones (tests/network_lab.py)."""
-    from network_lab import network_lab
+_prefixes = itertools.count()
 
+
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """A store of each backend: SQLite, Redis, Redis Cluster."""
+    if request.param == "sqlite":
+        storage: Storage = SqliteStorage(tmp_path / "store.sqlite")
+    elif request.param == "redis-cluster":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster_proc")
+        storage = RedisStorage(cluster.url, prefix=f"store{next(_prefixes)}", cluster=True)
+    else:
+        server: RedisServer = request.getfixturevalue("redis_proc")
+        # A fresh prefix per test instead of FLUSHALL: tests never wipe a server.
+        storage = RedisStorage(server.url, prefix=f"store{next(_prefixes)}")
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A Knot DNS server with the network checks' test zones (tests/support/network_lab.py)."""
     with network_lab(tmp_path_factory.mktemp("lab")) as world:
         yield world

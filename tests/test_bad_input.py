@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import messages
 import pytest
-from conftest import CORPUS, make_message
+from support import messages
+from support.messages import make_message
+from support.paths import CORPUS
 
 from pyspamd.scanner import Scanner
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CORPUS, make_message
-from redis_server import RedisServer
+from support.messages import make_message
+from support.paths import CORPUS
+from support.redis_server import RedisServer
 
 from pyspamd.checks.bayes import BayesCheck, bayes_from_config, verdict_symbol
 from pyspamd.classifiers.bayes import Bayes, Verdict
@@ -459,7 +460,7 @@ def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
     assert symbols["BAYES_SPAM"]["options"] == in_process.options
     # ... and the milter session (pymilter's test context plays Postfix)
     import Milter
-    from mta import AnsweringCtx
+    from support.mta import AnsweringCtx
 
     from pyspamd.milter.session import MilterApp, session_class
 
@@ -476,7 +477,7 @@ def test_same_symbol_from_cli_and_after_a_restart(tmp_path: Path) -> None:
 
 
 def test_redis_down_during_scan_is_a_check_error_not_a_lost_verdict() -> None:
-    from mta import free_port
+    from support.mta import free_port
 
     config = Config(storage=StorageConfig(backend="redis",
                                           redis_url=f"redis://127.0.0.1:{free_port()}/0"))

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, make_message
+from support.messages import make_message
+from support.paths import CORPUS
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
 
 from pyspamd.cli.pyspamd import main as pyspamd_main
 from pyspamd.config import (

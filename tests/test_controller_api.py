@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, make_message
-from controller_proc import ControllerProc, eventually, running_controller
 from prometheus_client.parser import text_string_to_metric_families
+from support.controller_proc import ControllerProc, eventually, running_controller
+from support.messages import make_message
+from support.paths import CORPUS
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 
@@ -189,7 +190,7 @@ def test_pyspamc_learn_over_http(controller: ControllerProc, tmp_path: Path,
 
 
 def test_pyspamc_without_a_controller(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mta import free_port
+    from support.mta import free_port
 
     assert pyspamc_main(["-h", f"127.0.0.1:{free_port()}", "stat"]) == 1
     assert "cannot reach the controller" in capsys.readouterr().err

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, REPO, make_message
-from controller_proc import ControllerProc, running_controller
 from playwright.sync_api import Page, expect, sync_playwright
+from support.controller_proc import ControllerProc, running_controller
+from support.messages import make_message
+from support.paths import CORPUS, REPO
 
 from pyspamd.controller.auth import make_hash
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
 OUTPUT = REPO / "tests" / "output"

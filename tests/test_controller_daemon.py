@@ -9,10 +9,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import CORPUS, make_message
-from controller_proc import call, eventually, running_controller
-from mta import Daemon, MtaSession, free_port, running_daemon, wait_for_port
-from redis_server import RedisServer
+from support.controller_proc import call, eventually, running_controller
+from support.messages import make_message
+from support.mta import Daemon, MtaSession, free_port, running_daemon, wait_for_port
+from support.paths import CORPUS
+from support.redis_server import RedisServer
 
 
 def _controller_pid(daemon: Daemon) -> int:

@@ -13,13 +13,16 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from conftest import CORPUS, REPO, make_message
-from controller_proc import call, eventually
-from mta import free_port, running_daemon, wait_for_port
-from postfix import MAILBOX, running_postfix
 from prometheus_client.parser import text_string_to_metric_families
+from support.controller_proc import call, eventually
+from support.messages import make_message
+from support.mta import free_port, running_daemon, wait_for_port
+from support.paths import CORPUS, REPO
+from support.postfix import MAILBOX, running_postfix
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
+
+pytestmark = pytest.mark.postfix
 
 MARKER_RULES = "body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n"
 # Thresholds tenfold, as in test_postfix_e2e: loopback SMTP's looks decide nothing here.

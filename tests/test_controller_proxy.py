@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_message
-from controller_proc import ControllerProc, running_controller
-from mta import free_port, wait_for_port
-from ports import outside_address
+from support.controller_proc import ControllerProc, running_controller
+from support.messages import make_message
+from support.mta import free_port, wait_for_port
+from support.ports import outside_address
 
 from pyspamd.controller.auth import make_hash
 

@@ -14,10 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
-from controller_proc import ControllerProc, call, running_controller
-from mta import free_port, wait_for_port
-from ports import outside_address
+from support.controller_proc import ControllerProc, call, running_controller
+from support.messages import make_message
+from support.mta import free_port, wait_for_port
+from support.paths import REPO
+from support.ports import outside_address
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import ConfigError, load_config

@@ -7,7 +7,7 @@ import asyncio
 import time
 
 import pytest
-from network_lab import SBL_IP, Lab
+from support.network_lab import SBL_IP, Lab
 
 from pyspamd.config import DnsConfig
 from pyspamd.dns import DnsServerFailure, DnsTimeout, Resolver

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
-from redis_server import RedisServer
+from support.messages import make_message
+from support.paths import REPO
+from support.redis_server import RedisServer
 
 from pyspamd.config import Config, StorageConfig, load_config
 from pyspamd.policy.greylist import GREYLISTED, PASS, Greylister, Timing, Triplet, client_network
@@ -195,7 +196,7 @@ def test_stronger_actions_are_left_alone_and_a_scan_without_client_is_not_keyed(
 
 
 def test_store_down_fails_open(tmp_path: Path) -> None:
-    from mta import free_port
+    from support.mta import free_port
 
     down = StorageConfig(backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0",
                          redis_timeout=0.5)

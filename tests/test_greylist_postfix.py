@@ -12,22 +12,15 @@ from collections.abc import Iterator
 from email.utils import formatdate
 
 import pytest
-from conftest import REPO, make_message
-from mta import Daemon, running_daemon
-from postfix import MAILBOX, Postfix, running_postfix
+from support.greylisting import CONFIG, DELAY
+from support.messages import make_message
+from support.mta import Daemon, running_daemon
+from support.paths import REPO
+from support.postfix import MAILBOX, Postfix, running_postfix
 
-DELAY = 2.0
+pytestmark = pytest.mark.postfix
+
 MARKER_RULES = "body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n"
-CONFIG = """
-[actions]
-greylist = 40.0
-add_header = 60.0
-reject = 150.0
-[storage]
-path = "{store}"
-[greylist]
-delay = {delay}
-"""
 
 
 @pytest.fixture(scope="module")

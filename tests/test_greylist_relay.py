@@ -11,10 +11,13 @@ from collections.abc import Iterator
 from email.utils import formatdate
 
 import pytest
-from conftest import REPO, make_message
-from mta import Daemon, running_daemon
-from postfix import MAILBOX, Postfix, running_postfix, sending_postfix
-from test_greylist_postfix import CONFIG, DELAY  # the same greylist setup, one place
+from support.greylisting import CONFIG, DELAY
+from support.messages import make_message
+from support.mta import Daemon, running_daemon
+from support.paths import REPO
+from support.postfix import MAILBOX, Postfix, running_postfix, sending_postfix
+
+pytestmark = pytest.mark.postfix
 
 
 @pytest.fixture(scope="module")

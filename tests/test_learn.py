@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CORPUS, REPO, make_message
-from mta import free_port
-from redis_server import RedisServer
+from support.messages import make_message
+from support.mta import free_port
+from support.paths import CORPUS, REPO
+from support.redis_server import RedisServer
 
 from pyspamd.classifiers.bayes import TOKENIZER_KEY, Bayes, today
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
+from support.messages import make_message
+from support.paths import REPO
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.cli.pyspamd import main as pyspamd_main

@@ -8,14 +8,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
-from slapd_server import READER_DN, READER_PASSWORD, SUFFIX, Slapd, slapd_server
+from support.messages import make_message
+from support.paths import REPO
+from support.slapd_server import READER_DN, READER_PASSWORD, SUFFIX, Slapd, slapd_server
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import ConfigError, load_config
 from pyspamd.policy.ldap_map import fill_query
 from pyspamd.scanner import Scanner
 from pyspamd.task import Envelope
+
+pytestmark = pytest.mark.slapd
 
 NOTES_TEXT = "This account is not allowed to send emails, plz talk to abuse@example.org"
 

@@ -9,9 +9,12 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
-from mta import Daemon, running_daemon
-from postfix import MAILBOX, Postfix, running_postfix
+from support.messages import make_message
+from support.mta import Daemon, running_daemon
+from support.paths import REPO
+from support.postfix import MAILBOX, Postfix, running_postfix
+
+pytestmark = pytest.mark.postfix
 
 # Thresholds raised tenfold, as in test_postfix_e2e: loopback SMTP alone must not decide.
 CONFIG = """

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, make_message
 from miltertest import constants as C
-from mta import Daemon, MtaSession, running_daemon
+from support.messages import make_message
+from support.mta import Daemon, MtaSession, running_daemon
+from support.paths import CORPUS
 
 GTUBE = (CORPUS / "malformed" / "gtube.eml").read_bytes()
 TEST_RULES = """

@@ -7,8 +7,9 @@ from io import BytesIO
 
 import Milter
 import pytest
-from conftest import CORPUS, make_message
-from mta import AnsweringCtx
+from support.messages import make_message
+from support.mta import AnsweringCtx
+from support.paths import CORPUS
 
 from pyspamd.config import Config, load_config
 from pyspamd.milter.session import MilterApp, session_class

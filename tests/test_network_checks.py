@@ -11,8 +11,8 @@ from pathlib import Path
 
 import dkim
 import pytest
-from conftest import make_message
-from network_lab import (
+from support.messages import make_message
+from support.network_lab import (
     ALL_ZEN_IP,
     MTA_IP,
     OTHER_CODE_IP,

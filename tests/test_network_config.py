@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from support.paths import REPO
 
 from pyspamd.config import (
     AuthConfig,

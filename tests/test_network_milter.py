@@ -18,11 +18,11 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from conftest import make_message
-from controller_proc import running_controller
-from mta import Daemon, MtaSession, running_daemon
-from network_lab import ALL_ZEN_IP, MTA_IP, Lab
-from postfix import MAILBOX, Postfix, running_postfix
+from support.controller_proc import running_controller
+from support.messages import make_message
+from support.mta import Daemon, MtaSession, running_daemon
+from support.network_lab import ALL_ZEN_IP, MTA_IP, Lab
+from support.postfix import MAILBOX, Postfix, running_postfix
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import load_config
@@ -273,8 +273,8 @@ def test_forged_authentication_results_are_removed(daemon: Daemon) -> None:
 
 def test_dns_counters_of_the_workers_reach_metrics(lab: Lab, tmp_path: Path) -> None:
     """The resolver's timeouts in a worker show in the controller's /metrics."""
-    from controller_proc import call, eventually
-    from mta import free_port
+    from support.controller_proc import call, eventually
+    from support.mta import free_port
 
     port = free_port()
     config = _config(lab) + (f'[controller]\nlisten = "127.0.0.1:{port}"\n'

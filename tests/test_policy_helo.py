@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 import pytest
-from conftest import make_message
+from support.messages import make_message
 
 from pyspamd.checks.helo_sanity import HeloSanity, is_hostname
 from pyspamd.config import Config, HeloConfig, MilterConfig

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import aiosmtplib
 import pytest
-from conftest import CORPUS, REPO, make_message
-from mta import Daemon, running_daemon
-from postfix import MAILBOX, Postfix, running_postfix
+from support.messages import make_message
+from support.mta import Daemon, running_daemon
+from support.paths import CORPUS, REPO
+from support.postfix import MAILBOX, Postfix, running_postfix
 
 from pyspamd.sources import iter_messages
+
+pytestmark = pytest.mark.postfix
 
 MARKER_RULES = """
 body GREY_ME /greylist-me-please/
@@ -180,7 +183,7 @@ def test_worker_killed_under_load_loses_nothing(stack: tuple[Postfix, Daemon]) -
 
 def test_milter_down_applies_postfix_default_action(tmp_path: Path) -> None:
     # Nothing listens on the milter port: milter_default_action = accept delivers unscanned.
-    from mta import free_port
+    from support.mta import free_port
 
     with running_postfix(free_port(), default_action="accept") as postfix:
         code, _ = postfix.send(_message(subject="unscanned"))

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_message
-from redis_server import RedisCluster, RedisServer
+from support.messages import make_message
+from support.redis_server import RedisCluster, RedisServer
 
 from pyspamd.config import Config, ConfigError, RatelimitConfig, StorageConfig, load_config
 from pyspamd.policy.ratelimit import RateError, parse_limit
@@ -156,7 +156,7 @@ def test_config_errors_point_at_lines(tmp_path: Path) -> None:
 
 
 def test_store_down_fails_open(tmp_path: Path) -> None:
-    from mta import free_port
+    from support.mta import free_port
 
     down = StorageConfig(backend="redis", redis_url=f"redis://127.0.0.1:{free_port()}/0",
                          redis_timeout=0.5)

@@ -7,9 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import REPO, make_message
-from mta import MtaSession, running_daemon
-from redis_server import RedisServer
+from support.messages import make_message
+from support.mta import MtaSession, running_daemon
+from support.paths import REPO
+from support.redis_server import RedisServer
 
 LIMIT = 25
 PER_CONNECTION = 12

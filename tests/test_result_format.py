@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from conftest import make_message
+from support.messages import make_message
 
 from pyspamd.actions import Thresholds
 from pyspamd.config import ActionsConfig, HeadersConfig

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_message
+from support.messages import make_message
 
 from pyspamd.config import Config, RulesConfig
 from pyspamd.ruleset.loader import load_rules

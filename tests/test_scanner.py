@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import make_message
+from support.messages import make_message
 
 from pyspamd.checks.base import Check
 from pyspamd.cli.pyspamc import main as pyspamc_main

@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, REPO, make_message
+from support.messages import make_message
+from support.paths import CORPUS, REPO
 
 from pyspamd.sources import is_mbox, iter_messages, split_mbox
 

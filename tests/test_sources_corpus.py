@@ -1,6 +1,6 @@
 """Checks on the committed sample corpus and the hostile-message generators.
 
-Only the standard library and the files in ``corpus/`` and ``tests/messages.py``
+Only the standard library and the files in ``corpus/`` and ``tests/support/messages.py``
 are used, so these tests say whether the test inputs themselves are sound,
 independently of the scan engine.
 """
@@ -48,8 +48,9 @@ MALFORMED_CASES = [
 
 
 def _load_messages_module():
-    """Import tests/messages.py by path, whatever pytest's import mode is."""
-    spec = importlib.util.spec_from_file_location("_corpus_test_messages", TESTS / "messages.py")
+    """Import tests/support/messages.py by path, whatever pytest's import mode is."""
+    spec = importlib.util.spec_from_file_location("_corpus_test_messages",
+                                                  TESTS / "support" / "messages.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -247,7 +248,7 @@ def test_mixed_mbox() -> None:
     assert b">From the desk of" in raw
 
 
-# --- generators in tests/messages.py ---------------------------------------
+# --- generators in tests/support/messages.py ---------------------------------------
 
 
 def test_generators_are_deterministic() -> None:

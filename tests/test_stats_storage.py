@@ -7,9 +7,8 @@ import threading
 import time
 
 import pytest
-from conftest import make_message
-from mta import free_port
-from test_storage import store  # noqa: F401  (the fixture: SQLite, Redis, Redis Cluster)
+from support.messages import make_message
+from support.mta import free_port
 
 from pyspamd.config import load_config
 from pyspamd.scanner import Scanner
@@ -21,7 +20,7 @@ from pyspamd.storage.redis_store import RedisStorage
 from pyspamd.task import Envelope
 
 
-def test_incr_many_is_incr(store: Storage) -> None:  # noqa: F811
+def test_incr_many_is_incr(store: Storage) -> None:
     store.incr("stat:a", 2)
     store.incr_many([("stat:a", 3, None), ("stat:b", 1, None), ("stat:b", 4, None),
                      ("graph:x", 7, 60.0)])
@@ -33,7 +32,7 @@ def test_incr_many_is_incr(store: Storage) -> None:  # noqa: F811
     store.incr_many([])  # nothing to do is fine
 
 
-def test_list_keeps_the_newest(store: Storage) -> None:  # noqa: F811
+def test_list_keeps_the_newest(store: Storage) -> None:
     store.list_push("h", [b"1", b"2", b"3"], keep=4)
     store.list_push("h", [b"4", b"5"], keep=4)
     assert store.list_recent("h", 10) == [b"5", b"4", b"3", b"2"]
@@ -43,7 +42,7 @@ def test_list_keeps_the_newest(store: Storage) -> None:  # noqa: F811
     assert len(store.list_recent("h", 10)) == 4
 
 
-def test_list_push_from_many_threads(store: Storage) -> None:  # noqa: F811
+def test_list_push_from_many_threads(store: Storage) -> None:
     def push(n: int) -> None:
         for i in range(20):
             store.list_push("t", [f"{n}-{i}".encode()], keep=50)
@@ -62,7 +61,7 @@ def scanner() -> Scanner:
     return Scanner.from_config(load_config(None))
 
 
-def test_recorder_totals_over_two_writers(store: Storage, scanner: Scanner) -> None:  # noqa: F811
+def test_recorder_totals_over_two_writers(store: Storage, scanner: Scanner) -> None:
     """Two recorders (two workers) on one store: the reader sees the sum."""
     ham = scanner.scan(make_message())
     spam = scanner.scan(b"Subject: x\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-"
@@ -98,7 +97,7 @@ def test_recorder_totals_over_two_writers(store: Storage, scanner: Scanner) -> N
 
 
 def test_recorder_keeps_counts_while_the_store_is_down(
-        store: Storage, scanner: Scanner) -> None:  # noqa: F811
+        store: Storage, scanner: Scanner) -> None:
     """A Redis that does not answer (nothing listens on its port): the counts wait in
     memory and reach the store once it is back."""
     result = scanner.scan(make_message())
@@ -113,7 +112,7 @@ def test_recorder_keeps_counts_while_the_store_is_down(
     assert len(StatsReader(store).history()) == 2
 
 
-def test_count_event_reaches_the_running_recorder(store: Storage) -> None:  # noqa: F811
+def test_count_event_reaches_the_running_recorder(store: Storage) -> None:
     count_event("dns_timeouts")  # no recorder: nothing happens, nothing fails
     recorder = ScanRecorder(store, flush_interval=0.05).start()
     try:

@@ -6,13 +6,12 @@ import itertools
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import redis
-from redis_server import RedisCluster, RedisServer, free_port
+from support.redis_server import RedisServer, free_port
 
 from pyspamd.config import StorageConfig
 from pyspamd.storage import open_storage
@@ -21,21 +20,6 @@ from pyspamd.storage.redis_store import RedisStorage
 from pyspamd.storage.sqlite_store import SqliteStorage
 
 _prefixes = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        storage: Storage = SqliteStorage(tmp_path / "store.sqlite")
-    elif request.param == "redis-cluster":
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster_proc")
-        storage = RedisStorage(cluster.url, prefix=f"t{next(_prefixes)}", cluster=True)
-    else:
-        server: RedisServer = request.getfixturevalue("redis_proc")
-        # A fresh prefix per test instead of FLUSHALL: tests never wipe a server.
-        storage = RedisStorage(server.url, prefix=f"t{next(_prefixes)}")
-    yield storage
-    storage.close()
 
 
 def toks(*values: int) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from redis_server import RedisCluster, RedisServer
+from support.redis_server import RedisCluster, RedisServer
 
 from pyspamd.storage.base import HAM, SPAM, Storage
 from pyspamd.storage.redis_store import RedisStorage

@@ -25,7 +25,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
-from dns_delay import delayed_udp
+
+from support.dns_delay import delayed_udp
 
 SOA_TTL = 300  # negative answers are cached this long (the SOA's minimum)
 

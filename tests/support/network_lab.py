@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from dns_server import DnsServer, dns_server, txt
 
 from pyspamd.auth.dkim_sign import generate_key
+from support.dns_server import DnsServer, dns_server, txt
 
 # Client addresses and what the blocklist zones say of them.
 UNLISTED_IP = "192.0.2.1"

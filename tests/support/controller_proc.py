@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mta import REPO, free_port, wait_for_port
+from support.mta import free_port, wait_for_port
+from support.paths import REPO
 
 
 @dataclass

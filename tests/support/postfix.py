@@ -23,7 +23,8 @@ from email.policy import compat32
 from pathlib import Path
 
 import aiosmtplib
-from mta import free_port, wait_for_port
+
+from support.mta import free_port, wait_for_port
 
 MAILBOX = "bob@example.test"
 

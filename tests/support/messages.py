@@ -1,4 +1,5 @@
-"""Generators for hostile test messages that are too big to commit as files.
+"""Test messages: `make_message`, a well-formed ham message with any headers and body
+changed, and generators for hostile messages that are too big to commit as files.
 
 Every function is pure and deterministic: the same arguments always give the
 same bytes, so a failing test can be reproduced exactly.  Output uses LF line
@@ -6,7 +7,8 @@ ends, like the files in ``corpus/``.  Nothing here depends on pytest or on the
 ``pyspamd`` package, so the module can also be used from benchmarks or by hand
 (from the ``tests/`` folder)::
 
-    python -c "import messages, sys; sys.stdout.buffer.write(messages.many_parts())"
+    python -c "import sys; from support import messages as m; \
+               sys.stdout.buffer.write(m.many_parts())"
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ __all__ = [
     "huge_attachment",
     "huge_attachment_payload",
     "long_header_line",
+    "make_message",
     "many_parts",
     "nested_rfc822",
     "pathological_body",
@@ -209,3 +212,26 @@ def pathological_body() -> bytes:
         + "\n".join(lines)
         + "\n"
     ).encode("ascii")
+
+
+def make_message(
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+    body: str = "Hello,\n\nsee you at lunch.\n",
+) -> bytes:
+    """A raw RFC 5322 message; default headers make it well-formed ham."""
+    defaults = [
+        ("Received", "from mail.example.org (mail.example.org [192.0.2.10]) by mx.example.net "
+                     "with ESMTP id 4A1B2C; Mon, 6 Jan 2003 10:00:05 +0000"),
+        ("From", "Alice Example <alice@example.org>"),
+        ("To", "bob@example.net"),
+        ("Subject", "Lunch on Friday"),
+        ("Date", "Mon, 6 Jan 2003 10:00:00 +0000"),
+        ("Message-ID", "<20030106100000.1234@mail.example.org>"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", "text/plain; charset=us-ascii"),
+    ]
+    items = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
+    names = {n.lower() for n, _ in items}
+    merged = [(n, v) for n, v in defaults if n.lower() not in names] + items
+    head = "".join(f"{n}: {v}\n" for n, v in merged if v is not None)
+    return (head + "\n" + body).encode("utf-8")

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from ports import free_port
+
+from support.ports import free_port
 
 
 @dataclass(frozen=True)

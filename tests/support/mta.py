@@ -20,11 +20,11 @@ from Milter.testctx import TestCtx as MilterTestCtx
 from miltertest import codec
 from miltertest import constants as C
 
-# Re-exported: most tests import them from here.
-from ports import free_port as free_port
-from ports import wait_for_port as wait_for_port
+from support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+# Re-exported: most tests import them from here.
+from support.ports import free_port as free_port
+from support.ports import wait_for_port as wait_for_port
 
 
 @dataclass

@@ -42,6 +42,8 @@ class ScanConfig:
     max_body_text_bytes: int = 2 << 20
     max_full_bytes: int = 1 << 20
     max_urls: int = 500
+    max_headers: int = 1000
+    max_html_depth: int = 512
     fallback_regex_max_bytes: int = 65536
 
 

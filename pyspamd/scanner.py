@@ -75,6 +75,7 @@ class Scanner:
             max_part_text_bytes=scan.max_part_text_bytes,
             max_body_text_bytes=scan.max_body_text_bytes,
             max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
+            max_headers=scan.max_headers, max_html_depth=scan.max_html_depth,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
         # Called with every finished result (autolearn); a failure is logged, not raised.

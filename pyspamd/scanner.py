@@ -24,7 +24,7 @@ from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.config import Config, load_config
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
-from pyspamd.symbols import Hits, SymbolDef, is_hidden
+from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef, is_hidden
 from pyspamd.task import Envelope, ParseLimits, Task
 
 log = logging.getLogger("pyspamd.scan")
@@ -38,9 +38,19 @@ class RuleLoadError(Exception):
         self.errors = errors
 
 
+# Symbols of the pipeline itself rather than of one check.
+_SCANNER_SYMBOLS = {
+    SCAN_TIMEOUT: SymbolDef(
+        1.0, "The scan's time budget ran out; the verdict is from the checks that finished "
+        "(options: those that did not)", "scan", source="scanner"),
+}
+
+
 def builtin_symbols(checks: list[Check]) -> dict[str, SymbolDef]:
-    out: dict[str, SymbolDef] = {}
-    for check in checks:
+    out: dict[str, SymbolDef] = {
+        name: replace(symbol_def) for name, symbol_def in _SCANNER_SYMBOLS.items()
+    }
+    for check in [*checks, RegexRules]:
         for name, symbol_def in check.symbols.items():
             out[name] = replace(symbol_def, source=f"check:{check.name}")
     return out
@@ -59,7 +69,8 @@ class Scanner:
         self.config = config
         self.ruleset = ruleset
         self.checks = [*(c for c in checks if not c.runs_after_scoring),
-                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
+                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes,
+                                  config.scan.fallback_regex_timeout)]
         self.post_checks = [c for c in checks if c.runs_after_scoring]
         self.thresholds = Thresholds.from_config(config.actions)
         self.defs = {name: replace(d) for name, d in ruleset.defs.items()}
@@ -107,22 +118,32 @@ class Scanner:
     def scan_task(self, task: Task, budget: float | None = None) -> ScanResult:
         """Synchronous entry; async checks, if any, run on a private event loop.
 
-        `budget` (seconds) bounds the wait for async checks: when it runs out the verdict is
-        made from the symbols that are in, and the result's errors say which checks timed
-        out. CPU work is bounded by the parse limits and RE2, not by this.
+        `budget` (seconds; default [milter] scan_timeout) bounds the whole scan: checks not
+        started when it runs out are skipped, a backtracking regex stops at it, async checks
+        are no longer waited for, and the verdict is made from the symbols that are in, with
+        SCAN_TIMEOUT naming what did not finish. The parse limits bound the rest of the CPU
+        work (a check already running is not interrupted).
         """
         start = time.perf_counter()
+        budget = self._start_clock(task, budget)
         hits, errors, pending = self._run_sync(task)
         if pending:
-            asyncio.run(self._await_all(pending, errors, _remaining(start, budget)))
+            asyncio.run(self._await_all(pending, hits, errors, _remaining(start, budget)))
         return self._finish(task, hits, errors, start)
 
     async def scan_task_async(self, task: Task, budget: float | None = None) -> ScanResult:
         start = time.perf_counter()
+        budget = self._start_clock(task, budget)
         hits, errors, pending = self._run_sync(task)
         if pending:
-            await self._await_all(pending, errors, _remaining(start, budget))
+            await self._await_all(pending, hits, errors, _remaining(start, budget))
         return self._finish(task, hits, errors, start)
+
+    def _start_clock(self, task: Task, budget: float | None) -> float:
+        if budget is None:
+            budget = self.config.milter.scan_timeout
+        task.deadline = time.monotonic() + budget
+        return budget
 
     def _run_sync(
         self, task: Task
@@ -130,7 +151,10 @@ class Scanner:
         hits = Hits()
         errors: list[str] = []
         pending: list[tuple[str, Awaitable[None]]] = []
-        for check in self.checks:
+        for index, check in enumerate(self.checks):
+            if task.time_left() == 0.0:
+                hits.add(SCAN_TIMEOUT, *(c.name for c in self.checks[index:]))
+                break
             try:
                 outcome = check.run(task, hits)
             except Exception as exc:  # one broken check must not cost the verdict
@@ -143,13 +167,17 @@ class Scanner:
 
     @staticmethod
     async def _await_all(
-        pending: list[tuple[str, Awaitable[None]]], errors: list[str], timeout: float | None
+        pending: list[tuple[str, Awaitable[None]]],
+        hits: Hits,
+        errors: list[str],
+        timeout: float | None,
     ) -> None:
         tasks = [asyncio.ensure_future(aw) for _, aw in pending]
         _, late = await asyncio.wait(tasks, timeout=timeout)
         for (name, _), task in zip(pending, tasks, strict=True):
             if task in late:
                 task.cancel()
+                hits.add(SCAN_TIMEOUT, name)
                 errors.append(f"{name}: timed out after the scan budget of {timeout:.1f}s")
                 log.warning("check %s timed out", name)
             elif (exc := task.exception()) is not None:

@@ -7,6 +7,7 @@ so a check that needs nothing from the body never pays for decoding it.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
@@ -148,6 +149,14 @@ class Task:
             self.anomalies["nul"] = []
         # Headers checks ask the milter to add (Authentication-Results, Received-SPF).
         self.add_headers: list[tuple[str, str]] = []
+        # time.monotonic() by which the scan must finish; None: no budget.
+        self.deadline: float | None = None
+
+    def time_left(self) -> float | None:
+        """Seconds left of the scan's time budget (0.0 once spent), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
 
     @cached_property
     def message(self) -> Message:

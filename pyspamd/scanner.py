@@ -22,12 +22,14 @@ from pyspamd.checks.network import network_checks
 from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.config import Config, load_config
+from pyspamd.faultlog import FaultLog
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
 from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef, is_hidden
 from pyspamd.task import Envelope, ParseLimits, Task
 
 log = logging.getLogger("pyspamd.scan")
+faults = FaultLog(log)
 
 BUILTIN_CHECKS: tuple[type[Check], ...] = (MimeSanity, ReceivedCount, DateCheck, EnvelopeFrom)
 
@@ -159,7 +161,7 @@ class Scanner:
                 outcome = check.run(task, hits)
             except Exception as exc:  # one broken check must not cost the verdict
                 errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
-                log.exception("check %s failed", check.name)
+                faults.report(f"check {check.name}", f"check {check.name} failed", exc)
                 continue
             if inspect.isawaitable(outcome):
                 pending.append((check.name, outcome))
@@ -179,10 +181,11 @@ class Scanner:
                 task.cancel()
                 hits.add(SCAN_TIMEOUT, name)
                 errors.append(f"{name}: timed out after the scan budget of {timeout:.1f}s")
-                log.warning("check %s timed out", name)
+                faults.report(f"check {name} timeout", f"check {name} timed out after the "
+                              f"scan budget of {timeout:.1f}s", level=logging.WARNING)
             elif (exc := task.exception()) is not None:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                log.error("check %s failed: %r", name, exc)
+                faults.report(f"check {name}", f"check {name} failed", exc)
         if late:
             await asyncio.gather(*late, return_exceptions=True)
 
@@ -230,7 +233,7 @@ class Scanner:
                     check.after_scoring(task, hits, decision)
                 except Exception as exc:  # as in _run_sync: the verdict stands without it
                     errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
-                    log.exception("check %s failed", check.name)
+                    faults.report(f"check {check.name}", f"check {check.name} failed", exc)
             symbols, total = self._score(hits)
             action, message, forced_by = decision.action, decision.message, decision.forced_by
         result = ScanResult(
@@ -250,8 +253,8 @@ class Scanner:
         for hook in self.after_scan:
             try:
                 hook(task, result)
-            except Exception:  # learning is a side effect; the verdict stands
-                log.exception("after-scan hook %r failed", hook)
+            except Exception as exc:  # learning is a side effect; the verdict stands
+                faults.report(f"hook {hook!r}", f"after-scan hook {hook!r} failed", exc)
         return result
 
 

@@ -109,6 +109,10 @@ class MtaSession:
              rcpts: tuple[str, ...] = ("bob@example.net",), queue_id: str = "4QTEST1",
              user: str | None = None) -> EomResult:
         self.send_until_eom(raw, mail_from, rcpts, queue_id, user)
+        return self.send_reply()
+
+    def send_reply(self) -> EomResult:
+        """The milter's answers to end of message, up to its verdict."""
         replies = []
         while True:
             reply = self.conn.recv()

@@ -42,7 +42,10 @@ class ScanConfig:
     max_body_text_bytes: int = 2 << 20
     max_full_bytes: int = 1 << 20
     max_urls: int = 500
+    max_headers: int = 1000
+    max_html_depth: int = 512
     fallback_regex_max_bytes: int = 65536
+    fallback_regex_timeout: float = 0.1
 
 
 @dataclass
@@ -390,6 +393,9 @@ def load_config(path: str | Path | None) -> Config:
         errors.append(f"{locator.where(('actions', 'subject_template'))}: subject_template "
                       "needs %s where the original subject goes")
     errors.extend(_check_milter(config, locator))
+    for name, value in vars(config.scan).items():
+        if not value > 0:
+            errors.append(f"{locator.where(('scan', name))}: scan.{name} must be positive")
     for name, group in config.groups.items():
         if group.max_score is True:
             errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "

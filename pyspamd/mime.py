@@ -1,18 +1,21 @@
-"""MIME structure: the parts of a parsed message, with limits, and their transfer decoding.
+"""MIME structure: parsing a message, its parts with limits, and their transfer decoding.
 
-Limits exist because a message is attacker-controlled: 5,000 parts or 50 levels of
-message/rfc822 must cost a bounded amount of work, and the excess is a symbol, not a crash.
+Limits exist because a message is attacker-controlled: 5,000 parts, 100,000 headers or
+1,000 levels of message/rfc822 must cost a bounded amount of work, and the excess is a
+symbol, not a crash.
 """
 
 from __future__ import annotations
 
 import binascii
+import email
 import re
 from dataclasses import dataclass, field
 from email import errors as email_errors
 from email.message import Message
+from email.policy import Compat32
 
-from pyspamd.textdecode import decode_header_value
+from pyspamd.textdecode import decode_header_value, header_text
 
 _B64_BODY = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
@@ -27,6 +30,68 @@ _DEFECTS: dict[type, str] = {
     email_errors.MissingHeaderBodySeparatorDefect: "header_body_separator",
     email_errors.MisplacedEnvelopeHeaderDefect: "misplaced_envelope_header",
 }
+
+
+class _ScanMessage(Message):
+    """A compat32 message that knows its nesting depth while it is being parsed.
+
+    The stdlib parser recurses once per level of multipart or message/rfc822 nesting (a
+    chain of generators), so about 1,000 levels raise RecursionError. A part deeper than
+    the policy's max_depth reports text/plain to the parser, which then keeps its content
+    as one opaque payload instead of descending; walk_parts names it too_deep.
+    """
+
+    _depth = 0
+    _opaque = False
+
+    def attach(self, payload: Message) -> None:  # type: ignore[override]
+        if isinstance(payload, _ScanMessage):
+            payload._depth = self._depth + 1
+            payload._opaque = payload._depth > self.policy.max_depth  # type: ignore[attr-defined]
+        super().attach(payload)
+
+    def get_content_type(self) -> str:
+        return "text/plain" if self._opaque else super().get_content_type()
+
+
+class _ScanPolicy(Compat32):
+    """compat32 (fast, keeps raw header bytes) with two changes for hostile mail: header
+    values read through the message's accessors (get, get_all, get_param, get_filename,
+    get_content_type ...) are always text, never an email.header.Header; and nesting is
+    bounded while parsing."""
+
+    message_factory = _ScanMessage
+    max_depth = 20
+
+    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+        return header_text(value)
+
+
+# A header block of more fields than this is cut before parsing (the stdlib parser and
+# every check that reads all headers take time in proportion: 100,000 fields cost 1 s).
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_FIELD_START = re.compile(rb"\n(?![ \t])")
+
+
+def parse_message(
+    raw: bytes, max_depth: int, max_headers: int, anomalies: dict[str, list[str]]
+) -> Message:
+    """The message parsed without recursion failures and with at most max_headers fields
+    in its top header block; what was cut is noted in anomalies."""
+    raw = _cut_header_block(raw, max_headers, anomalies)
+    return email.message_from_bytes(raw, policy=_ScanPolicy(max_depth=max_depth))
+
+
+def _cut_header_block(raw: bytes, max_headers: int, anomalies: dict[str, list[str]]) -> bytes:
+    end = _HEADER_END.search(raw)
+    head_end = end.start() if end else len(raw)
+    if raw.count(b"\n", 0, head_end) < max_headers:  # fewer lines than fields allowed
+        return raw
+    for count, m in enumerate(_FIELD_START.finditer(raw, 0, head_end), 2):
+        if count > max_headers:
+            anomalies.setdefault("too_many_headers", []).append(str(max_headers))
+            return raw[: m.start()] + raw[head_end:]
+    return raw
 
 
 @dataclass(slots=True)
@@ -79,7 +144,7 @@ _MAX_PARAM_HEADER = 2048
 def _bound_param_headers(node: Message) -> None:
     for name in ("content-type", "content-disposition"):
         value = node.get(name)
-        if isinstance(value, str) and len(value) > _MAX_PARAM_HEADER:
+        if value is not None and len(value) > _MAX_PARAM_HEADER:
             node.replace_header(name, value[:_MAX_PARAM_HEADER])
 
 
@@ -89,23 +154,21 @@ def _make_part(node: Message, depth: int) -> MimePart:
         ctype = node.get_content_type()
     except Exception:  # a Content-Type header that is not even parseable
         ctype = "text/plain"
-    charset = node.get_param("charset")
-    if isinstance(charset, tuple):  # RFC 2231 form
-        charset = charset[2] or None
+    charset = header_text(node.get_param("charset")) or None
     filename = None
     try:
-        raw_name = node.get_filename()
+        raw_name = header_text(node.get_filename())
     except Exception:
         raw_name = None
     if raw_name:
         filename = decode_header_value(raw_name)[0]
-    disposition = (node.get("content-disposition") or "").split(";", 1)[0].strip().lower()
-    cte = str(node.get("content-transfer-encoding") or "7bit").strip().lower()
+    disposition = header_text(node.get("content-disposition")).split(";", 1)[0].strip().lower()
+    cte = header_text(node.get("content-transfer-encoding")).strip().lower() or "7bit"
     return MimePart(
         msg=node,
         content_type=ctype,
         depth=depth,
-        charset=str(charset) if charset else None,
+        charset=charset,
         filename=filename,
         transfer_encoding=cte,
         is_attachment=disposition == "attachment" or bool(filename),

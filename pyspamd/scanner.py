@@ -18,13 +18,15 @@ from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.checks.registry import build_checks
 from pyspamd.config import Config, load_config
+from pyspamd.faultlog import FaultLog
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
 from pyspamd.services import Services
-from pyspamd.symbols import Hits, SymbolDef, is_hidden
+from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef, is_hidden
 from pyspamd.task import Envelope, ParseLimits, Task
 
 log = logging.getLogger("pyspamd.scan")
+faults = FaultLog(log)
 
 
 class RuleLoadError(Exception):
@@ -33,9 +35,19 @@ class RuleLoadError(Exception):
         self.errors = errors
 
 
+# Symbols of the pipeline itself rather than of one check.
+_SCANNER_SYMBOLS = {
+    SCAN_TIMEOUT: SymbolDef(
+        1.0, "The scan's time budget ran out; the verdict is from the checks that finished "
+        "(options: those that did not)", "scan", source="scanner"),
+}
+
+
 def builtin_symbols(checks: list[Check]) -> dict[str, SymbolDef]:
-    out: dict[str, SymbolDef] = {}
-    for check in checks:
+    out: dict[str, SymbolDef] = {
+        name: replace(symbol_def) for name, symbol_def in _SCANNER_SYMBOLS.items()
+    }
+    for check in [*checks, RegexRules]:
         for name, symbol_def in check.symbols.items():
             out[name] = replace(symbol_def, source=f"check:{check.name}")
     return out
@@ -56,7 +68,8 @@ class Scanner:
         self.ruleset = ruleset
         self.services = services or Services(config)
         self.checks = [*(c for c in checks if not c.runs_after_scoring),
-                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes)]
+                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes,
+                                  config.scan.fallback_regex_timeout)]
         self.post_checks = [c for c in checks if c.runs_after_scoring]
         # Only the checks that learn from results (autolearn) are called after each scan.
         self.learners = [c for c in checks if type(c).after_scan is not Check.after_scan]
@@ -74,6 +87,7 @@ class Scanner:
             max_part_text_bytes=scan.max_part_text_bytes,
             max_body_text_bytes=scan.max_body_text_bytes,
             max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
+            max_headers=scan.max_headers, max_html_depth=scan.max_html_depth,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
 
@@ -98,22 +112,32 @@ class Scanner:
     def scan_task(self, task: Task, budget: float | None = None) -> ScanResult:
         """Synchronous entry; async checks, if any, run on a private event loop.
 
-        `budget` (seconds) bounds the wait for async checks: when it runs out the verdict is
-        made from the symbols that are in, and the result's errors say which checks timed
-        out. CPU work is bounded by the parse limits and RE2, not by this.
+        `budget` (seconds; default [milter] scan_timeout) bounds the whole scan: checks not
+        started when it runs out are skipped, a backtracking regex stops at it, async checks
+        are no longer waited for, and the verdict is made from the symbols that are in, with
+        SCAN_TIMEOUT naming what did not finish. The parse limits bound the rest of the CPU
+        work (a check already running is not interrupted).
         """
         start = time.perf_counter()
+        budget = self._start_clock(task, budget)
         hits, errors, pending = self._run_sync(task)
         if pending:
-            asyncio.run(self._await_all(pending, errors, _remaining(start, budget)))
+            asyncio.run(self._await_all(pending, hits, errors, _remaining(start, budget)))
         return self._finish(task, hits, errors, start)
 
     async def scan_task_async(self, task: Task, budget: float | None = None) -> ScanResult:
         start = time.perf_counter()
+        budget = self._start_clock(task, budget)
         hits, errors, pending = self._run_sync(task)
         if pending:
-            await self._await_all(pending, errors, _remaining(start, budget))
+            await self._await_all(pending, hits, errors, _remaining(start, budget))
         return self._finish(task, hits, errors, start)
+
+    def _start_clock(self, task: Task, budget: float | None) -> float:
+        if budget is None:
+            budget = self.config.milter.scan_timeout
+        task.deadline = time.monotonic() + budget
+        return budget
 
     def _run_sync(
         self, task: Task
@@ -121,12 +145,15 @@ class Scanner:
         hits = Hits()
         errors: list[str] = []
         pending: list[tuple[str, Awaitable[None]]] = []
-        for check in self.checks:
+        for index, check in enumerate(self.checks):
+            if task.time_left() == 0.0:
+                hits.add(SCAN_TIMEOUT, *(c.name for c in self.checks[index:]))
+                break
             try:
                 outcome = check.run(task, hits)
             except Exception as exc:  # one broken check must not cost the verdict
                 errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
-                log.exception("check %s failed", check.name)
+                faults.report(f"check {check.name}", f"check {check.name} failed", exc)
                 continue
             if inspect.isawaitable(outcome):
                 pending.append((check.name, outcome))
@@ -134,18 +161,23 @@ class Scanner:
 
     @staticmethod
     async def _await_all(
-        pending: list[tuple[str, Awaitable[None]]], errors: list[str], timeout: float | None
+        pending: list[tuple[str, Awaitable[None]]],
+        hits: Hits,
+        errors: list[str],
+        timeout: float | None,
     ) -> None:
         tasks = [asyncio.ensure_future(aw) for _, aw in pending]
         _, late = await asyncio.wait(tasks, timeout=timeout)
         for (name, _), task in zip(pending, tasks, strict=True):
             if task in late:
                 task.cancel()
+                hits.add(SCAN_TIMEOUT, name)
                 errors.append(f"{name}: timed out after the scan budget of {timeout:.1f}s")
-                log.warning("check %s timed out", name)
+                faults.report(f"check {name} timeout", f"check {name} timed out after the "
+                              f"scan budget of {timeout:.1f}s", level=logging.WARNING)
             elif (exc := task.exception()) is not None:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-                log.error("check %s failed: %r", name, exc)
+                faults.report(f"check {name}", f"check {name} failed", exc)
         if late:
             await asyncio.gather(*late, return_exceptions=True)
 
@@ -193,7 +225,7 @@ class Scanner:
                     check.after_scoring(task, hits, decision)
                 except Exception as exc:  # as in _run_sync: the verdict stands without it
                     errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
-                    log.exception("check %s failed", check.name)
+                    faults.report(f"check {check.name}", f"check {check.name} failed", exc)
             symbols, total = self._score(hits)
             action, message, forced_by = decision.action, decision.message, decision.forced_by
         result = ScanResult(
@@ -213,8 +245,9 @@ class Scanner:
         for check in self.learners:
             try:
                 check.after_scan(task, result)
-            except Exception:  # learning is a side effect; the verdict stands
-                log.exception("check %s failed after the scan", check.name)
+            except Exception as exc:  # learning is a side effect; the verdict stands
+                faults.report(f"after-scan {check.name}", f"check {check.name} failed after "
+                              "the scan", exc)
         return result
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 MAX_OPTIONS = 10  # per symbol; a header line of 500 options helps nobody
 MAX_OPTION_LEN = 32
+# Added by the scanner, or by a check that stops early, when the scan's time budget ran out.
+SCAN_TIMEOUT = "SCAN_TIMEOUT"
 
 
 @dataclass(slots=True)

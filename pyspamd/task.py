@@ -7,15 +7,14 @@ so a check that needs nothing from the body never pays for decoding it.
 
 from __future__ import annotations
 
-import email
-import email.policy
+import time
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 from functools import cached_property
 
 from pyspamd.htmltext import html_to_text
-from pyspamd.mime import MimePart, payload_bytes, walk_parts
+from pyspamd.mime import MimePart, parse_message, payload_bytes, walk_parts
 from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
 from pyspamd.urls import Url, find_urls
@@ -47,6 +46,8 @@ class ParseLimits:
     max_body_text_bytes: int = 2 << 20
     max_full_bytes: int = 1 << 20
     max_urls: int = 500
+    max_headers: int = 1000
+    max_html_depth: int = 512
 
 
 @dataclass(slots=True)
@@ -100,6 +101,8 @@ class HeaderView:
             for problem in problems:
                 if problem == "8bit":
                     self._anomalies.setdefault("header_8bit", []).append(name)
+                elif problem == "too_many_encoded_words":
+                    self._anomalies.setdefault(problem, []).append(name)
                 else:
                     self._anomalies.setdefault("bad_charset", []).append(problem)
             out.append(text)
@@ -149,12 +152,22 @@ class Task:
         # What checks keep about this message between their calls, by check name; it goes
         # with the task, so a scan that dies leaves nothing behind.
         self.scratch: dict[str, object] = {}
+        # time.monotonic() by which the scan must finish; None: no budget.
+        self.deadline: float | None = None
+
+    def time_left(self) -> float | None:
+        """Seconds left of the scan's time budget (0.0 once spent), or None without one."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
 
     @cached_property
     def message(self) -> Message:
         # compat32 parses about six times faster than the modern policy; headers are decoded
         # by HeaderView instead, with our own charset fall-backs.
-        return email.message_from_bytes(self.raw, policy=email.policy.compat32)
+        return parse_message(
+            self.raw, self.limits.max_depth, self.limits.max_headers, self.anomalies
+        )
 
     @cached_property
     def headers(self) -> HeaderView:
@@ -195,7 +208,10 @@ class Task:
             if "\r" in markup:
                 markup = markup.replace("\r\n", "\n")
             if part.content_type == "text/html":
-                html = html_to_text(markup)
+                html = html_to_text(markup, self.limits.max_html_depth)
+                if html.too_deep:
+                    self.anomalies.setdefault("html_too_deep", []).append(
+                        str(self.limits.max_html_depth))
                 out.append(TextPart(part, html.text, markup, True, html.links))
             else:
                 out.append(TextPart(part, markup, markup, False))

@@ -233,8 +233,9 @@ def test_regex_literal_forms() -> None:
         parse_meta("A && && B")
 
 
-def test_lookaround_falls_back_to_python_re_with_warning(rules_scanner: Build) -> None:
-    scanner = rules_scanner("body PRICE_NOT_EURO /\\d+(?! EUR)\\b/\n")
+def test_lookaround_runs_on_the_backtracking_engine_when_opted_in(rules_scanner: Build) -> None:
+    scanner = rules_scanner(
+        "body PRICE_NOT_EURO /\\d+(?! EUR)\\b/\ntflags PRICE_NOT_EURO backtracking\n")
     assert any("RE2 cannot run" in w for w in scanner.ruleset.warnings)
     assert "PRICE_NOT_EURO" in hits(scanner, make_message(body="costs 40 USD\n"))
 
@@ -250,7 +251,8 @@ def test_catastrophic_pattern_runs_in_linear_time_on_re2(rules_scanner: Build) -
 
 
 def test_fallback_regex_input_is_bounded(tmp_path: Path) -> None:
-    (tmp_path / "x.rules").write_text("body LATE_WORD /(?<=x)needle/\n")
+    (tmp_path / "x.rules").write_text(
+        "body LATE_WORD /(?<=x)needle/\ntflags LATE_WORD backtracking\n")
     config = Config(rules=RulesConfig(dirs=[str(tmp_path)]))
     config.scan.fallback_regex_max_bytes = 1000
     scanner = Scanner.from_config(config)

@@ -23,6 +23,9 @@ _ANOMALY_SYMBOLS = {
     "header_8bit": "HEADER_8BIT",
     "nul": "NUL_IN_MESSAGE",
     "header_body_separator": "BROKEN_HEADERS",
+    "too_many_headers": "TOO_MANY_HEADERS",
+    "too_many_encoded_words": "TOO_MANY_ENCODED_WORDS",
+    "html_too_deep": "HTML_TOO_DEEP",
 }
 _BROKEN = frozenset(("bad_base64", "bad_qp", "truncated", "broken_multipart"))
 
@@ -42,6 +45,11 @@ class MimeSanity(Check):
         "HEADER_8BIT": SymbolDef(1.0, "Raw 8-bit bytes in headers (not RFC 2047 encoded)", _G),
         "NUL_IN_MESSAGE": SymbolDef(1.0, "NUL bytes in the message", _G),
         "BROKEN_HEADERS": SymbolDef(1.0, "Header block not ended by an empty line", _G),
+        "TOO_MANY_HEADERS": SymbolDef(1.0, "More header fields than [scan] max_headers", _G),
+        "TOO_MANY_ENCODED_WORDS": SymbolDef(
+            1.0, "A header with more RFC 2047 encoded words than are decoded", _G),
+        "HTML_TOO_DEEP": SymbolDef(
+            1.0, "HTML nested deeper than [scan] max_html_depth (text taken the cheap way)", _G),
         "HAS_ATTACHMENT": SymbolDef(0.0, "Message has attachments", _G),
     }
 

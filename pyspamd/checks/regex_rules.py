@@ -8,15 +8,16 @@ Only the rules the Set reports are searched again, to get the matched text as op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import re2
 
 from pyspamd.checks.base import Check
 from pyspamd.ruleset.loader import PSEUDO_HEADERS, Rule, RuleSet
 from pyspamd.ruleset.regex import re2_options
-from pyspamd.symbols import Hits
+from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef
 from pyspamd.task import Task
 
 _SET_CHUNK = 32  # patterns per re2.Set, keeps each DFA well inside its memory budget
@@ -47,12 +48,24 @@ class _Group:
             self.sets.append((matcher, chunk))
 
 
+class _OutOfTime(Exception):
+    """The scan's time budget ran out in a backtracking search."""
+
+
 class RegexRules(Check):
     name = "regex_rules"
+    symbols: ClassVar[Mapping[str, SymbolDef]] = {
+        "REGEX_TIMEOUT": SymbolDef(
+            0.0, "A rule on the backtracking engine ran out of [scan] fallback_regex_timeout "
+            "(options: the rules)", "scan"),
+    }
 
-    def __init__(self, ruleset: RuleSet, fallback_max_bytes: int = 65536) -> None:
+    def __init__(
+        self, ruleset: RuleSet, fallback_max_bytes: int = 65536, fallback_timeout: float = 0.1
+    ) -> None:
         self.ruleset = ruleset
         self.fallback_max_bytes = fallback_max_bytes
+        self.fallback_timeout = fallback_timeout
         self.presence: list[Rule] = []  # exists:/missing: header rules
         groups: dict[TargetKey, _Group] = {}
         for rule in ruleset.rules.values():
@@ -81,9 +94,15 @@ class RegexRules(Check):
                 hits.add(rule.name)
         for group in self.groups:
             values = _target_values(task, group.key)
-            self._match_group(group, values, hits)
+            try:
+                self._match_group(group, values, hits, task)
+            except _OutOfTime as exc:
+                hits.add(SCAN_TIMEOUT, f"{self.name}:{exc}")
+                return
 
-    def _match_group(self, group: _Group, values: list[str] | list[bytes], hits: Hits) -> None:
+    def _match_group(
+        self, group: _Group, values: list[str] | list[bytes], hits: Hits, task: Task
+    ) -> None:
         encoded: list[bytes] = [
             v if isinstance(v, bytes) else v.encode("utf-8", "replace") for v in values
         ]
@@ -105,7 +124,20 @@ class RegexRules(Check):
             found_text: str | None = None
             for value in values:
                 cut = value[: self.fallback_max_bytes]
-                m = pattern.search(cut)  # type: ignore[arg-type]
+                left = task.time_left()
+                timeout = self.fallback_timeout if left is None else min(
+                    left, self.fallback_timeout)
+                if timeout <= 0.0:
+                    raise _OutOfTime(rule.name)
+                try:
+                    # The regex module counts the timeout in CPU time of the process, and
+                    # concurrent=True lets the worker's other sessions run meanwhile.
+                    m = pattern.search(cut, timeout=timeout, concurrent=True)  # type: ignore
+                except TimeoutError:
+                    if task.time_left() == 0.0:
+                        raise _OutOfTime(rule.name) from None
+                    hits.add("REGEX_TIMEOUT", rule.name)
+                    break
                 if m:
                     g = m.group(0) if rule.kind in _MATCHED_TEXT_KINDS else value
                     found_text = g.decode("latin-1") if isinstance(g, bytes) else g

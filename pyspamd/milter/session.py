@@ -20,8 +20,10 @@ from email.utils import getaddresses
 from typing import Any, ClassVar
 
 import Milter
+import milter
 
 from pyspamd.auth.dkim_sign import Signer
+from pyspamd.faultlog import FaultLog
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
@@ -30,6 +32,7 @@ from pyspamd.tasklog import task_log_line
 
 log = logging.getLogger("pyspamd.milter")
 task_log = logging.getLogger("pyspamd.task")
+faults = FaultLog(log)
 
 _FAIL_TEXT = "Temporary local problem, please try again later"
 
@@ -207,34 +210,47 @@ class MilterSession(Milter.Base):
             queue_id=queue_id,
         )
         try:
-            skip = self._skip_reason(envelope)
-            raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
-            signature = self._dkim_signature(raw, queue_id) if self.may_sign else None
-            if skip:
-                log.info("qid: %s, ip: %s, not scanned: %s", queue_id or "-",
-                         self.client_ip or "-", skip)
-                verdict = Verdict("accept", add_headers=unscanned(
-                    f"skipped; {skip}", self.app.server_name, queue_id))
-            else:
-                scanner = self.app.scanner
-                task = scanner.task(raw, envelope)
-                result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
-                task_log.info("%s", task_log_line(result, envelope, len(raw)))
-                if self.app.recorder is not None:
-                    self.app.recorder.record(result, envelope, len(raw))
-                verdict = decide(result, self.app.config, queue_id, self.app.server_name,
-                                 self.foreign, task.add_headers)
-                for index in reversed(self.forged_auth_results):
-                    verdict.change_headers.append(("Authentication-Results", index, ""))
-            if signature is not None:
-                verdict.insert_headers.append(signature)
-            return self._apply(verdict)
-        except Exception as exc:  # never lose mail over our own fault
-            log.exception("qid: %s: scan failed, applying fail_action=%s: %s",
-                          queue_id or "-", self.app.config.milter.fail_action, exc)
-            return self._fail(queue_id, exc)
+            try:
+                verdict = self._verdict(envelope, queue_id)
+            except Exception as exc:  # never lose mail over our own fault
+                faults.report("scan", f"qid: {queue_id or '-'}: scan failed, applying "
+                              f"fail_action={self.app.config.milter.fail_action}", exc)
+                return self._fail(queue_id, exc)
+            try:
+                return self._apply(verdict)
+            except milter.error as exc:
+                # libmilter could not send a header or reply: almost always the MTA or its
+                # client has gone at end of message. The scan is not at fault, and telling
+                # the MTA more (the fail path) would fail the same way.
+                faults.report("apply", f"qid: {queue_id or '-'}: verdict not sent to the MTA "
+                              "(connection closed?)", exc, level=logging.WARNING)
+                return self._fail_code()
         finally:
             self._reset_message()
+
+    def _verdict(self, envelope: Envelope, queue_id: str) -> Verdict:
+        skip = self._skip_reason(envelope)
+        raw = b"\r\n".join(self.header_lines) + b"\r\n\r\n" + b"".join(self.body_chunks)
+        signature = self._dkim_signature(raw, queue_id) if self.may_sign else None
+        if skip:
+            log.info("qid: %s, ip: %s, not scanned: %s", queue_id or "-",
+                     self.client_ip or "-", skip)
+            verdict = Verdict("accept", add_headers=unscanned(
+                f"skipped; {skip}", self.app.server_name, queue_id))
+        else:
+            scanner = self.app.scanner
+            task = scanner.task(raw, envelope)
+            result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
+            task_log.info("%s", task_log_line(result, envelope, len(raw)))
+            if self.app.recorder is not None:
+                self.app.recorder.record(result, envelope, len(raw))
+            verdict = decide(result, self.app.config, queue_id, self.app.server_name,
+                             self.foreign, task.add_headers)
+            for index in reversed(self.forged_auth_results):
+                verdict.change_headers.append(("Authentication-Results", index, ""))
+        if signature is not None:
+            verdict.insert_headers.append(signature)
+        return verdict
 
     def _dkim_signature(self, raw: bytes, queue_id: str) -> tuple[str, str] | None:
         """A DKIM-Signature for outbound mail; a failure costs the signature, not the mail."""
@@ -287,16 +303,22 @@ class MilterSession(Milter.Base):
         if self.app.config.milter.fail_action == "tempfail":
             try:
                 self.setreply("451", "4.7.1", _FAIL_TEXT)
-            except Exception:
-                log.exception("could not set the tempfail reply")
+            except Exception as reply_exc:
+                faults.report("fail reply", "could not set the tempfail reply", reply_exc,
+                              level=logging.WARNING)
             return Milter.TEMPFAIL
         try:
             reason = f"failed; {type(exc).__name__}"
             for name, value in unscanned(reason, self.app.server_name, queue_id):
                 self.addheader(name, value)
-        except Exception:
-            log.exception("could not add the scan-failed header; accepting without it")
+        except Exception as header_exc:
+            faults.report("fail header", "could not add the scan-failed header; accepting "
+                          "without it", header_exc, level=logging.WARNING)
         return Milter.ACCEPT
+
+    def _fail_code(self) -> int:
+        return Milter.TEMPFAIL if self.app.config.milter.fail_action == "tempfail" else (
+            Milter.ACCEPT)
 
     def abort(self) -> int:
         self._reset_message()

@@ -18,7 +18,7 @@ _HEADER_NAME = re.compile(r"[!-9;-~]+\Z")  # RFC 5322 field name characters
 _HEADER_VARIANTS = frozenset(("", "raw", "addr", "name", "count"))
 _RULE_KINDS = frozenset(("header", "body", "rawbody", "full", "uri", "mime", "meta"))
 _META_KINDS = frozenset(("score", "describe", "group", "tflags"))
-_TFLAGS = frozenset(("nooptions", "multiple"))
+_TFLAGS = frozenset(("nooptions", "multiple", "backtracking"))
 # Envelope data readable with `header` rules like real headers (lower case).
 PSEUDO_HEADERS = frozenset(
     ("envelopefrom", "envelopercpt", "helo", "clientip", "clienthostname",
@@ -47,6 +47,8 @@ class RuleSet:
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     meta_order: list[str] = field(default_factory=list)  # dependencies first
+    # Rules whose admin accepted a pattern only a backtracking engine runs (tflags).
+    backtracking: set[str] = field(default_factory=set)
 
 
 def rule_files(dirs: Iterable[Path]) -> list[Path]:
@@ -76,8 +78,34 @@ def load_rules(
         _parse_file(path, text, rs, metadata)
     for kind, name, value, source in metadata:
         _apply_metadata(rs, kind, name, value, source)
+    _check_backtracking(rs)
     _check_metas(rs)
     return rs
+
+
+def _check_backtracking(rs: RuleSet) -> None:
+    """Refuse patterns that need the backtracking engine unless their rule opts in.
+
+    Such a pattern can take time exponential in the input ((a+)+b on 40 letters "a" runs
+    for minutes), so a hostile message could stall the worker; opted in, it runs with a
+    timeout, and the scan's time budget holds either way.
+    """
+    for name, rule in rs.rules.items():
+        if rule.regex is None or not rule.regex.uses_fallback:
+            continue
+        if name in rs.backtracking:
+            rs.warnings.append(
+                f"{rule.source}: {name}: RE2 cannot run {rule.regex.spec}; it runs on a "
+                "backtracking engine (tflags backtracking) over the first [scan] "
+                "fallback_regex_max_bytes bytes, for at most [scan] fallback_regex_timeout"
+            )
+        else:
+            rs.errors.append(
+                f"{rule.source}: {name}: RE2 cannot run {rule.regex.spec} (look-around, "
+                "back-references or a repeat over 1000); a backtracking engine can take "
+                "exponential time on hostile mail. Rewrite it for RE2, or accept that with "
+                f"`tflags {name} backtracking` (see docs/rules.md)"
+            )
 
 
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
@@ -132,11 +160,6 @@ def _parse_file(
             rs.errors.append(f"{source}: {name}: {exc}")
             continue
         defined_here.add(name)
-        if rule.regex is not None and rule.regex.uses_fallback:
-            rs.warnings.append(
-                f"{source}: {name}: RE2 cannot run {rule.regex.spec}; it runs on Python re "
-                "over the first [scan] fallback_regex_max_bytes bytes only"
-            )
         rs.rules[name] = rule  # a later file replaces a rule of the same name
         previous = rs.defs.get(name)
         score = 0.0 if is_hidden(name) else DEFAULT_SCORE
@@ -201,6 +224,8 @@ def _apply_metadata(rs: RuleSet, kind: str, name: str, value: str, source: str) 
                 )
             elif flag == "multiple":
                 symbol_def.multiple = True
+            elif flag == "backtracking":
+                rs.backtracking.add(name)
             else:
                 symbol_def.show_options = False
 

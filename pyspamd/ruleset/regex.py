@@ -1,16 +1,19 @@
-"""Rule regexes: parsing `/re/flags` literals and compiling them for RE2 or, rarely, Python re.
+"""Rule regexes: parsing `/re/flags` literals and compiling them for RE2 or, rarely, a
+backtracking engine.
 
 RE2 runs in time linear in the input whatever the pattern, so neither a careless rule nor a
-hostile message can hang a worker. Patterns RE2 rejects (look-around, back-references) fall
-back to Python's `re`, on input cut to a configured length, and configtest warns about them.
+hostile message can hang a worker. Patterns RE2 rejects (look-around, back-references,
+repeats over 1,000) can take exponential time on a backtracking engine: the loader refuses
+them unless the rule opts in (`tflags NAME backtracking`), and they run on the `regex`
+module, whose searches take a timeout, over input cut to a configured length.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import re2
+import regex
 
 _PAIRS = {"{": "}", "(": ")", "[": "]", "<": ">"}
 _FLAGS = frozenset("ims")
@@ -75,7 +78,7 @@ class CompiledRegex:
     spec: RegexSpec
     re2_pattern: bytes | None  # what goes into an re2.Set; None when on the fallback
     re2_regex: object | None  # re2 compiled regex (bytes in, bytes out)
-    fallback: re.Pattern[str] | re.Pattern[bytes] | None
+    fallback: regex.Pattern[str] | regex.Pattern[bytes] | None
 
     @property
     def uses_fallback(self) -> bool:
@@ -83,25 +86,28 @@ class CompiledRegex:
 
 
 def compile_spec(spec: RegexSpec, latin1: bool = False) -> CompiledRegex:
-    """Compile for RE2 on bytes; on failure fall back to Python re. Raises RegexError."""
+    """Compile for RE2 on bytes; on failure for the backtracking engine. Raises RegexError."""
     encoding = "latin-1" if latin1 else "utf-8"
     try:
         pattern = spec.inline.encode(encoding)
     except UnicodeEncodeError as exc:
         raise RegexError(f"regex has characters that cannot match raw bytes: {exc}") from exc
     try:
-        regex = re2.compile(pattern, options=_LATIN1_OPTIONS if latin1 else _UTF8_OPTIONS)
-        return CompiledRegex(spec, pattern, regex, None)
+        compiled = re2.compile(pattern, options=_LATIN1_OPTIONS if latin1 else _UTF8_OPTIONS)
+        return CompiledRegex(spec, pattern, compiled, None)
     except re2.error:
         pass
     flags = 0
-    for flag, value in (("i", re.IGNORECASE), ("m", re.MULTILINE), ("s", re.DOTALL)):
+    for flag, value in (("i", regex.IGNORECASE), ("m", regex.MULTILINE), ("s", regex.DOTALL)):
         if flag in spec.flags:
             flags |= value
     try:
-        fallback: re.Pattern[str] | re.Pattern[bytes] = (
-            re.compile(pattern, flags) if latin1 else re.compile(spec.pattern, flags)
+        # The pattern must mean what it means in Python's re (VERSION0); `regex` adds the
+        # timeout that lets the scan's time budget hold.
+        fallback: regex.Pattern[str] | regex.Pattern[bytes] = (
+            regex.compile(pattern, flags | regex.VERSION0) if latin1
+            else regex.compile(spec.pattern, flags | regex.VERSION0)
         )
-    except re.error as exc:
+    except regex.error as exc:
         raise RegexError(f"bad regex {spec}: {exc}") from exc
     return CompiledRegex(spec, None, None, fallback)

@@ -16,14 +16,21 @@ from __future__ import annotations
 import base64
 
 __all__ = [
+    "GTUBE",
+    "deep_html",
+    "deep_nesting",
     "huge_attachment",
     "huge_attachment_payload",
     "long_header_line",
     "make_message",
+    "many_encoded_words",
+    "many_headers",
     "many_parts",
     "nested_rfc822",
     "pathological_body",
 ]
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 _DATE = "Mon, 06 Jan 2003 10:00:00 +0000"
 
@@ -235,3 +242,53 @@ def make_message(
     merged = [(n, v) for n, v in defaults if n.lower() not in names] + items
     head = "".join(f"{n}: {v}\n" for n, v in merged if v is not None)
     return (head + "\n" + body).encode("utf-8")
+
+
+def deep_nesting(depth: int = 1000, kind: str = "multipart", text: str = GTUBE) -> bytes:
+    """``depth`` levels of multipart/mixed (kind "multipart") or message/rfc822 (kind
+    "rfc822") nesting, with ``text`` in a text/plain part at the top level.
+
+    Python's email parser recurses once per level, so about 1,000 levels raised
+    RecursionError; the top-level text must still be scanned.
+    """
+    if kind == "multipart":
+        inner = "Content-Type: text/plain\n\ninnermost\n"
+        for level in range(depth, 0, -1):
+            inner = (f'Content-Type: multipart/mixed; boundary="b{level}"\n\n'
+                     f"--b{level}\n{inner}\n--b{level}--\n")
+    elif kind == "rfc822":
+        inner = "From: x@example.com\nContent-Type: text/plain\n\ninnermost\n"
+        for level in range(depth, 0, -1):
+            inner = f"From: x{level}@example.com\nContent-Type: message/rfc822\n\n{inner}"
+    else:
+        raise ValueError(kind)
+    top = (
+        _headers("Deep", f"deep-{kind}-{depth}", 'multipart/mixed; boundary="top"')
+        + "\n--top\nContent-Type: text/plain; charset=us-ascii\n\n"
+        + f"{text}\n\n--top\n{inner}\n--top--\n"
+    )
+    return top.encode("ascii")
+
+
+def deep_html(depth: int = 50_000, text: str = GTUBE) -> bytes:
+    """An HTML part of ``depth`` nested <div> around ``text`` and a link: HTML parsers
+    that keep a stack of open elements take time in the square of the depth."""
+    markup = ("<html><body>" + "<div>" * depth + f'{text} <a href="http://deep.example.com/x">'
+              "x</a>" + "</div>" * depth + "</body></html>")
+    return (_headers("Deep HTML", f"deep-html-{depth}", "text/html; charset=us-ascii")
+            + "\n" + markup + "\n").encode("ascii")
+
+
+def many_encoded_words(n: int = 100_000, text: str = GTUBE) -> bytes:
+    """A Subject of ``n`` RFC 2047 encoded words (the stdlib decoder is slower than
+    linear in their number), ``text`` in the body."""
+    subject = " ".join(f"=?utf-8?q?w{i}?=" for i in range(n))
+    return (_headers(subject, f"encoded-words-{n}", "text/plain; charset=us-ascii")
+            + f"\n{text}\n").encode("ascii")
+
+
+def many_headers(n: int = 100_000, text: str = GTUBE) -> bytes:
+    """``n`` extra header fields before the body, ``text`` in the body."""
+    extra = "".join(f"X-Filler-{i}: value {i}\n" for i in range(n))
+    return (_headers("Many headers", f"many-headers-{n}", "text/plain; charset=us-ascii",
+                     extra) + f"\n{text}\n").encode("ascii")

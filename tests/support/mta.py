@@ -108,6 +108,22 @@ class MtaSession:
     def send(self, raw: bytes, mail_from: str = "alice@example.org",
              rcpts: tuple[str, ...] = ("bob@example.net",), queue_id: str = "4QTEST1",
              user: str | None = None) -> EomResult:
+        self.send_until_eom(raw, mail_from, rcpts, queue_id, user)
+        return self.send_reply()
+
+    def send_reply(self) -> EomResult:
+        """The milter's answers to end of message, up to its verdict."""
+        replies = []
+        while True:
+            reply = self.conn.recv()
+            replies.append(reply)
+            if reply[0] in miltertest.DISPOSITION_REPLIES:
+                return EomResult(replies)
+
+    def send_until_eom(self, raw: bytes, mail_from: str = "alice@example.org",
+                       rcpts: tuple[str, ...] = ("bob@example.net",),
+                       queue_id: str = "4QTEST1", user: str | None = None) -> None:
+        """Every stage of one message up to and including end of message, no reply read."""
         macros = {"{mail_addr}": mail_from}
         if user:
             macros["{auth_authen}"] = user
@@ -126,12 +142,6 @@ class MtaSession:
             self._step(C.SMFIC_BODY, buf=wire[start : start + C.MILTER_CHUNK_SIZE])
         eom = codec.encode_msg(C.SMFIC_MACRO, cmdcode=C.SMFIC_BODYEOB, nameval=["i", queue_id])
         self.sock.sendall(eom + codec.encode_msg(C.SMFIC_BODYEOB))
-        replies = []
-        while True:
-            reply = self.conn.recv()
-            replies.append(reply)
-            if reply[0] in miltertest.DISPOSITION_REPLIES:
-                return EomResult(replies)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

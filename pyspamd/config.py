@@ -87,6 +87,10 @@ class MilterConfig:
     foreign_headers: str = "remove"
     server_name: str = ""
     shutdown_timeout: float = 30.0
+    # The master connects to each listener this often and expects an OPTNEG reply within
+    # health_check_timeout; two failures in a row replace the pool's workers (0: no checks).
+    health_check_interval: float = 10.0
+    health_check_timeout: float = 5.0
 
 
 @dataclass
@@ -629,6 +633,9 @@ def _check_milter(config: Config, loc: _Locator) -> list[str]:
             bad(key, f"is not a valid template ({exc}); fields: {', '.join(_TEMPLATE_FIELDS)}")
     if m.max_size <= 0 or m.timeout <= 0 or m.scan_timeout <= 0 or m.shutdown_timeout <= 0:
         bad("max_size", "and the timeouts must be positive")
+    if m.health_check_interval < 0 or m.health_check_timeout <= 0:
+        bad("health_check_interval", "must be 0 (off) or positive, and health_check_timeout "
+            "positive (seconds)")
     if logging.getLevelName(config.logging.level.upper()) not in range(0, 100):
         bad("level", "must be debug, info, warning or error", "logging")
     return errors

@@ -1,0 +1,201 @@
+"""Does the milter keep accepting? Connection churn, then load, then one message per connection.
+
+    python bench/accept.py [--workers 1 2] [--churn 1000] [--messages 400] [--repo DIR]
+
+For each worker count, against a fresh daemon (direct milter protocol, no MTA):
+  1. churn: 1,000 connections opened and closed at once by 8 threads (no OPTNEG);
+  2. load: corpus messages over 8 milter connections; each must get a verdict within 20 s;
+  3. one-message connections: 300 connections, 4 at a time, each OPTNEG + one message + QUIT,
+     as Postfix connects per SMTP session; an OPTNEG reply that takes over 1 s is a "wait"
+     (libmilter's listener polls with a 5 s timeout, so a missed connection shows as ~5.0 s).
+Prints one table: verdicts, failures, OPTNEG p50 / max, waits over 1 s, message p50 / p99 / max,
+and the listen queue (Recv-Q) left at the end. --repo runs another checkout's pyspamd (A/B).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Run as a script this folder comes first on sys.path, and bench/milter.py would stand in for
+# pymilter's C module `milter`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.path.insert(0, str(REPO / "tests"))
+
+import mta  # noqa: E402
+from mta import Daemon, MtaSession  # noqa: E402
+
+from pyspamd.sources import iter_messages  # noqa: E402
+
+WAIT = 1.0  # an OPTNEG reply slower than this counts as a wait
+
+
+@dataclass
+class Figures:
+    verdicts: int = 0
+    failures: list[str] = field(default_factory=list)
+    optneg: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, what: str) -> None:
+        with self.lock:
+            self.failures.append(what)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def churn(port: int, connections: int, threads: int = 8) -> int:
+    """Open and close connections as fast as possible; returns how many connected."""
+    done = [0] * threads
+
+    def work(index: int) -> None:
+        for _ in range(index, connections, threads):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 5):
+                done[index] += 1
+
+    run_threads(threads, work)
+    return sum(done)
+
+
+def load(port: int, messages: list[bytes], connections: int, figures: Figures) -> None:
+    def work(index: int) -> None:
+        try:
+            session = MtaSession(port)
+        except OSError as exc:
+            figures.failed(f"load connect: {exc}")
+            return
+        try:
+            for raw in messages[index::connections]:
+                start = time.perf_counter()
+                session.send(raw)
+                with figures.lock:
+                    figures.latency.append(time.perf_counter() - start)
+                    figures.verdicts += 1
+        except (OSError, AssertionError) as exc:
+            figures.failed(f"load: {type(exc).__name__}: {exc}")
+        finally:
+            session.close()
+
+    run_threads(connections, work)
+
+
+def one_per_connection(port: int, messages: list[bytes], count: int, parallel: int,
+                       figures: Figures) -> None:
+    def work(index: int) -> None:
+        for n in range(index, count, parallel):
+            raw = messages[n % len(messages)]
+            start = time.perf_counter()
+            try:
+                session = MtaSession(port)  # connect, OPTNEG, CONNECT, HELO
+            except (OSError, AssertionError) as exc:
+                figures.failed(f"connect: {type(exc).__name__}: {exc}")
+                continue
+            negotiated = time.perf_counter()
+            try:
+                session.send(raw)
+                end = time.perf_counter()
+                with figures.lock:
+                    figures.optneg.append(negotiated - start)
+                    figures.latency.append(end - negotiated)
+                    figures.verdicts += 1
+            except (OSError, AssertionError) as exc:
+                figures.failed(f"message: {type(exc).__name__}: {exc}")
+            finally:
+                session.close()
+
+    run_threads(parallel, work)
+
+
+def listen_queue(port: int) -> str:
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=False).stdout.split()
+    return out[1] if len(out) > 1 else "?"
+
+
+def run(workers: int, messages: list[bytes], args: argparse.Namespace) -> list[tuple[str, ...]]:
+    rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="pyspamd-bench-accept-"))
+    daemon = Daemon(workdir, "[actions]\ngreylist = false\n", workers=workers)
+    daemon.start()
+    try:
+        MtaSession(daemon.port).close()
+        connected = churn(daemon.port, args.churn)
+        for name, fn in (
+            (f"load after {connected} churned", lambda f: load(daemon.port, messages, 8, f)),
+            (f"{args.single} one-message conns",
+             lambda f: one_per_connection(daemon.port, messages, args.single, 4, f)),
+        ):
+            figures = Figures()
+            thread = threading.Thread(target=fn, args=(figures,), daemon=True)
+            thread.start()
+            thread.join(args.deadline)
+            stuck = "STUCK" if thread.is_alive() else ""
+            opt = figures.optneg
+            rows.append((
+                str(workers), name, str(figures.verdicts), str(len(figures.failures)) + stuck,
+                f"{statistics.median(opt) * 1000:.1f} / {max(opt) * 1000:.0f}" if opt else "-",
+                str(sum(1 for t in opt if t > WAIT)) if opt else "-",
+                f"{percentile(figures.latency, 0.5) * 1000:.1f} / "
+                f"{percentile(figures.latency, 0.99) * 1000:.1f} / "
+                f"{max(figures.latency, default=0) * 1000:.0f}",
+                listen_queue(daemon.port)))
+            for failure in figures.failures[:3]:
+                print(f"  workers={workers} {name}: {failure}", file=sys.stderr)
+    finally:
+        daemon.stop()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--churn", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=400)
+    parser.add_argument("--single", type=int, default=300, help="one-message connections")
+    parser.add_argument("--deadline", type=float, default=120.0,
+                        help="seconds a phase may take before it counts as stuck")
+    parser.add_argument("--repo", type=Path, help="run this checkout's pyspamd instead")
+    args = parser.parse_args()
+    if args.repo:
+        mta.REPO = args.repo.resolve()
+    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
+    base = shared if shared.is_dir() else REPO / "corpus"
+    messages = [s.data for s in iter_messages([str(base / "ham"), str(base / "spam")])
+                if s.data][: args.messages]
+    rows: list[tuple[str, ...]] = []
+    for workers in args.workers:
+        rows += run(workers, messages, args)
+    header = ("workers", "phase", "verdicts", "failures", "OPTNEG p50 / max ms",
+              f"waits >{WAIT:.0f}s", "msg p50 / p99 / max ms", "listen queue")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    print(f"pyspamd from {mta.REPO}; {len(messages)} messages")
+    for values in [header, tuple("-" * w for w in widths), *rows]:
+        print(" | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,13 +9,15 @@ For each worker count, against a fresh daemon (direct milter protocol, no MTA):
      as Postfix connects per SMTP session; an OPTNEG reply that takes over 1 s is a "wait"
      (libmilter's listener polls with a 5 s timeout, so a missed connection shows as ~5.0 s).
 Prints one table: verdicts, failures, OPTNEG p50 / max, waits over 1 s, message p50 / p99 / max,
-and the listen queue (Recv-Q) left at the end. --repo runs another checkout's pyspamd (A/B).
+open connections per worker 0.3 s into the phase (how the kernel spread them), and the
+listen queue (Recv-Q) left at the end. --repo runs another checkout's pyspamd (A/B).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import socket
 import statistics
 import subprocess
@@ -129,6 +131,16 @@ def one_per_connection(port: int, messages: list[bytes], count: int, parallel: i
     run_threads(parallel, work)
 
 
+def spread(port: int) -> str:
+    """Open milter connections per worker process, most first (e.g. "4+4")."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"sport = :{port}"],
+                         capture_output=True, text=True, check=False).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return "+".join(str(n) for n in sorted(counts.values(), reverse=True)) or "-"
+
+
 def listen_queue(port: int) -> str:
     out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
                          check=False).stdout.split()
@@ -151,6 +163,8 @@ def run(workers: int, messages: list[bytes], args: argparse.Namespace) -> list[t
             figures = Figures()
             thread = threading.Thread(target=fn, args=(figures,), daemon=True)
             thread.start()
+            time.sleep(0.3)
+            sessions = spread(daemon.port)
             thread.join(args.deadline)
             stuck = "STUCK" if thread.is_alive() else ""
             opt = figures.optneg
@@ -161,7 +175,7 @@ def run(workers: int, messages: list[bytes], args: argparse.Namespace) -> list[t
                 f"{percentile(figures.latency, 0.5) * 1000:.1f} / "
                 f"{percentile(figures.latency, 0.99) * 1000:.1f} / "
                 f"{max(figures.latency, default=0) * 1000:.0f}",
-                listen_queue(daemon.port)))
+                sessions, listen_queue(daemon.port)))
             for failure in figures.failures[:3]:
                 print(f"  workers={workers} {name}: {failure}", file=sys.stderr)
     finally:
@@ -189,7 +203,8 @@ def main() -> int:
     for workers in args.workers:
         rows += run(workers, messages, args)
     header = ("workers", "phase", "verdicts", "failures", "OPTNEG p50 / max ms",
-              f"waits >{WAIT:.0f}s", "msg p50 / p99 / max ms", "listen queue")
+              f"waits >{WAIT:.0f}s", "msg p50 / p99 / max ms", "conns per worker",
+              "listen queue")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     print(f"pyspamd from {mta.REPO}; {len(messages)} messages")
     for values in [header, tuple("-" * w for w in widths), *rows]:

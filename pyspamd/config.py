@@ -314,6 +314,12 @@ class ControllerConfig:
     max_body: int = 10 << 20
     max_rcpts: int = 1000
     scan_threads: int = 4
+    # A request's line and headers must arrive within header_timeout of the connection or of
+    # the previous answer (also the limit for an idle kept-alive connection), its body within
+    # body_timeout; past max_connections the longest idle connection is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 128
     record_scans: bool = True
     history_size: int = 1000
     flush_interval: float = 1.0
@@ -907,7 +913,9 @@ def _check_controller(config: Config, loc: _Locator) -> list[str]:
                 "anyone there could read the scan history and train Bayes. Set "
                 "controller.enable_password to a hash from `pyspamc pw`, or listen on "
                 "127.0.0.1 (behind a reverse proxy)")
-    for key in ("max_body", "max_rcpts", "scan_threads", "history_size"):
+    if c.header_timeout <= 0 or c.body_timeout <= 0:
+        bad("header_timeout", "and body_timeout must be positive (seconds)")
+    for key in ("max_body", "max_rcpts", "scan_threads", "history_size", "max_connections"):
         if getattr(c, key) <= 0:
             bad(key, "must be positive")
     if c.flush_interval <= 0:

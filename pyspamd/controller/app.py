@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,8 @@ from pyspamd.classifiers.bayes import Bayes
 from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
 from pyspamd.config import Config
-from pyspamd.controller.auth import Access
+from pyspamd.controller.auth import Access, LoginThrottle
+from pyspamd.controller.limits import ConnectionGuard, body_deadline
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
@@ -72,6 +74,8 @@ class Controller:
                  scanner: Scanner | None = None) -> None:
         self.config_path = config_path
         self.started = time.time()
+        self.throttle = LoginThrottle()  # kept across reloads
+        self.guard: ConnectionGuard | None = None  # made with the app (make_app)
         self.executor = ThreadPoolExecutor(config.controller.scan_threads,
                                            thread_name_prefix="controller")
         self._apply(config, scanner or Scanner.from_config(config))
@@ -161,6 +165,12 @@ def _cross_site(request: web.Request) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _too_many(wait: float) -> web.Response:
+    response = _error(429, f"too many wrong passwords; try again in {math.ceil(wait)}s")
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
 def auth_middleware(controller: Controller) -> Any:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -174,13 +184,20 @@ def auth_middleware(controller: Controller) -> Any:
         password = _password(request)
         ip = client_ip(request, controller.access)
         if password and not controller.access.is_secure(ip):
+            wait = controller.throttle.wait(ip)
+            if wait > 0:  # refused unchecked: guessing costs the guesser the time
+                return _too_many(wait)
             level = await controller.run(controller.access.level, ip, password)
+            if level:
+                controller.throttle.succeeded(ip)
         else:
             level = controller.access.level(ip, password)
         if not level:
             if not password:
                 return _error(401, "password required (send it in the Password header)")
-            log.warning("controller: wrong password from %s for %s", ip, request.path)
+            wait = controller.throttle.failed(ip)
+            log.warning("controller: wrong password from %s for %s%s", ip, request.path,
+                        f"; it must wait {wait:.0f}s" if wait else "")
             return _error(403, "wrong password")
         if need == WRITE and level != WRITE:
             return _error(403, "this needs the enable (write) password")
@@ -419,7 +436,10 @@ def _static_file(name: str, content_type: str) -> web.Response:
 
 
 def make_app(controller: Controller) -> web.Application:
-    app = web.Application(client_max_size=controller.config.controller.max_body,
-                          middlewares=[auth_middleware(controller)])
+    c = controller.config.controller
+    controller.guard = ConnectionGuard(c.max_connections)
+    app = web.Application(client_max_size=c.max_body, middlewares=[
+        controller.guard.middleware(), auth_middleware(controller),
+        body_deadline(c.body_timeout)])
     app.add_routes(build_routes(controller))
     return app

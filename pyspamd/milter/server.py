@@ -41,7 +41,7 @@ import milter
 
 from pyspamd.config import Config, load_config
 from pyspamd.logsetup import setup_logging
-from pyspamd.milter.gate import Gate, install_kick_handler
+from pyspamd.milter.gate import CHECK_INTERVAL, FREE, Gate, SessionBoard, install_kick_handler
 from pyspamd.milter.health import Probe
 from pyspamd.milter.session import MilterApp, session_class
 from pyspamd.scanner import Scanner, reload_pipeline
@@ -114,6 +114,8 @@ def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {DRAIN_SIGNAL})
     install_kick_handler()
     app.recorder = _start_recorder(app.config)
+    app.on_sessions_changed = gate.update
+    threading.Thread(target=_balance, args=(app, gate), name="balance", daemon=True).start()
     threading.Thread(target=_drain_on_signal, args=(app, gate, shutdown_timeout),
                      name="drain", daemon=True).start()
     Milter.factory = session_class(app)
@@ -160,10 +162,18 @@ def _stop_recorder(app: MilterApp) -> None:
         app.recorder.stop()
 
 
+def _balance(app: MilterApp, gate: Gate) -> None:
+    """Re-check now and then: other workers' loads change without our sessions changing
+    (and the update is this worker's heartbeat on the board)."""
+    while True:
+        time.sleep(CHECK_INTERVAL)
+        gate.update(app.active)
+
+
 def _drain_on_signal(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     signal.sigwait({DRAIN_SIGNAL})
     try:
-        gate.close()
+        gate.drain()
         # A connection accepted just before the gate closed reaches our first callback a
         # moment later; give it that moment before counting open sessions.
         time.sleep(_DRAIN_GRACE)
@@ -201,6 +211,7 @@ class _Slot:
     started: float = 0.0
     died: float = 0.0
     backoff: _Backoff = field(default_factory=_Backoff)
+    board_slot: int = -1  # its place on the SessionBoard
 
 
 def _listen_fds(spec: str) -> list[int]:
@@ -262,6 +273,7 @@ class Pool:
     reload_requested: bool = False
     replace_requested: bool = False
     listen_fds: list[int] = field(default_factory=list)
+    board: SessionBoard | None = None
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -274,6 +286,7 @@ class Pool:
         milter.opensocket(True)
         _prepare_socket(self.spec, self.config)
         self.listen_fds = _listen_fds(self.spec)
+        self.board = SessionBoard(worker_count(self.config))
         self.slots = [_Slot() for _ in range(worker_count(self.config))]
         log.info("listening on %s with %d workers", self.spec, len(self.slots))
         while not self.stopping:
@@ -299,12 +312,15 @@ class Pool:
         self.replace_requested = True
 
     def _spawn(self, slot: _Slot) -> None:
+        assert self.board is not None
         app = MilterApp(self.scanner, server_name(self.config))
+        board_slot = self.board.claim()  # before the fork, so two spawns never share one
         pid = os.fork()
         if pid == 0:
-            gate = Gate(self.listen_fds, threading.main_thread().ident or 0)
+            gate = Gate(self.board, board_slot, self.listen_fds,
+                        threading.main_thread().ident or 0)
             _worker_main(app, gate, self.config.milter.shutdown_timeout)
-        slot.pid, slot.started = pid, time.monotonic()
+        slot.pid, slot.started, slot.board_slot = pid, time.monotonic(), board_slot
 
     def _fill(self) -> None:
         now = time.monotonic()
@@ -330,9 +346,11 @@ class Pool:
             slot = next((s for s in self.slots if s.pid == pid), None)
             if slot is None or self.stopping:
                 continue
+            if self.board is not None and slot.board_slot >= 0:
+                self.board.set(slot.board_slot, FREE)
             now = time.monotonic()
             lived = now - slot.started
-            slot.pid, slot.died = 0, now
+            slot.pid, slot.died, slot.board_slot = 0, now, -1
             slot.backoff.crashed(lived)
             log.error("worker %d died (%s) after %.1fs; restarting in %.1fs", pid,
                       _describe_status(status), lived, slot.backoff.delay)
@@ -354,6 +372,8 @@ class Pool:
         old = [slot.pid for slot in self.slots if slot.pid]
         kill_at = time.monotonic() + self.config.milter.shutdown_timeout + 5
         self.draining.update(dict.fromkeys(old, kill_at))
+        # A new page: the old workers (some may be frozen) must not count for the new ones.
+        self.board = SessionBoard(worker_count(self.config))
         self.slots = [_Slot() for _ in range(worker_count(self.config))]
         self._fill()
         for pid in old:

@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import socket
 import threading
+from collections.abc import Callable
 from email.utils import getaddresses
 from typing import Any, ClassVar
 
@@ -55,6 +56,8 @@ class MilterApp:
                 self.signer = Signer(self.config.dkim_signing)
             except OSError as exc:  # configtest read the keys; a key gone since is logged
                 log.error("DKIM signing is off: cannot read a key: %s", exc)
+        # Told the new count whenever a session opens or closes (the worker's Gate, gate.py).
+        self.on_sessions_changed: Callable[[int], None] = lambda active: None
         # Counters and history for the controller; set in the worker (its thread is there).
         self.recorder: ScanRecorder | None = None
 
@@ -82,11 +85,15 @@ class MilterApp:
     def session_started(self) -> None:
         with self._idle:
             self._active += 1
+            active = self._active
+        self.on_sessions_changed(active)
 
     def session_ended(self) -> None:
         with self._idle:
             self._active -= 1
+            active = self._active
             self._idle.notify_all()
+        self.on_sessions_changed(active)
 
     def wait_idle(self, timeout: float) -> bool:
         """After libmilter stops accepting: let the sessions in flight finish."""

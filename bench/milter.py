@@ -2,13 +2,14 @@
 
     python bench/milter.py [DIR ...] [--messages N] [--workers N]
 
-Prints one table: msgs/s, p50/p99 per message and CPU milliseconds per message (Postfix's
+Prints one table: msgs/s, p50/p99/max per message and CPU milliseconds per message (Postfix's
 processes, the milter's, this client's) for
   (a) the milter protocol with 1 and 8 connections (no MTA),
   (b) Postfix with the milter and (c) Postfix without it, 8 SMTP connections,
   and the latency the milter adds per message on one SMTP connection.
 Needs Postfix and the test extras (`pip install -e '.[test]'`); runs as root, on loopback,
 with its own ports and directories. DIR defaults to ../shared/corpus/spamassassin, else corpus/.
+--repo runs another checkout's pyspamd with this script (A/B runs alternate the two).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"
 sys.path.insert(0, str(REPO / "tests"))
 
 import aiosmtplib  # noqa: E402
+from support import mta  # noqa: E402
 from support.mta import Daemon, MtaSession, free_port  # noqa: E402
 from support.postfix import MAILBOX, Postfix, running_postfix  # noqa: E402
 
@@ -171,7 +173,10 @@ def main() -> int:
     parser.add_argument("dirs", nargs="*")
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=0, help="milter workers (0: per CPU)")
+    parser.add_argument("--repo", type=Path, help="run this checkout's pyspamd (A/B runs)")
     args = parser.parse_args()
+    if args.repo:
+        mta.REPO = args.repo.resolve()
     shared = REPO.parent / "shared" / "corpus" / "spamassassin"
     base = shared if shared.is_dir() else REPO / "corpus"
     dirs = args.dirs or [str(base / "ham"), str(base / "spam")]
@@ -182,7 +187,7 @@ def main() -> int:
     def row(name: str, rate: float, latencies: list[float], cpu: tuple[float, ...] = (),
             note: str = "") -> None:
         rows.append((name, f"{rate:.0f}", f"{statistics.median(latencies) * 1000:.2f} / "
-                     f"{percentile(latencies, 0.99) * 1000:.2f}",
+                     f"{percentile(latencies, 0.99) * 1000:.2f} / {max(latencies) * 1000:.0f}",
                      " / ".join(f"{c:.2f}" for c in cpu), note))
 
     workdir = Path(tempfile.mkdtemp(prefix="pyspamd-bench-"))
@@ -232,9 +237,10 @@ def main() -> int:
     rows.append(("milter CPU for 80% (CPU-bound)", "", "", f"{budget:.2f}",
                  f"used {with_cpu[1]:.2f} ms per message"))
 
-    header = ("run", "msgs/s", "p50 / p99 ms", "CPU ms/msg Postfix / milter / client", "note")
+    header = ("run", "msgs/s", "p50 / p99 / max ms", "CPU ms/msg Postfix / milter / client", "note")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    print(f"{len(raw_messages)} messages from {', '.join(dirs)}; milter workers: "
+    print(f"pyspamd from {mta.REPO}; {len(raw_messages)} messages from {', '.join(dirs)}; "
+          "milter workers: "
           f"{daemon.workers}; {os.cpu_count()} CPUs")
     for values in [header, tuple("-" * w for w in widths), *rows]:
         print(" | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)))

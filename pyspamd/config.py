@@ -90,6 +90,10 @@ class MilterConfig:
     foreign_headers: str = "remove"
     server_name: str = ""
     shutdown_timeout: float = 30.0
+    # The master connects to each listener this often and expects an OPTNEG reply within
+    # health_check_timeout; two failures in a row replace the pool's workers (0: no checks).
+    health_check_interval: float = 10.0
+    health_check_timeout: float = 5.0
 
 
 @dataclass
@@ -313,6 +317,12 @@ class ControllerConfig:
     max_body: int = 10 << 20
     max_rcpts: int = 1000
     scan_threads: int = 4
+    # A request's line and headers must arrive within header_timeout of the connection or of
+    # the previous answer (also the limit for an idle kept-alive connection), its body within
+    # body_timeout; past max_connections the longest idle connection is closed.
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 128
     record_scans: bool = True
     history_size: int = 1000
     flush_interval: float = 1.0
@@ -635,6 +645,9 @@ def _check_milter(config: Config, loc: _Locator) -> list[str]:
             bad(key, f"is not a valid template ({exc}); fields: {', '.join(_TEMPLATE_FIELDS)}")
     if m.max_size <= 0 or m.timeout <= 0 or m.scan_timeout <= 0 or m.shutdown_timeout <= 0:
         bad("max_size", "and the timeouts must be positive")
+    if m.health_check_interval < 0 or m.health_check_timeout <= 0:
+        bad("health_check_interval", "must be 0 (off) or positive, and health_check_timeout "
+            "positive (seconds)")
     if logging.getLevelName(config.logging.level.upper()) not in range(0, 100):
         bad("level", "must be debug, info, warning or error", "logging")
     return errors
@@ -906,7 +919,9 @@ def _check_controller(config: Config, loc: _Locator) -> list[str]:
                 "anyone there could read the scan history and train Bayes. Set "
                 "controller.enable_password to a hash from `pyspamc pw`, or listen on "
                 "127.0.0.1 (behind a reverse proxy)")
-    for key in ("max_body", "max_rcpts", "scan_threads", "history_size"):
+    if c.header_timeout <= 0 or c.body_timeout <= 0:
+        bad("header_timeout", "and body_timeout must be positive (seconds)")
+    for key in ("max_body", "max_rcpts", "scan_threads", "history_size", "max_connections"):
         if getattr(c, key) <= 0:
             bad(key, "must be positive")
     if c.flush_interval <= 0:

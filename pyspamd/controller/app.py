@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,8 @@ from aiohttp import web
 from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.config import Config
-from pyspamd.controller.auth import Access
+from pyspamd.controller.auth import Access, LoginThrottle
+from pyspamd.controller.limits import ConnectionGuard
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats.reader import StatsReader
 from pyspamd.stats.recorder import ScanRecorder
@@ -60,6 +62,8 @@ class Controller:
                  scanner: Scanner | None = None) -> None:
         self.config_path = config_path
         self.started = time.time()
+        self.throttle = LoginThrottle()  # kept across reloads
+        self.guard: ConnectionGuard | None = None  # made with the app (make_app)
         self.executor = ThreadPoolExecutor(config.controller.scan_threads,
                                            thread_name_prefix="controller")
         self._apply(config, scanner or Scanner.from_config(config))
@@ -151,6 +155,12 @@ def _cross_site(request: web.Request) -> bool:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def _too_many(wait: float) -> web.Response:
+    response = json_error(429, f"too many wrong passwords; try again in {math.ceil(wait)}s")
+    response.headers["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     controller = request.app[CONTROLLER]
@@ -164,13 +174,20 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     password = _password(request)
     ip = client_ip(request, controller.access)
     if password and not controller.access.is_secure(ip):
+        wait = controller.throttle.wait(ip)
+        if wait > 0:  # refused unchecked: guessing costs the guesser the time
+            return _too_many(wait)
         level = await controller.run(controller.access.level, ip, password)
+        if level:
+            controller.throttle.succeeded(ip)
     else:
         level = controller.access.level(ip, password)
     if not level:
         if not password:
             return json_error(401, "password required (send it in the Password header)")
-        log.warning("controller: wrong password from %s for %s", ip, request.path)
+        wait = controller.throttle.failed(ip)
+        log.warning("controller: wrong password from %s for %s%s", ip, request.path,
+                    f"; it must wait {wait:.0f}s" if wait else "")
         return json_error(403, "wrong password")
     if need == WRITE and level != WRITE:
         return json_error(403, "this needs the enable (write) password")

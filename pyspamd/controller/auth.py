@@ -2,8 +2,11 @@
 
 `pyspamc pw` prints "$scrypt$n=16384,r=8,p=1$SALT$HASH" (base64) to paste in the config, as
 `rspamadm pw` does for rspamd. A hash costs ~50 ms and 16 MiB to check, which makes guessing
-slow; a password once verified is remembered by its SHA-256, so a page or `pyspamc -n 8`
-sending it with every request pays that once, not per request.
+slow. The password once verified is remembered (an HMAC under a key made at start), so a page
+or `pyspamc -n 8` sending it with every request pays that once, not per request; any other
+password still pays the full scrypt, so the memory never speeds up guessing (it did: wrong
+passwords were compared with the remembered hash alone, ~400 guesses/s, issue 18). On top,
+LoginThrottle makes a client that keeps failing wait before it may try again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import hmac
 import ipaddress
 import os
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _PREFIX = "$scrypt$"
@@ -72,14 +78,15 @@ class PasswordCheck:
 
     def __init__(self, text: str) -> None:
         self.hash = parse_hash(text)
-        self._known: bytes | None = None  # SHA-256 of the password, once it matched
+        self._key = os.urandom(32)  # the remembered password is useless outside this process
+        self._known: bytes | None = None  # its HMAC, once it matched
         self._lock = threading.Lock()
 
     def matches(self, password: str) -> bool:
-        quick = hashlib.sha256(password.encode()).digest()
+        quick = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
         known = self._known
-        if known is not None:
-            return hmac.compare_digest(quick, known)
+        if known is not None and hmac.compare_digest(quick, known):
+            return True
         h = self.hash
         digest = hashlib.scrypt(password.encode(), salt=h.salt, n=h.n, r=h.r, p=h.p,
                                 dklen=len(h.digest), maxmem=_MAXMEM)
@@ -88,6 +95,74 @@ class PasswordCheck:
         with self._lock:
             self._known = quick
         return True
+
+
+FREE_FAILURES = 5  # wrong passwords a client may send before it has to wait
+_FIRST_WAIT = 1.0  # seconds; doubles with each further failure
+_MAX_WAIT = 300.0
+_FORGET_AFTER = 3600.0  # a client quiet this long starts afresh
+_MAX_CLIENTS = 10000  # clients remembered; the quietest are forgotten first
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+    wait_until: float = 0.0
+
+
+class LoginThrottle:
+    """Back-off per client after wrong passwords: after FREE_FAILURES, each failure makes
+    the client wait twice as long (1 s, 2 s, ... up to 5 minutes) before its next password
+    is even checked; a right password clears its record. IPv6 clients count per /64, since
+    one host can have a whole /64."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._clients: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(ip: str | None) -> str:
+        if not ip:
+            return "-"
+        try:
+            address = ipaddress.ip_address(ip.split("%", 1)[0])
+        except ValueError:
+            return ip
+        if address.version == 6 and address.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+
+    def wait(self, ip: str | None) -> float:
+        """Seconds this client must still wait before a password is checked (0: none)."""
+        with self._lock:
+            record = self._clients.get(self.key(ip))
+            if record is None:
+                return 0.0
+            return max(0.0, record.wait_until - self._clock())
+
+    def failed(self, ip: str | None) -> float:
+        """Count a wrong password; returns the wait it earned."""
+        now = self._clock()
+        with self._lock:
+            key = self.key(ip)
+            record = self._clients.pop(key, None)
+            if record is None or now - record.last > _FORGET_AFTER:
+                record = _Failures()
+            self._clients[key] = record  # most recent last
+            while len(self._clients) > _MAX_CLIENTS:
+                self._clients.popitem(last=False)
+            record.count += 1
+            record.last = now
+            over = record.count - FREE_FAILURES
+            wait = 0.0 if over <= 0 else min(_MAX_WAIT, _FIRST_WAIT * 2 ** (over - 1))
+            record.wait_until = now + wait
+            return wait
+
+    def succeeded(self, ip: str | None) -> None:
+        with self._lock:
+            self._clients.pop(self.key(ip), None)
 
 
 class Access:

@@ -22,6 +22,7 @@ from pyspamd.controller.app import (
     json_error,
     redact_config,
 )
+from pyspamd.controller.limits import ConnectionGuard, body_deadline
 from pyspamd.result import ScanResult, header_changes
 from pyspamd.sources import not_a_message
 from pyspamd.stats import keys, prometheus
@@ -278,8 +279,10 @@ ROUTES = [
 
 
 def make_app(controller: Controller) -> web.Application:
-    app = web.Application(client_max_size=controller.config.controller.max_body,
-                          middlewares=[auth_middleware])
+    c = controller.config.controller
+    controller.guard = ConnectionGuard(c.max_connections)
+    app = web.Application(client_max_size=c.max_body, middlewares=[
+        controller.guard.middleware(), auth_middleware, body_deadline(c.body_timeout)])
     app[CONTROLLER] = controller
     app.add_routes(ROUTES)
     return app

@@ -24,14 +24,23 @@ async def _serve(controller: Controller, host: str, port: int) -> None:
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP,
                             lambda: loop.run_in_executor(None, controller.reload))
-    runner = web.AppRunner(make_app(controller), access_log=None, handle_signals=False)
+    app = make_app(controller)
+    # aiohttp's keep-alive timer doubles as the header timeout (see limits.py).
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           keepalive_timeout=controller.config.controller.header_timeout)
     await runner.setup()
+    server = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
+        guard = controller.guard
+        assert guard is not None and runner.server is not None
+        guard.server = runner.server
+        # Our own listening server instead of a TCPSite, so each connection passes the guard.
+        server = await loop.create_server(guard, host, port, reuse_address=True)
         log.info("controller listening on http://%s:%d/", host, port)
         await stop.wait()
     finally:
+        if server is not None:
+            server.close()
         await runner.cleanup()
 
 

@@ -11,11 +11,19 @@ Python callbacks, so sessions still open are stranded (seen in tests: the MTA wa
 gets a reset). Instead the pool sends SIGUSR1; a thread in the worker closes its gate (see
 gate.py: the worker stops accepting, the others do not), waits until its open sessions have
 finished, and exits. Past shutdown_timeout the pool kills what is left.
+
+Each worker has its own restart back-off (a worker that keeps dying young waits longer before
+its next start, the others are not held back), and a pool left with no worker restarts one
+within a second whatever the back-offs say. Workers die with their pool (PR_SET_PDEATHSIG),
+so a pool restarted by the master never finds its socket still held by orphans. The master
+checks each pool the way the MTA would, by connecting and negotiating (health.py), and
+restarts a pool that stopped answering.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -33,7 +41,8 @@ import milter
 
 from pyspamd.config import Config, load_config
 from pyspamd.logsetup import setup_logging
-from pyspamd.milter.gate import CHECK_INTERVAL, Gate, SessionBoard
+from pyspamd.milter.gate import CHECK_INTERVAL, FREE, Gate, SessionBoard, install_kick_handler
+from pyspamd.milter.health import Probe
 from pyspamd.milter.session import MilterApp, session_class
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats.keys import EVENT as EVENT_KEY
@@ -46,8 +55,11 @@ log = logging.getLogger("pyspamd.master")
 _RESTART_MIN = 0.5  # seconds before restarting a crashed process; doubles while it keeps dying
 _RESTART_MAX = 30.0
 _STABLE_AFTER = 60.0  # a process that lived this long resets the back-off
+_EMPTY_POOL_WAIT = 1.0  # at most this long with no worker at all, whatever the back-offs
 _TICK = 0.2
 _DRAIN_GRACE = 0.5  # seconds between closing a worker's gate and counting its sessions
+_HEALTH_FAILURES = 2  # probes failed in a row before the master acts
+_PR_SET_PDEATHSIG = 1
 # libmilter runs each connection in its own thread, and every stage is a short callback that
 # takes the GIL. At Python's default 5 ms switch interval, threads waiting with a header or
 # body chunk force the thread that is scanning to hand over the GIL again and again. A worker
@@ -88,16 +100,19 @@ def _register_callbacks() -> None:
     )
 
 
-DRAIN_SIGNAL = signal.SIGUSR1
+DRAIN_SIGNAL = signal.SIGUSR1  # pool -> worker: stop accepting, finish, exit
+REPLACE_SIGNAL = signal.SIGUSR2  # master -> pool: replace the workers (health check)
 
 
 def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
+    _die_with_parent()
     # libmilter waits for these signals in its own thread; Python's handlers would hide them.
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGCHLD):
         signal.signal(signum, signal.SIG_DFL)
     # Blocked before any thread exists, so every libmilter thread inherits the mask and only
     # the drain thread's sigwait() receives it.
     signal.pthread_sigmask(signal.SIG_BLOCK, {DRAIN_SIGNAL})
+    install_kick_handler()
     app.recorder = _start_recorder(app)
     app.on_sessions_changed = gate.update
     threading.Thread(target=_balance, args=(app, gate), name="balance", daemon=True).start()
@@ -107,13 +122,26 @@ def _worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     code = 0
     try:
-        milter.main()
+        milter.main()  # libmilter's listener runs here, in the main thread (gate.py)
     except Exception:
         log.exception("worker %d: milter loop failed", os.getpid())
         code = 1
     _stop_recorder(app)
     logging.shutdown()
     os._exit(code)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this worker when its pool dies: orphans would keep accepting on
+    the pool's socket, and a new pool could not bind it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    except (OSError, AttributeError) as exc:
+        log.warning("worker %d will not die with its pool: %s", os.getpid(), exc)
+    if os.getppid() == 1:  # the pool died before the call above
+        os._exit(1)
 
 
 def _start_recorder(app: MilterApp) -> ScanRecorder | None:
@@ -136,7 +164,8 @@ def _stop_recorder(app: MilterApp) -> None:
 
 
 def _balance(app: MilterApp, gate: Gate) -> None:
-    """Re-check now and then: other workers' loads change without our sessions changing."""
+    """Re-check now and then: other workers' loads change without our sessions changing
+    (and the update is this worker's heartbeat on the board)."""
     while True:
         time.sleep(CHECK_INTERVAL)
         gate.update(app.active)
@@ -163,14 +192,6 @@ def _drain_on_signal(app: MilterApp, gate: Gate, shutdown_timeout: float) -> Non
 # --- pools -------------------------------------------------------------------------------
 
 @dataclass
-class _Child:
-    pid: int
-    started: float
-    generation: int
-    slot: int = -1
-
-
-@dataclass
 class _Backoff:
     delay: float = 0.0
     not_before: float = 0.0
@@ -180,6 +201,18 @@ class _Backoff:
             self.delay = 0.0
         self.delay = min(_RESTART_MAX, max(_RESTART_MIN, self.delay * 2))
         self.not_before = time.monotonic() + self.delay
+
+
+@dataclass
+class _Slot:
+    """One worker's place in a pool: the process in it (0: none) and its own back-off, so
+    one worker dying again and again does not hold back the restart of the others."""
+
+    pid: int = 0
+    started: float = 0.0
+    died: float = 0.0
+    backoff: _Backoff = field(default_factory=_Backoff)
+    board_slot: int = -1  # its place on the SessionBoard
 
 
 def _listen_fds(spec: str) -> list[int]:
@@ -233,11 +266,13 @@ class Pool:
     config_path: Path | None
     config: Config
     scanner: Scanner
-    children: dict[int, _Child] = field(default_factory=dict)
-    generation: int = 0
-    backoff: _Backoff = field(default_factory=_Backoff)
+    slots: list[_Slot] = field(default_factory=list)
+    # Workers of an earlier generation -> when to kill them if they have not exited (a
+    # worker that stopped answering may not drain).
+    draining: dict[int, float] = field(default_factory=dict)
     stopping: bool = False
     reload_requested: bool = False
+    replace_requested: bool = False
     listen_fds: list[int] = field(default_factory=list)
     board: SessionBoard | None = None
 
@@ -245,20 +280,26 @@ class Pool:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(REPLACE_SIGNAL, self._on_replace)
         _register_callbacks()
         milter.setconn(self.spec)
         milter.settimeout(self.config.milter.timeout)
         milter.opensocket(True)
         _prepare_socket(self.spec, self.config)
         self.listen_fds = _listen_fds(self.spec)
-        self._new_board()
-        log.info("listening on %s with %d workers", self.spec, worker_count(self.config))
+        self.board = SessionBoard(worker_count(self.config))
+        self.slots = [_Slot() for _ in range(worker_count(self.config))]
+        log.info("listening on %s with %d workers", self.spec, len(self.slots))
         while not self.stopping:
             self._reap()
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
+            if self.replace_requested:
+                self.replace_requested = False
+                self._replace_workers("health check")
             self._fill()
+            self._kill_overdue()
             time.sleep(_TICK)
         self._shutdown()
 
@@ -268,38 +309,52 @@ class Pool:
     def _on_reload(self, signum: int, frame: object) -> None:
         self.reload_requested = True
 
-    def _new_board(self) -> None:
-        # Room for a full generation plus one draining after a reload.
-        self.board = SessionBoard(2 * worker_count(self.config) + 2)
+    def _on_replace(self, signum: int, frame: object) -> None:
+        self.replace_requested = True
 
-    def _spawn(self) -> None:
+    def _spawn(self, slot: _Slot) -> None:
         assert self.board is not None
         app = MilterApp(self.scanner, server_name(self.config))
-        slot = self.board.free_slot()
-        self.board.set(slot, 0)  # claimed before fork, so two spawns never share a slot
+        board_slot = self.board.claim()  # before the fork, so two spawns never share one
         pid = os.fork()
         if pid == 0:
-            gate = Gate(self.board, slot, self.listen_fds)
+            gate = Gate(self.board, board_slot, self.listen_fds,
+                        threading.main_thread().ident or 0)
             _worker_main(app, gate, self.config.milter.shutdown_timeout)
-        self.children[pid] = _Child(pid, time.monotonic(), self.generation, slot)
+        slot.pid, slot.started, slot.board_slot = pid, time.monotonic(), board_slot
 
     def _fill(self) -> None:
-        current = sum(1 for c in self.children.values() if c.generation == self.generation)
-        while current < worker_count(self.config) and time.monotonic() >= self.backoff.not_before:
-            self._spawn()
-            current += 1
+        now = time.monotonic()
+        empty = [slot for slot in self.slots if not slot.pid]
+        if not empty:
+            return
+        for slot in empty:
+            if now >= slot.backoff.not_before:
+                self._spawn(slot)
+        if all(not slot.pid for slot in self.slots):
+            # Every worker is waiting out its back-off: a pool must never be without a
+            # worker for long, so the one that died first starts now.
+            first = min(self.slots, key=lambda slot: slot.died)
+            if now - first.died >= _EMPTY_POOL_WAIT:
+                log.warning("pool for %s has no worker; starting one despite the back-off",
+                            self.spec)
+                self._spawn(first)
 
     def _reap(self) -> None:
         for pid, status in _exited_children():
-            child = self.children.pop(pid, None)
-            if child is not None and self.board is not None and child.slot >= 0:
-                self.board.set(child.slot, -1)
-            if child is None or child.generation != self.generation or self.stopping:
+            if self.draining.pop(pid, None) is not None:
                 continue
-            lived = time.monotonic() - child.started
-            self.backoff.crashed(lived)
+            slot = next((s for s in self.slots if s.pid == pid), None)
+            if slot is None or self.stopping:
+                continue
+            if self.board is not None and slot.board_slot >= 0:
+                self.board.set(slot.board_slot, FREE)
+            now = time.monotonic()
+            lived = now - slot.started
+            slot.pid, slot.died, slot.board_slot = 0, now, -1
+            slot.backoff.crashed(lived)
             log.error("worker %d died (%s) after %.1fs; restarting in %.1fs", pid,
-                      _describe_status(status), lived, self.backoff.delay)
+                      _describe_status(status), lived, slot.backoff.delay)
             _count_restart(self.config)
 
     def _reload(self) -> None:
@@ -310,30 +365,50 @@ class Pool:
         if config.milter.listen != self.config.milter.listen:
             log.warning("milter.listen changed: restart pyspamd to apply it")
         self.config, self.scanner = config, scanner
-        old = [c.pid for c in self.children.values()]
-        self.generation += 1
-        if self.board is None or self.board.slots < 2 * worker_count(config) + 2:
-            self._new_board()
-        self.backoff = _Backoff()
-        self._fill()  # new workers first, so the socket always has takers
+        count = self._replace_workers("reload")
+        log.info("reloaded config and rules; %d workers replaced", count)
+
+    def _replace_workers(self, why: str) -> int:
+        """New workers first, so the socket always has takers; then the old ones drain."""
+        old = [slot.pid for slot in self.slots if slot.pid]
+        kill_at = time.monotonic() + self.config.milter.shutdown_timeout + 5
+        self.draining.update(dict.fromkeys(old, kill_at))
+        # A new page: the old workers (some may be frozen) must not count for the new ones.
+        self.board = SessionBoard(worker_count(self.config))
+        self.slots = [_Slot() for _ in range(worker_count(self.config))]
+        self._fill()
         for pid in old:
             _kill(pid, DRAIN_SIGNAL)
-        log.info("reloaded config and rules; %d workers replaced", len(old))
+        if why != "reload":
+            log.warning("pool for %s: %d workers replaced (%s)", self.spec, len(old), why)
+        return len(old)
+
+    def _children(self) -> set[int]:
+        return {slot.pid for slot in self.slots if slot.pid} | set(self.draining)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, kill_at in self.draining.items():
+            if now > kill_at:
+                log.warning("worker %d did not finish draining in time; killing it", pid)
+                _kill(pid, signal.SIGKILL)
+                self.draining[pid] = now + 60  # reaped soon; no second line meanwhile
 
     def _shutdown(self) -> None:
-        for pid in self.children:
+        children = self._children()
+        for pid in children:
             _kill(pid, DRAIN_SIGNAL)
         deadline = time.monotonic() + self.config.milter.shutdown_timeout + 2
-        while self.children and time.monotonic() < deadline:
+        while children and time.monotonic() < deadline:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid:
-                self.children.pop(pid, None)
+                children.discard(pid)
             else:
                 time.sleep(0.05)
-        for pid in list(self.children):
+        for pid in children:
             log.warning("worker %d did not stop in time; killing it", pid)
             _kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
@@ -377,6 +452,16 @@ def _describe_status(status: int) -> str:
 # --- master ------------------------------------------------------------------------------
 
 @dataclass
+class _Health:
+    """The master's view of one pool: the probe under way and the failures in a row."""
+
+    next_probe: float
+    probe: Probe | None = None
+    failures: int = 0
+    replaced: bool = False  # its workers were replaced after failures; next step: restart
+
+
+@dataclass
 class Master:
     config_path: Path | None
     config: Config
@@ -384,6 +469,7 @@ class Master:
     pools: dict[int, str] = field(default_factory=dict)  # pid -> listener spec
     backoff: dict[str, _Backoff] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
+    health: dict[str, _Health] = field(default_factory=dict)
     stopping: bool = False
     reload_requested: bool = False
 
@@ -404,6 +490,7 @@ class Master:
                 backoff = self.backoff.setdefault(spec, _Backoff())
                 if spec not in running and time.monotonic() >= backoff.not_before:
                     self._spawn_pool(spec)
+            self._check_health()
             time.sleep(_TICK)
         for pid in self.pools:
             _kill(pid, signal.SIGTERM)
@@ -452,6 +539,45 @@ class Master:
             os._exit(code)
         self.pools[pid] = spec
         self.started[pid] = time.monotonic()
+        self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
+
+    def _check_health(self) -> None:
+        """Probe each pool now and then; a pool that fails twice in a row gets new workers,
+        and one that fails twice more after that is killed and started again."""
+        m = self.config.milter
+        if m.health_check_interval <= 0:
+            return
+        now = time.monotonic()
+        for pid, spec in list(self.pools.items()):
+            health = self.health.get(spec)
+            if spec == CONTROLLER or health is None:
+                continue
+            if health.probe is None:
+                if now >= health.next_probe:
+                    health.probe = Probe(spec, m.health_check_timeout)
+                continue
+            outcome = health.probe.step()
+            if outcome is None:
+                continue
+            health.probe = None
+            health.next_probe = now + m.health_check_interval
+            if not outcome:
+                health.failures, health.replaced = 0, False
+                continue
+            health.failures += 1
+            log.warning("health check of %s failed (%d in a row): %s", spec, health.failures,
+                        outcome)
+            if health.failures < _HEALTH_FAILURES:
+                continue
+            health.failures = 0
+            if not health.replaced:
+                log.error("pool for %s stopped answering; replacing its workers", spec)
+                health.replaced = True
+                _kill(pid, REPLACE_SIGNAL)
+            else:
+                log.error("pool for %s still not answering; killing it to start it again",
+                          spec)
+                _kill(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
 
     def _reap(self) -> None:
         for pid, status in _exited_children():

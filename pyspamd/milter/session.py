@@ -59,7 +59,7 @@ class MilterApp:
                 self.signer = Signer(self.config.dkim_signing)
             except OSError as exc:  # configtest read the keys; a key gone since is logged
                 log.error("DKIM signing is off: cannot read a key: %s", exc)
-        # Told the new count whenever a session opens or closes (the worker's Gate).
+        # Told the new count whenever a session opens or closes (the worker's Gate, gate.py).
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
         # Counters and history for the controller; set in the worker (its thread is there).
         self.recorder: ScanRecorder | None = None

@@ -158,6 +158,7 @@ class Daemon:
     workers: int = 2
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    milter_options: str = ""  # more lines for the [milter] section, which this class writes
 
     @property
     def log_path(self) -> Path:
@@ -171,7 +172,7 @@ class Daemon:
             "[controller]\nenabled = false\n"
         config.write_text(
             f'[milter]\nlisten = ["inet:{self.port}@127.0.0.1"]\nworkers = {self.workers}\n'
-            f'shutdown_timeout = 10.0\n{self.config_text}\n{controller}'
+            f'shutdown_timeout = 10.0\n{self.milter_options}\n{self.config_text}\n{controller}'
             f'[logging]\ntarget = "{self.log_path}"\nlevel = "info"\n')
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pyspamd.cli.pyspamd", "--config", str(config)],

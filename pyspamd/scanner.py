@@ -165,10 +165,10 @@ class Scanner:
             if is_hidden(name):
                 continue
             symbol_def = self.defs.get(name) or SymbolDef()
-            score = symbol_def.score * (min(hit.count, 10) if symbol_def.multiple else 1)
-            score *= hit.weight
+            factor = hit.weight * (min(hit.count, 10) if symbol_def.multiple else 1)
+            score = symbol_def.score * factor
             options = hit.options if symbol_def.show_options else []
-            symbols[name] = Symbol(name, score, options, symbol_def.description)
+            symbols[name] = Symbol(name, score, options, symbol_def.description, factor)
             if symbol_def.group in self.group_caps:
                 group_sums[symbol_def.group] = group_sums.get(symbol_def.group, 0.0) + score
             else:

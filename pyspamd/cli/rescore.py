@@ -8,6 +8,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
@@ -78,9 +79,9 @@ def fit(config: Config, vectors: list[SymbolVector], pin: list[str],
     ordered = sorted(vectors, key=lambda v: (v.digest, v.name, not v.spam,
                                              sorted(v.factors.items())))
     threshold = scanner.thresholds.spam_score
+    reject = scanner.thresholds.by_action.get("reject", threshold + 9.0)
     return fit_scores(ordered, defaults, pinned_symbols(config, pin),
-                      FitParams(threshold=threshold, min_hits=params.min_hits, l2=params.l2,
-                                ham_cost=params.ham_cost, max_score=params.max_score))
+                      replace(params, threshold=threshold, reject=reject))
 
 
 def fit_from_scanned(config: Config, scanned: list[Scanned],
@@ -134,6 +135,11 @@ def collect_vectors(config: Config, args: argparse.Namespace) -> list[SymbolVect
         return EXIT_USAGE
     for error in errors:
         print(f"skipped: {error}", file=sys.stderr)
+    counts = sum(m.spam for m in messages), sum(not m.spam for m in messages)
+    if min(counts) < args.folds:
+        print(f"pyspamc rescore: {args.folds} folds need at least {args.folds} messages of "
+              f"each class, got {counts[0]} spam and {counts[1]} ham", file=sys.stderr)
+        return EXIT_FAILED
     scanned = mass_check.cross_validated(config, messages, args.folds, args.seed,
                                          lambda line: print(line, file=sys.stderr))
     vectors = [s.vector() for s in scanned if not s.error]

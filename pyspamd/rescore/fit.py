@@ -1,19 +1,21 @@
 """The score fit: a logistic regression over symbol vectors whose weights, divided by a
-fitted scale, are the symbols' scores, so the scores stay additive and the action
-thresholds keep their meaning.
+fixed scale, are the symbols' scores, so the scores stay additive and the action thresholds
+keep their meaning.
 
-With F the summed score of the symbols that are not fitted (pinned, too rare) and T the
-`add header` threshold, the model is
+With F the summed score of the symbols that are not fitted (pinned, too rare), T the
+`add header` threshold and a the scale (logit units per score point), the model is
 
     logit P(spam) = sum_j w_j x_j + a (F - T),    score_j = w_j / a
 
-so a message whose scores add up to T sits at the model's decision point (shifted by the
-cost of a ham error, `ham_cost`), the greylist and reject thresholds become lower and higher
-odds of spam on the same scale, and the problem stays convex in (w, a). L-BFGS-B bounds
-keep the signs: a rule written for spam (default score > 0) never goes below 0, one
-written for ham never above. An L2 penalty on w keeps scores of rules that fire on few
-messages modest. The fit runs twice: the second with the scale a of the first held, so
-`max_score` bounds each score directly.
+so a message whose scores add up to T sits at the model's decision point (even odds, after
+weighing a ham error `ham_cost` times a missed spam). The scale is not fitted: left free,
+symbols that fire on nearly every ham (MIME_GOOD, BAYES_HAM) stand in for the intercept and
+the scale collapses. It is set so that the reject threshold means odds of `reject_odds`
+to 1: with 6 and 15 and 1000:1, a point is a factor of 2.15 in the odds, greylist (4) is
+about 1:5 and a message with no symbol about 1:100. The problem is then convex in w;
+L-BFGS-B bounds keep the signs (a rule written for spam, default score > 0, never goes
+below 0, one written for ham never above) and each score within `max_score`; an L2
+penalty keeps scores of rules that fire on few messages modest.
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ from pyspamd.rescore.vectors import SymbolVector
 
 @dataclass(frozen=True, slots=True)
 class FitParams:
-    threshold: float = 6.0  # the add-header threshold the scale is tied to
+    threshold: float = 6.0  # the add-header threshold: even odds
+    reject: float = 15.0  # the reject threshold: odds of reject_odds to 1
+    reject_odds: float = 1000.0
     min_hits: int = 10  # messages a symbol must fire on to be fitted
-    l2: float = 1.0  # penalty on the logistic weights
-    ham_cost: float = 5.0  # weight of a ham message in the loss against a spam one
+    l2: float = 0.3  # penalty on the logistic weights (docs/scores.md: how chosen)
+    ham_cost: float = 20.0  # weight of a ham message in the loss against a spam one
     max_score: float = 15.0  # no fitted score beyond +/- this
+    # Each vector also counts once more without these symbols, at this weight: the scores
+    # must serve a new install, whose Bayes cannot vote yet, as well as a trained one;
+    # fitted with Bayes alone, rules that fire where Bayes does get nothing.
+    untrained: frozenset[str] = frozenset(("BAYES_SPAM", "BAYES_HAM"))
+    untrained_weight: float = 0.1
 
 
 @dataclass(slots=True)
@@ -57,20 +66,15 @@ class FitResult:
         return {s.name: s.new for s in self.scores if s.why == "fitted"}
 
 
-def _loss(theta: np.ndarray, x: np.ndarray, z: np.ndarray, y: np.ndarray, cost: np.ndarray,
-          l2: float, fixed_a: float | None) -> tuple[float, np.ndarray]:
-    w = theta if fixed_a is not None else theta[:-1]
-    a = fixed_a if fixed_a is not None else theta[-1]
+def _loss(w: np.ndarray, x: np.ndarray, z: np.ndarray, y: np.ndarray, cost: np.ndarray,
+          l2: float, a: float) -> tuple[float, np.ndarray]:
     margin = x @ w + a * z
     signed = np.where(y, margin, -margin)
     # log(1 + exp(-m)) and its derivative, stable for large |m|
     loss = float(np.sum(cost * np.logaddexp(0.0, -signed)) + 0.5 * l2 * w @ w)
-    d_margin = -cost * (1.0 / (1.0 + np.exp(np.clip(signed, -500, 500))))
-    d_margin = np.where(y, d_margin, -d_margin)
-    grad_w = x.T @ d_margin + l2 * w
-    if fixed_a is not None:
-        return loss, grad_w
-    return loss, np.append(grad_w, d_margin @ z)
+    d_signed = -cost / (1.0 + np.exp(np.clip(signed, -500, 500)))
+    grad = x.T @ np.where(y, d_signed, -d_signed) + l2 * w
+    return loss, grad
 
 
 def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
@@ -79,16 +83,25 @@ def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
     (rules, checks, config); `pinned`: symbols whose score must stay. Deterministic: the
     symbols are taken in name order and the optimiser has no randomness."""
     p = params or FitParams()
+    if p.untrained_weight > 0 and any(p.untrained & v.factors.keys() for v in vectors):
+        stripped = [SymbolVector(v.spam, {n: f for n, f in v.factors.items()
+                                          if n not in p.untrained}) for v in vectors]
+        weights = np.concatenate([np.ones(len(vectors)),
+                                  np.full(len(vectors), p.untrained_weight)])
+        vectors = [*vectors, *stripped]
+    else:
+        weights = np.ones(len(vectors))
     y = np.array([v.spam for v in vectors], dtype=bool)
     names = sorted({n for v in vectors for n in v.factors})
     hits_spam = {n: 0 for n in names}
     hits_ham = {n: 0 for n in names}
-    for v in vectors:
+    for v, weight in zip(vectors, weights, strict=True):
         for n, f in v.factors.items():
-            if f:
+            if f and weight == 1.0:
                 (hits_spam if v.spam else hits_ham)[n] += 1
     free: list[str] = []
-    result = FitResult(spam=int(y.sum()), ham=int((~y).sum()))
+    real = weights == 1.0
+    result = FitResult(spam=int((y & real).sum()), ham=int((~y & real).sum()))
     for n in names:
         old = float(defaults.get(n, 0.0))
         why = ("pinned" if n in pinned else "informational" if old == 0.0
@@ -111,20 +124,16 @@ def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
             else:
                 offset[i] += float(defaults.get(n, 0.0)) * f
     z = offset - p.threshold
-    cost = np.where(y, 1.0, p.ham_cost)
+    cost = np.where(y, 1.0, p.ham_cost) * weights
     cost *= len(y) / cost.sum()  # the penalty means the same whatever the corpus size
     sign = np.array([np.sign(defaults[n]) for n in free])
-    w_bounds = [(0.0, None) if s > 0 else (None, 0.0) for s in sign]
-    theta0 = np.append(np.zeros(len(free)), 0.5)
-    first = minimize(_loss, theta0, args=(x, z, y, cost, p.l2, None), jac=True,
-                     method="L-BFGS-B", bounds=[*w_bounds, (1e-3, None)])
-    a = float(first.x[-1])
+    a = float(np.log(p.reject_odds) / max(p.reject - p.threshold, 1.0))
     limit = p.max_score * a
-    second = minimize(_loss, np.clip(first.x[:-1], -limit, limit),
-                      args=(x, z, y, cost, p.l2, a), jac=True, method="L-BFGS-B",
+    fitted = minimize(_loss, np.zeros(len(free)), args=(x, z, y, cost, p.l2, a), jac=True,
+                      method="L-BFGS-B",
                       bounds=[(0.0, limit) if s > 0 else (-limit, 0.0) for s in sign])
     result.scale = a
     for s in result.scores:
         if s.name in col:
-            s.new = round(float(second.x[col[s.name]]) / a, 2) + 0.0  # no -0.0
+            s.new = round(float(fitted.x[col[s.name]]) / a, 2) + 0.0  # no -0.0
     return result

@@ -72,11 +72,13 @@ def load_messages(paths: Sequence[str], spam: bool, errors: list[str]) -> list[M
 
 
 def read_list(path: Path) -> list[str]:
-    """A split list: one path a line, relative to the list folder's parent (as the shared
-    corpus' split-42/ lists are)."""
-    base = path.parent.parent
-    return [str(base / line.strip()) for line in path.read_text().splitlines()
-            if line.strip()]
+    """A split list: one path a line, relative to the list folder's parent or to a folder in
+    it (the shared corpus' split-42/ lists name spamassassin/'s files as spam/cur/...)."""
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    parent = path.parent.parent
+    bases = [parent, *sorted(p for p in parent.iterdir() if p.is_dir())]
+    base = next((b for b in bases if names and (b / names[0]).exists()), parent)
+    return [str(base / name) for name in names]
 
 
 def scan_config(config: Config, store: Path, scores: dict[str, float] | None = None) -> Config:

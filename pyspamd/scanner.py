@@ -103,18 +103,21 @@ class Scanner:
     def scan(self, raw: bytes, envelope: Envelope | None = None) -> ScanResult:
         return self.scan_task(self.task(raw, envelope))
 
-    def scan_task(self, task: Task, budget: float | None = None) -> ScanResult:
+    def scan_task(self, task: Task, budget: float | None = None,
+                  after_scan: bool = True) -> ScanResult:
         """Synchronous entry; async checks, if any, run on a private event loop.
 
         `budget` (seconds) bounds the wait for async checks: when it runs out the verdict is
         made from the symbols that are in, and the result's errors say which checks timed
-        out. CPU work is bounded by the parse limits and RE2, not by this.
+        out. CPU work is bounded by the parse limits and RE2, not by this. `after_scan`
+        False skips the hooks (autolearn): a scan that only looks, e.g. for a message
+        being learned.
         """
         start = time.perf_counter()
         hits, errors, pending = self._run_sync(task)
         if pending:
             asyncio.run(self._await_all(pending, errors, _remaining(start, budget)))
-        return self._finish(task, hits, errors, start)
+        return self._finish(task, hits, errors, start, after_scan)
 
     async def scan_task_async(self, task: Task, budget: float | None = None) -> ScanResult:
         start = time.perf_counter()
@@ -177,7 +180,8 @@ class Scanner:
             total += min(subtotal, self.group_caps[group])
         return symbols, total
 
-    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
+    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
+                after_scan: bool = True) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}
         for rule in self.metas:
             assert rule.expr is not None
@@ -218,7 +222,7 @@ class Scanner:
             subject=task.subject,
             queue_id=task.envelope.queue_id or "",
         )
-        for hook in self.after_scan:
+        for hook in self.after_scan if after_scan else ():
             try:
                 hook(task, result)
             except Exception:  # learning is a side effect; the verdict stands

@@ -8,7 +8,7 @@ import argparse
 import json
 import shlex
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_config_or_exit
@@ -167,11 +167,26 @@ def cmd_rescore(args: argparse.Namespace, argv: list[str]) -> int:
             result, "pyspamc " + shlex.join(argv)))
     if args.json:
         print(json.dumps({"spam": result.spam, "ham": result.ham, "scale": result.scale,
-                          "scores": [vars_of(s) for s in result.scores]}, indent=1))
+                          "scores": [asdict(s) for s in result.scores]}, indent=1))
     else:
         print_fit(result)
     return EXIT_OK
 
 
+def refit_from_store(config: Config, output: Path) -> int:
+    """`learn_* --rescore FILE`: fit from the store's vectors, write FILE, say so in a line."""
+    vectors = collect_vectors(config, argparse.Namespace(vectors=None, from_store=True))
+    if isinstance(vectors, int):
+        return vectors
+    result = fit(config, vectors, [], FitParams())
+    if not result.spam or not result.ham:
+        print(f"rescore: not written; the store holds vectors of {result.spam} spam and "
+              f"{result.ham} ham, and a fit needs both")
+        return EXIT_OK
+    scores_file.write(output, scores_file.render(
+        result, f"pyspamc rescore --from-store -o {shlex.quote(str(output))}"))
+    print(f"rescore: {len(result.changed())} scores fitted from {result.spam} spam and "
+          f"{result.ham} ham symbol vectors, written to {output} (reload pyspamd to use them)")
+    return EXIT_OK
 def vars_of(score: object) -> dict[str, object]:
     return {k: getattr(score, k) for k in score.__dataclass_fields__}  # type: ignore[attr-defined]

@@ -27,13 +27,14 @@ from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
 from pyspamd.config import Config
 from pyspamd.controller.auth import Access
+from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.reader import StatsReader
 from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.storage import open_storage
-from pyspamd.storage.base import HAM, SPAM, StorageError
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome, StorageError
 from pyspamd.storage.redis_store import redacted
 from pyspamd.task import Envelope, Task
 
@@ -273,9 +274,17 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
 
         def work() -> str:
             bayes = c.bayes
-            outcome = bayes.learn_tokens(bayes.tokens(Task(body)), label).value
-            c.storage.incr(f"{keys.LEARN}{label}:{outcome}")
-            return outcome
+            task = Task(body)
+            tokens = bayes.tokens(task)
+            # The symbol vector as the milter saw it: scanned before the message is learned.
+            result = (c.scanner.scan_task(c.scanner.task(body), after_scan=False)
+                      if c.config.bayes.symbol_vectors else None)
+            outcome = bayes.learn_tokens(tokens, label)
+            if result is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+                keep_vector(bayes.storage, label, tokens.digest(), result,
+                            c.config.bayes.max_fit_messages)
+            c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+            return outcome.value
 
         try:
             outcome = await c.run(work)

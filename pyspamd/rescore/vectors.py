@@ -83,6 +83,12 @@ def push_vectors(storage: Storage, label: str, items: list[bytes], keep: int) ->
     storage.list_push(STORE_KEYS[label], items, keep or 1_000_000)
 
 
+def keep_vector(storage: Storage, label: str, digest: bytes, result: ScanResult,
+                keep: int) -> None:
+    """Keep one learned message's vector (autolearn, the controller's learn)."""
+    push_vectors(storage, label, [store_item(digest, factors_of(result))], keep)
+
+
 def stored_vectors(storage: Storage, limit: int) -> Iterator[SymbolVector]:
     """The vectors of the messages the store holds as learned, each under the class it is
     learned as now: a message learned again as the other class, or unlearned, left its

@@ -141,6 +141,9 @@ class BayesConfig:
     expire_days: int = 60
     # Newest messages per class whose tokens are kept for the logistic model's fit; 0: all.
     max_fit_messages: int = 10000
+    # Each learned message's symbol vector is kept too (as many), for `pyspamc rescore
+    # --from-store` (docs/scores.md).
+    symbol_vectors: bool = True
     autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
 
 

@@ -16,6 +16,9 @@ class Symbol:
     score: float
     options: list[str] = field(default_factory=list)
     description: str = ""
+    # What the symbol's score was multiplied by: the hit's weight (Bayes confidence) times
+    # its count for `multiple` rules; `pyspamc rescore` fits scores against it.
+    factor: float = 1.0
 
     def render(self) -> str:
         opts = f"[{','.join(self.options)}]" if self.options else ""

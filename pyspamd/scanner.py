@@ -109,7 +109,8 @@ class Scanner:
     def scan(self, raw: bytes, envelope: Envelope | None = None) -> ScanResult:
         return self.scan_task(self.task(raw, envelope))
 
-    def scan_task(self, task: Task, budget: float | None = None) -> ScanResult:
+    def scan_task(self, task: Task, budget: float | None = None,
+                  after_scan: bool = True) -> ScanResult:
         """Synchronous entry; async checks, if any, run on a private event loop.
 
         `budget` (seconds; default [milter] scan_timeout) bounds the whole scan: checks not
@@ -117,13 +118,15 @@ class Scanner:
         are no longer waited for, and the verdict is made from the symbols that are in, with
         SCAN_TIMEOUT naming what did not finish. The parse limits bound the rest of the CPU
         work (a check already running is not interrupted).
+        `after_scan` False skips what checks do after the scan (autolearn): a scan that only
+        looks, e.g. at a message being learned.
         """
         start = time.perf_counter()
         budget = self._start_clock(task, budget)
         hits, errors, pending = self._run_sync(task)
         if pending:
             asyncio.run(self._await_all(pending, hits, errors, _remaining(start, budget)))
-        return self._finish(task, hits, errors, start)
+        return self._finish(task, hits, errors, start, after_scan)
 
     async def scan_task_async(self, task: Task, budget: float | None = None) -> ScanResult:
         start = time.perf_counter()
@@ -189,10 +192,10 @@ class Scanner:
             if is_hidden(name):
                 continue
             symbol_def = self.defs.get(name) or SymbolDef()
-            score = symbol_def.score * (min(hit.count, 10) if symbol_def.multiple else 1)
-            score *= hit.weight
+            factor = hit.weight * (min(hit.count, 10) if symbol_def.multiple else 1)
+            score = symbol_def.score * factor
             options = hit.options if symbol_def.show_options else []
-            symbols[name] = Symbol(name, score, options, symbol_def.description)
+            symbols[name] = Symbol(name, score, options, symbol_def.description, factor)
             if symbol_def.group in self.group_caps:
                 group_sums[symbol_def.group] = group_sums.get(symbol_def.group, 0.0) + score
             else:
@@ -201,7 +204,8 @@ class Scanner:
             total += min(subtotal, self.group_caps[group])
         return symbols, total
 
-    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
+    def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
+                after_scan: bool = True) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}
         for rule in self.metas:
             assert rule.expr is not None
@@ -242,7 +246,7 @@ class Scanner:
             subject=task.subject,
             queue_id=task.envelope.queue_id or "",
         )
-        for check in self.learners:
+        for check in self.learners if after_scan else ():
             try:
                 check.after_scan(task, result)
             except Exception as exc:  # learning is a side effect; the verdict stands

@@ -244,3 +244,22 @@ def test_pyspamc_greylist_del(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert pyspamc_main(args) == 1
     assert "not found" in capsys.readouterr().out
     assert pyspamc_main(["-c", str(config), "greylist", "del", "nope", "a", "b"]) == 2
+
+
+def test_retried_band_message_keeps_the_headers_its_score_earns(tmp_path: Path) -> None:
+    """docs/scores.md: what a greylisted-then-retried message looks like in the mailbox."""
+    from pyspamd.milter.verdict import decide
+
+    scanner, clock = _scanner(tmp_path, StorageConfig(backend="sqlite",
+                                                      path=str(tmp_path / "g.sqlite")))
+    assert decide(scanner.scan(GREY_BODY, ENV), scanner.config, "Q1", "mx",
+                  {}).disposition == "tempfail"
+    clock.now += 301
+    verdict = decide(scanner.scan(GREY_BODY, ENV), scanner.config, "Q2", "mx", {})
+    assert verdict.disposition == "accept"
+    headers = dict(verdict.add_headers)
+    assert headers["X-Spam-Flag"] == "NO"
+    assert headers["X-Spam-Status"] == "No, score=4.5 required=6.0"
+    assert headers["X-Spam-Level"] == "****"
+    assert "GREY_BAND(4.50)" in headers["X-Spamd-Result"]
+    assert "GREYLIST(0.00)[pass]" in headers["X-Spamd-Result"]

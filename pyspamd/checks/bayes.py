@@ -13,10 +13,11 @@ from pyspamd.classifiers.chi2 import Chi2Params
 from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TokenizerLimits
 from pyspamd.config import BayesConfig, Config
+from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult
 from pyspamd.services import Services
 from pyspamd.storage import StorageMissing, open_storage
-from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, Storage
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, LearnOutcome, Storage
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -149,5 +150,10 @@ class BayesCheck(Check):
         other = verdict.nham if label == SPAM else verdict.nspam
         if mine >= self.config.bayes.min_learns and mine > settings.max_ratio * max(other, 1):
             return None
-        self._bayes.learn(task, label)
+        tokens = self._bayes.tokens(task)
+        outcome = self._bayes.learn_tokens(tokens, label)
+        if self.config.bayes.symbol_vectors and outcome in (LearnOutcome.LEARNED,
+                                                             LearnOutcome.MOVED):
+            keep_vector(self._bayes.storage, label, tokens.digest(), result,
+                        self.config.bayes.max_fit_messages)
         return label

@@ -17,7 +17,7 @@ import re2
 from pyspamd.checks.base import Check
 from pyspamd.ruleset.loader import PSEUDO_HEADERS, Rule, RuleSet
 from pyspamd.ruleset.regex import re2_options
-from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef
+from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef, shorten
 from pyspamd.task import Task
 
 _SET_CHUNK = 32  # patterns per re2.Set, keeps each DFA well inside its memory budget
@@ -224,3 +224,26 @@ def _target_values(task: Task, key: TargetKey) -> list[str] | list[bytes]:
     else:
         values = []
     return values or [""]  # a missing header reads as "" (so !~ rules can hit it)
+
+
+def matched_text(task: Task, rule: Rule, limit: int = 80) -> tuple[str, str] | None:
+    """(the matched text, the value it was found in) for a hit of `rule`, or None (negated
+    and presence rules match no text): for `pyspamc explain`, never on the scan path."""
+    if rule.regex is None or rule.negate or rule.variant in ("exists", "missing"):
+        return None
+    values = _target_values(task, (rule.kind, rule.target, rule.variant))
+    codec = "latin-1" if rule.kind == "full" else "utf-8"
+    for value in values:
+        data = value if isinstance(value, bytes) else value.encode("utf-8", "replace")
+        if rule.regex.fallback is not None:
+            m = rule.regex.fallback.search(value)  # type: ignore[arg-type]
+            found = m.group(0) if m else None
+            if isinstance(found, bytes):
+                found = found.decode(codec, "replace")
+        else:
+            m = rule.regex.re2_regex.search(data)  # type: ignore[attr-defined]
+            found = m.group(0).decode(codec, "replace") if m else None
+        if found is not None:
+            text = value.decode(codec, "replace") if isinstance(value, bytes) else value
+            return shorten(found, limit), shorten(text, limit)
+    return None

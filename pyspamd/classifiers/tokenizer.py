@@ -284,3 +284,12 @@ def tokenize(task: Task, limits: TokenizerLimits | None = None) -> Tokens:
         keep = np.sort(np.argsort(first, kind="stable")[: limits.max_tokens])
         unique, first = unique[keep], first[keep]
     return Tokens(unique, all_weights[first])
+
+
+def token_texts(task: Task, limits: TokenizerLimits | None = None) -> dict[int, str]:
+    """The text behind each single-word and feature token of `tokenize` (pairs of words
+    have none), by hash: for `pyspamc explain`, never on the scan path."""
+    limits = limits or TokenizerLimits()
+    body_words, extra = words(task.body_text, limits)
+    texts = [BIAS_TOKEN, *extra, *header_tokens(task), *url_tokens(task), *body_words]
+    return {int(h): text for h, text in zip(_hash_all(texts), texts, strict=True)}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
@@ -15,6 +18,9 @@ from pyspamd.sources import iter_messages, not_a_message
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
 from pyspamd.task import Task
+
+if TYPE_CHECKING:
+    from pyspamd.rescore.learned import LearnedVectors
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -39,6 +45,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         _paths_args(p)
         p.add_argument("--newer-than", type=parse_duration, metavar="AGE",
                        help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
+        p.add_argument("--rescore", type=Path, metavar="FILE",
+                       help="at the end, fit the scores from the store's symbol vectors "
+                            "(pyspamc rescore --from-store) and write them to FILE")
     p = commands.add_parser("unlearn", add_help=False, help="forget learned messages")
     _paths_args(p)
     p = commands.add_parser("stat", add_help=False,
@@ -104,7 +113,8 @@ class Progress:
 
 
 def run_learn(bayes: Bayes, paths: list[str], label: str | None,
-              newer_than: float | None = None, tty: bool = False) -> Summary:
+              newer_than: float | None = None, tty: bool = False,
+              vectors: LearnedVectors | None = None) -> Summary:
     """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`.
     Raises StorageError when the store itself fails (the run cannot go on)."""
     summary = Summary()
@@ -116,10 +126,19 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
     if warning:
         print(f"pyspamc: warning: {warning}", file=sys.stderr)
     try:
-        _learn_all(bayes, paths, label, cutoff, summary, progress, order)
+        stdin = None
+        if vectors is not None and label is not None:
+            if "-" in paths:  # read twice: once to scan, once to learn
+                stdin = io.BytesIO(sys.stdin.buffer.read())
+            vectors.scan(bayes, iter_messages(paths, stdin), cutoff)
+            if stdin is not None:
+                stdin.seek(0)
+        _learn_all(bayes, paths, label, cutoff, summary, progress, order, vectors, stdin)
     except BatchError as exc:  # the commit at the end of the batch
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
+    if vectors is not None:
+        vectors.push(bayes.storage)
     changed = (LearnOutcome.LEARNED, LearnOutcome.MOVED, LearnOutcome.UNLEARNED)
     if any(summary.counts.get(outcome.value, 0) > 0 for outcome in changed):
         bayes.fit_model()  # the model reflects the learned messages as of now
@@ -127,10 +146,11 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
 
 
 def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float | None,
-               summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...]) -> None:
+               summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...],
+               vectors: LearnedVectors | None, stdin: BinaryIO | None = None) -> None:
     day = today()
     with bayes.storage.batch():
-        for source in iter_messages(paths):
+        for source in iter_messages(paths, stdin):
             if source.error is not None or source.data is None:
                 summary.fail(source.label, source.error or "unreadable")
                 continue
@@ -141,7 +161,8 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 summary.fail(source.label, reason)
                 continue
             try:
-                tokens = bayes.tokens(Task(source.data))
+                task = Task(source.data)
+                tokens = bayes.tokens(task)
             except Exception as exc:  # one odd message must not stop a run of thousands
                 summary.fail(source.label, f"cannot parse: {type(exc).__name__}: {exc}")
                 continue
@@ -154,6 +175,9 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 _batch_lost(summary, exc, counted=len(exc.labels) - 1)
                 continue
             summary.add(outcome)
+            if vectors is not None and label is not None and outcome in (
+                    LearnOutcome.LEARNED, LearnOutcome.MOVED):
+                vectors.take(label, tokens.digest())
             progress.show(summary.total(), summary, order)
 
 
@@ -168,21 +192,35 @@ def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
 def cmd_learn(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
+    vectors = None
+    if label is not None and config.bayes.symbol_vectors:
+        from pyspamd.cli.common import scanner_or_exit
+        from pyspamd.rescore.learned import LearnedVectors
+
+        scanner_or_exit(config)  # rule errors are told here, not as a traceback
+        vectors = LearnedVectors(config)
     bayes = bayes_from_config(config, create=label is not None)
     try:
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
-                            tty=sys.stderr.isatty())
+                            tty=sys.stderr.isatty(), vectors=vectors)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         bayes.storage.close()
+        if vectors is not None:
+            vectors.close()
     order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
     print(summary.line(order))
     for name, reason in summary.failed:
         print(f"failed: {name}: {reason}")
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    failed = bool(summary.failed)
+    if getattr(args, "rescore", None) is not None:
+        from pyspamd.cli.rescore import refit_from_store
+
+        failed = refit_from_store(config, args.rescore) != EXIT_OK or failed
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_stat(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import dkim, evaluate, learn, policy, remote, statistics
+from pyspamd.cli import dkim, evaluate, learn, policy, remote, rescore, statistics
 from pyspamd.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -53,9 +53,19 @@ def _parser() -> argparse.ArgumentParser:
     symbols.add_argument("--queue-id", help="queue id")
     symbols.add_argument("paths", nargs="+", metavar="PATH",
                          help="file, directory, Maildir, mbox, or - for stdin")
+    explain = commands.add_parser(
+        "explain", add_help=False,
+        help="why a message gets its verdict: each symbol's rule, match, score and source")
+    explain.add_argument("--help", action="help", help="show this help and exit")
+    explain.add_argument("--json", "-j", action="store_true", help="one JSON object per message")
+    explain.add_argument("--tokens", type=int, default=10, metavar="N",
+                         help="Bayes tokens shown each way (default 10)")
+    explain.add_argument("paths", nargs="+", metavar="PATH",
+                         help="file, directory, Maildir, mbox, or - for stdin")
     learn.add_commands(commands)
     statistics.add_commands(commands)
     evaluate.add_command(commands)
+    rescore.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
     return parser
@@ -107,6 +117,32 @@ def cmd_symbols(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from pyspamd.explain import explain, render_text
+
+    scanner = scanner_or_exit(load_config_or_exit(args.config))
+    failed = 0
+    for number, source in enumerate(iter_messages(args.paths)):
+        if source.error is not None or source.data is None:
+            failed += 1
+            print(f"Error for file: {source.label}: {source.error}", file=sys.stderr)
+            continue
+        try:
+            why = explain(scanner, scanner.task(source.data), args.tokens)
+        except Exception as exc:  # report, and go on with the next message
+            failed += 1
+            print(f"Error for file: {source.label}: scan failed: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            continue
+        if args.json:
+            print(json.dumps(why.to_json(source.label), ensure_ascii=False))
+            continue
+        if number:
+            print()
+        print("\n".join(render_text(source.label, why)))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -121,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return statistics.run(args)
         if args.command == "symbols":
             return cmd_symbols(args)
+        if args.command == "explain":
+            return cmd_explain(args)
         if args.command in ("learn_spam", "learn_ham", "unlearn"):
             return learn.cmd_learn(args)
         if args.command == "stat":
@@ -129,6 +167,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return learn.cmd_expire(args)
         if args.command == "eval":
             return evaluate.cmd_eval(args)
+        if args.command == "rescore":
+            return rescore.cmd_rescore(args, list(sys.argv[1:] if argv is None else argv))
         if args.command in policy.COMMANDS:
             return policy.run(args)
         if args.command == "dkim-keygen":

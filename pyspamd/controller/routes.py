@@ -23,11 +23,12 @@ from pyspamd.controller.app import (
     redact_config,
 )
 from pyspamd.controller.limits import ConnectionGuard, body_deadline
+from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult, header_changes
 from pyspamd.sources import not_a_message
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.render import symbol_rows
-from pyspamd.storage.base import HAM, SPAM, StorageError
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome, StorageError
 from pyspamd.task import Envelope, Task
 
 # The page's files, by URL name; nothing from a URL is ever joined to a file-system path.
@@ -107,9 +108,16 @@ async def _learn(request: web.Request, label: str) -> web.Response:
 
     def work() -> str:
         bayes = c.bayes
-        outcome = bayes.learn_tokens(bayes.tokens(Task(body)), label).value
-        c.storage.incr(f"{keys.LEARN}{label}:{outcome}")
-        return outcome
+        tokens = bayes.tokens(Task(body))
+        # The symbol vector as the milter saw it: scanned before the message is learned.
+        result = (c.scanner.scan_task(c.scanner.task(body), after_scan=False)
+                  if c.config.bayes.symbol_vectors else None)
+        outcome = bayes.learn_tokens(tokens, label)
+        if result is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+            keep_vector(bayes.storage, label, tokens.digest(), result,
+                        c.config.bayes.max_fit_messages)
+        c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+        return outcome.value
 
     try:
         outcome = await c.run(work)

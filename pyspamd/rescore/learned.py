@@ -1,0 +1,65 @@
+"""The symbol vectors a learn run keeps: the messages are scanned as the milter would scan
+them in a pass before any is learned, so every vector sees the store as it was before the
+run (SQLite shows a run's learns at its end and Redis as they go: scanning during the run
+would give each backend other vectors), and the vectors of the messages that were learned
+go to the store at the end of the run, in one write per class."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable
+
+from pyspamd.classifiers.bayes import Bayes
+from pyspamd.config import Config
+from pyspamd.rescore.vectors import factors_of, push_vectors, store_item
+from pyspamd.scanner import Scanner
+from pyspamd.sources import MessageSource, not_a_message
+from pyspamd.storage.base import HAM, SPAM, Storage
+from pyspamd.task import Task
+
+log = logging.getLogger("pyspamd.rescore")
+
+
+class LearnedVectors:
+    def __init__(self, config: Config) -> None:
+        scan_config = copy.deepcopy(config)
+        scan_config.bayes.autolearn.enabled = False  # the run learns; the scan must not
+        self.scanner = Scanner.from_config(scan_config)
+        self.keep = config.bayes.max_fit_messages
+        self.items: dict[str, list[bytes]] = {SPAM: [], HAM: []}
+        self.scanned: dict[bytes, dict[str, float]] = {}
+
+    def scan(self, bayes: Bayes, sources: Iterable[MessageSource],
+             cutoff: float | None) -> None:
+        """The first pass: a vector for each message the learn pass may learn, by digest."""
+        for source in sources:
+            if source.data is None or not_a_message(source.data) is not None:
+                continue
+            if cutoff is not None and source.mtime is not None and source.mtime < cutoff:
+                continue
+            try:
+                task = Task(source.data)
+                digest = bayes.tokens(task).digest()
+                result = self.scanner.scan_task(task)
+            except Exception as exc:  # the learn pass reports the message; skip its vector
+                log.warning("no symbol vector for %s: %s", source.label, exc)
+                continue
+            self.scanned[digest] = factors_of(result)
+
+    def take(self, label: str, digest: bytes) -> None:
+        """The learn pass learned this message as `label`: its vector goes to the store."""
+        factors = self.scanned.pop(digest, None)
+        if factors is not None:
+            self.items[label].append(store_item(digest, factors))
+
+    def push(self, storage: Storage) -> int:
+        for label, items in self.items.items():
+            push_vectors(storage, label, items, self.keep)
+        return sum(len(items) for items in self.items.values())
+
+    def close(self) -> None:
+        for check in self.scanner.checks:
+            bayes = getattr(check, "_bayes", None)
+            if bayes is not None:
+                bayes.storage.close()

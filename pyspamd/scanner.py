@@ -16,6 +16,7 @@ from pathlib import Path
 from pyspamd.actions import Thresholds, strongest
 from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.bayes import BayesCheck
+from pyspamd.checks.content import content_checks
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.mime_sanity import MimeSanity
 from pyspamd.checks.network import network_checks
@@ -86,6 +87,7 @@ class Scanner:
         checks: list[Check] = [c() for c in BUILTIN_CHECKS] + list(extra_checks or [])
         checks += policy_checks(config)
         checks += network_checks(config)
+        checks += content_checks(config)
         bayes = BayesCheck(config) if config.bayes.enabled else None
         if bayes is not None:
             checks.append(bayes)

@@ -6,11 +6,13 @@ import argparse
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
+from pyspamd.fuzzy.store import learned_spam_hook
 from pyspamd.sources import iter_messages
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
@@ -116,9 +118,11 @@ class Progress:
 
 
 def run_learn(bayes: Bayes, paths: list[str], label: str | None,
-              newer_than: float | None = None, tty: bool = False) -> Summary:
-    """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`.
-    Raises StorageError when the store itself fails (the run cannot go on)."""
+              newer_than: float | None = None, tty: bool = False,
+              on_learned: Callable[[Task], object] | None = None) -> Summary:
+    """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`;
+    `on_learned` is called with each message learned or moved (the fuzzy_add of learned
+    spam). Raises StorageError when the store itself fails (the run cannot go on)."""
     summary = Summary()
     order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
@@ -128,7 +132,7 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
     if warning:
         print(f"pyspamc: warning: {warning}", file=sys.stderr)
     try:
-        _learn_all(bayes, paths, label, cutoff, summary, progress, order)
+        _learn_all(bayes, paths, label, cutoff, summary, progress, order, on_learned)
     except BatchError as exc:  # the commit at the end of the batch
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
@@ -139,7 +143,8 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
 
 
 def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float | None,
-               summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...]) -> None:
+               summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...],
+               on_learned: Callable[[Task], object] | None) -> None:
     day = today()
     with bayes.storage.batch():
         for source in iter_messages(paths):
@@ -153,7 +158,8 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 summary.fail(source.label, reason)
                 continue
             try:
-                tokens = bayes.tokens(Task(source.data))
+                task = Task(source.data)
+                tokens = bayes.tokens(task)
             except Exception as exc:  # one odd message must not stop a run of thousands
                 summary.fail(source.label, f"cannot parse: {type(exc).__name__}: {exc}")
                 continue
@@ -166,6 +172,9 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 _batch_lost(summary, exc, counted=len(exc.labels) - 1)
                 continue
             summary.add(outcome)
+            if on_learned is not None and outcome in (LearnOutcome.LEARNED,
+                                                      LearnOutcome.MOVED):
+                on_learned(task)
             progress.show(summary.total(), summary, order)
 
 
@@ -181,9 +190,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
     bayes = bayes_from_config(config, create=label is not None)
+    on_learned = learned_spam_hook(config, bayes.storage) if label == SPAM else None
     try:
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
-                            tty=sys.stderr.isatty())
+                            tty=sys.stderr.isatty(), on_learned=on_learned)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED

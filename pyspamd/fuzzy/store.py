@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from pyspamd.config import FuzzyConfig
+from pyspamd.config import Config, FuzzyConfig
 from pyspamd.fuzzy.hashing import EXACT, TEXT, FuzzyHash, message_hashes, similarity
 from pyspamd.storage.base import FuzzyEntry, Storage
 from pyspamd.task import Task
@@ -73,3 +74,12 @@ def find_matches(storage: Storage, hashes: list[FuzzyHash],
         if stored.flag not in best or match.similarity > best[stored.flag].similarity:
             best[stored.flag] = match
     return sorted(best.values(), key=lambda m: m.flag)
+
+
+def learned_spam_hook(config: Config, storage: Storage) -> Callable[[Task], object] | None:
+    """What learn_spam calls with each message it learns, when [fuzzy] learn_spam is on:
+    a message reported as spam is also a campaign whose variants should match."""
+    settings = config.fuzzy
+    if not settings.learn_spam:
+        return None
+    return lambda task: fuzzy_add(storage, task, settings, settings.learn_flag)

@@ -645,25 +645,32 @@ class RedisStorage(Storage):
     def _fuzzy_bucket_key(self, bucket: int) -> bytes:
         return f"{self.k_fuzzy}:b:".encode() + _id_bytes(bucket)
 
+    def _run_scripts(self, doing: str, script: Any, calls: list[tuple[list, list]]) -> int:
+        """Run `script` once per (keys, args), pipelined; one by one on Redis Cluster, whose
+        client refuses scripts in pipelines. Returns the sum of their replies."""
+        if not calls:
+            return 0
+        if self.cluster:
+            return sum(int(self._call(doing, script, keys=keys, args=args))
+                       for keys, args in calls)
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        return sum(int(r) for r in self._call(doing, pipe.execute))
+
     def fuzzy_add(self, entries: list[FuzzyEntry], ttl: float) -> int:
         expires = time.time() + ttl
         ms = max(1, int(ttl * 1000))
-        pipe = self.client.pipeline(transaction=False)
-        for e in entries:
-            self._fuzzy_add(keys=[self._fuzzy_hash_key(e.id), f"{self.k_fuzzy}:ids",
-                                  *(self._fuzzy_bucket_key(b) for b in e.buckets)],
-                            args=[_id_bytes(e.id), e.flag, repr(float(e.weight)), e.signature,
-                                  ms, repr(expires)], client=pipe)
-        return sum(int(r) for r in self._call("adding fuzzy hashes", pipe.execute)) \
-            if entries else 0
+        return self._run_scripts("adding fuzzy hashes", self._fuzzy_add, [
+            ([self._fuzzy_hash_key(e.id), f"{self.k_fuzzy}:ids",
+              *(self._fuzzy_bucket_key(b) for b in e.buckets)],
+             [_id_bytes(e.id), e.flag, repr(float(e.weight)), e.signature, ms, repr(expires)])
+            for e in entries])
 
     def fuzzy_delete(self, ids: list[int], flag: int) -> int:
-        pipe = self.client.pipeline(transaction=False)
-        for ident in ids:
-            self._fuzzy_del(keys=[self._fuzzy_hash_key(ident), f"{self.k_fuzzy}:ids"],
-                            args=[_id_bytes(ident), flag], client=pipe)
-        return sum(int(r) for r in self._call("deleting fuzzy hashes", pipe.execute)) \
-            if ids else 0
+        return self._run_scripts("deleting fuzzy hashes", self._fuzzy_del, [
+            ([self._fuzzy_hash_key(ident), f"{self.k_fuzzy}:ids"], [_id_bytes(ident), flag])
+            for ident in ids])
 
     def fuzzy_find(self, buckets: list[int], ids: list[int]) -> list[FuzzyStored]:
         found = {_id_bytes(i) for i in ids}

@@ -27,13 +27,14 @@ from pyspamd.cli.learn import not_a_message
 from pyspamd.cli.statistics import symbol_rows
 from pyspamd.config import Config
 from pyspamd.controller.auth import Access
+from pyspamd.fuzzy.store import fuzzy_add, fuzzy_delete, learned_spam_hook
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats import keys, prometheus
 from pyspamd.stats.reader import StatsReader
 from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.storage import open_storage
-from pyspamd.storage.base import HAM, SPAM, StorageError
+from pyspamd.storage.base import HAM, SPAM, LearnOutcome, StorageError
 from pyspamd.storage.redis_store import redacted
 from pyspamd.task import Envelope, Task
 
@@ -273,9 +274,13 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
 
         def work() -> str:
             bayes = c.bayes
-            outcome = bayes.learn_tokens(bayes.tokens(Task(body)), label).value
-            c.storage.incr(f"{keys.LEARN}{label}:{outcome}")
-            return outcome
+            task = Task(body)
+            learned = bayes.learn_tokens(bayes.tokens(task), label)
+            c.storage.incr(f"{keys.LEARN}{label}:{learned.value}")
+            hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
+            if hook is not None and learned in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+                hook(task)
+            return learned.value
 
         try:
             outcome = await c.run(work)
@@ -292,6 +297,48 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
     @access(WRITE)
     async def learnham(request: web.Request) -> web.Response:
         return await learn(request, HAM)
+
+    async def fuzzy(request: web.Request, adding: bool) -> web.Response:
+        """rspamd's /fuzzyadd and /fuzzydel: the message as the body, Flag and Weight
+        headers (default 1 and 1)."""
+        body = await request.read()
+        reason = not_a_message(body)
+        if reason is not None:
+            return _error(400, f"nothing done: {reason}")
+        try:
+            flag = int(request.headers.get("Flag", "1"))
+            weight = float(request.headers.get("Weight", "1"))
+        except ValueError:
+            return _error(400, "the Flag header must be a whole number, Weight a number")
+        settings = c.config.fuzzy
+        if str(flag) not in settings.flags:
+            return _error(400, f"flag {flag} is not in [fuzzy.flags]")
+
+        def work() -> tuple[int, int]:
+            task = Task(body)
+            if adding:
+                return fuzzy_add(c.storage, task, settings, flag, weight)
+            return fuzzy_delete(c.storage, task, settings, flag)
+
+        try:
+            hashes, changed = await c.run(work)
+        except StorageError as exc:
+            return _error(503, f"nothing done: {exc}")
+        if not hashes:
+            return _error(400, "nothing to hash: too little text, and no attachment or image "
+                               f"of [fuzzy] min_bytes ({settings.min_bytes}) or more")
+        return web.json_response({"success": True, "hashes": hashes,
+                                  "new" if adding else "deleted": changed})
+
+    @routes.post("/fuzzyadd")
+    @access(WRITE)
+    async def fuzzyadd(request: web.Request) -> web.Response:
+        return await fuzzy(request, adding=True)
+
+    @routes.post("/fuzzydel")
+    @access(WRITE)
+    async def fuzzydel(request: web.Request) -> web.Response:
+        return await fuzzy(request, adding=False)
 
     @routes.get("/stat")
     @access(READ)

@@ -220,6 +220,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     storage = bayes.storage
     try:
         dropped = storage.expire_tokens(today() - days)
+        fuzzy_dropped, fuzzy_left = storage.fuzzy_expire(), storage.fuzzy_count()
         # The daily cron job ends here: fitting again lets the messages autolearn added
         # since the last learn_* run count in the logistic model too.
         model_tokens = bayes.fit_model()
@@ -232,5 +233,6 @@ def cmd_expire(args: argparse.Namespace) -> int:
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
           f"tokens stored: {stats.tokens}; model fitted: {model_tokens} tokens from "
           f"{stats.fit_messages[SPAM]} spam, {stats.fit_messages[HAM]} ham messages; "
-          f"size: {size_text(stats.size_bytes)}")
+          f"size: {size_text(stats.size_bytes)}; fuzzy hashes expired: {fuzzy_dropped}, "
+          f"stored: {fuzzy_left}")
     return EXIT_OK

@@ -39,6 +39,35 @@ def display_name(name: str) -> str:
     return name.removesuffix(".UNOFFICIAL")
 
 
+def items_to_send(task: Task, scan: str, limit: int, hits: Hits) -> list[tuple[str, bytes]]:
+    """(label, bytes) to send to clamd: the whole message ("message"), or each attachment
+    and non-text part, decoded ("attachments"). What is over `limit` (clamd's
+    StreamMaxLength) or past MAX_PARTS is not sent, and CLAM_SKIPPED says so."""
+    if scan == "message":
+        if len(task.raw) > limit:
+            hits.add("CLAM_SKIPPED", f"size>{limit}")
+            return []
+        return [("message", task.raw)]
+    items: list[tuple[str, bytes]] = []
+    for index, part in enumerate(task.parts):
+        ctype = part.content_type
+        if ctype.startswith(("multipart/", "message/")):
+            continue  # their parts come on their own
+        if ctype in ("text/plain", "text/html") and not part.is_attachment:
+            continue
+        data, _ = payload_bytes(part, limit + 1)
+        if not data:
+            continue
+        if len(data) > limit:
+            hits.add("CLAM_SKIPPED", f"size>{limit}")
+            continue
+        if len(items) >= MAX_PARTS:
+            hits.add("CLAM_SKIPPED", f"parts>{MAX_PARTS}")
+            break
+        items.append((part.filename or f"part {index} ({ctype})", data))
+    return items
+
+
 class AntivirusCheck(Check):
     name = "antivirus"
     is_async = True
@@ -64,35 +93,8 @@ class AntivirusCheck(Check):
                for symbol in self.settings.families},
         }
 
-    def _items(self, task: Task, hits: Hits) -> list[tuple[str, bytes]]:
-        limit = self.settings.max_size
-        if self.settings.scan == "message":
-            if len(task.raw) > limit:
-                hits.add("CLAM_SKIPPED", f"size>{limit}")
-                return []
-            return [("message", task.raw)]
-        items: list[tuple[str, bytes]] = []
-        for index, part in enumerate(task.parts):
-            ctype = part.content_type
-            if ctype.startswith(("multipart/", "message/")):
-                continue  # their parts come on their own
-            if ctype in ("text/plain", "text/html") and not part.is_attachment:
-                continue
-            data, _ = payload_bytes(part, limit + 1)
-            if not data:
-                continue
-            label = part.filename or f"part {index} ({ctype})"
-            if len(data) > limit:
-                hits.add("CLAM_SKIPPED", f"size>{limit}")
-                continue
-            if len(items) >= MAX_PARTS:
-                hits.add("CLAM_SKIPPED", f"parts>{MAX_PARTS}")
-                break
-            items.append((label, data))
-        return items
-
     def run(self, task: Task, hits: Hits) -> Coroutine[None, None, None] | None:
-        items = self._items(task, hits)
+        items = items_to_send(task, self.settings.scan, self.settings.max_size, hits)
         if not items:
             return None
         return self._scan(items, task, hits)

@@ -216,3 +216,37 @@ def test_learn_spam_also_fuzzy_adds_when_configured(
     assert run(config, "learn_spam", str(tmp_path / "reported.eml")) == 0
     capsys.readouterr()
     assert "FUZZY_DENIED" in _scanner(tmp_path).scan(VARIANT).symbols
+
+
+def test_example_config_documents_fuzzy_and_antivirus() -> None:
+    import dataclasses
+
+    from pyspamd.config import AntivirusConfig, Config
+
+    example = REPO / "pyspamd.toml.example"
+    loaded, defaults, text = load_config(example), Config(), example.read_text()
+    assert loaded.fuzzy == defaults.fuzzy and loaded.antivirus == defaults.antivirus
+    for name, options in (("fuzzy", FuzzyConfig), ("antivirus", AntivirusConfig)):
+        assert f"\n[{name}]\n" in text
+        for f in dataclasses.fields(options):
+            if f.name not in ("flags", "families"):  # sub-tables
+                assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
+    assert "\n[fuzzy.flags.1]\n" in text and "\n[antivirus.families]\n" in text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('[fuzzy.flags.one]\nsymbol = "X"\n', "fuzzy.flags.one"),
+    ('[fuzzy.flags.4]\nsymbol = "NOT A SYMBOL"\n', "fuzzy.flags.4.symbol"),
+    ("[fuzzy]\nmin_similarity = 0.1\n", "fuzzy.min_similarity"),
+    ("[fuzzy]\nmin_shingles = 1\n", "fuzzy.min_shingles"),
+    ("[fuzzy]\nlearn_spam = true\nlearn_flag = 7\n", "fuzzy.learn_flag"),
+])
+def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
+    from pyspamd.config import ConfigError
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(expected in line and f"{path}:" in line for line in info.value.errors), \
+        info.value.errors

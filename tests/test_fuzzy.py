@@ -187,6 +187,8 @@ def test_cli_add_from_mbox_maildir_and_stdin_then_scan_and_delete(
     assert run(config, "fuzzy_add", "-w", "2", str(tmp_path / "reported.mbox"),
                str(tmp_path / "Maildir")) == 0
     assert capsys.readouterr().out.startswith("messages: 2, hashes: 2, new: 2,")
+    assert run(config, "stat") == 0
+    assert "Fuzzy hashes stored: 2" in capsys.readouterr().out
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(
         message(SAME_TEMPLATE.format(name="X"), subject="other"))))
     assert run(config, "fuzzy_add", "-f", "3", "-") == 0

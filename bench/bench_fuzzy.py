@@ -51,7 +51,7 @@ def run_fuzzy_bench(dirs: list[str], config_path: str | None, limit: int,
         fill_start = time.perf_counter()
         reported = 0
         for source in sources:
-            if "spam" in source.label and source.data is not None:
+            if "/spam/" in source.label and source.data is not None:
                 fuzzy_add(storage, Task(source.data), configs["B"].fuzzy, 1)
                 reported += 1
         fill = time.perf_counter() - fill_start

@@ -30,7 +30,7 @@ MAX_EXACT_BYTES = 32 << 20  # decoded bytes hashed of one attachment at most
 
 MAX_TOKENS = 1000  # whitespace-separated tokens read per part: a campaign shows early
 _PUNCT = string.punctuation + "\u00ab\u00bb\u201c\u201d\u2018\u2019\u2026\u2013\u2014\u2022"
-_WORD_CACHE_MAX = 200_000
+_TOKEN_CACHE_MAX = 300_000
 
 # Fixed permutation parameters: stored signatures are only comparable with these.
 _RNG = np.random.default_rng(0x5EED_F022)
@@ -52,37 +52,48 @@ def _signed(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _word(token: str) -> str | None:
+    """The word a lower-case token stands for, or None: a token with a digit, "/", "@" or
+    an inner dot (a link, an address, a host name, a price, a tracking id) is dropped."""
+    word = token.strip(_PUNCT)
+    return word if 2 <= len(word) <= 24 and word.isalpha() else None
+
+
 def words(text: str) -> list[str]:
-    """Lower-case words of letters only: a token with a digit, "/", "@" or an inner dot
-    (a link, an address, a host name, a price, a tracking id) is dropped whole."""
-    tokens = (t.strip(_PUNCT) for t in text.lower().split()[:MAX_TOKENS])
-    return [t for t in tokens if 2 <= len(t) <= 24 and t.isalpha()]
+    """The words of a text as the fuzzy hash sees them."""
+    return [w for w in map(_word, text.lower().split()[:MAX_TOKENS]) if w is not None]
 
 
-class _WordHashes(dict[str, int]):
-    """Word -> its xxh64. Most words of a message were seen in earlier ones: the look-up
-    runs in C (map over __getitem__), and only a new word costs a hash in Python."""
+class _TokenHashes(dict[str, int]):
+    """Token -> xxh64 of its word, 0 for a dropped token. Most tokens of a message were seen
+    in earlier ones, so the per-token work is a dict look-up run in C (map over
+    __getitem__); only a new token is normalised and hashed in Python."""
 
-    def __missing__(self, word: str) -> int:
-        if len(self) >= _WORD_CACHE_MAX:
+    def __missing__(self, token: str) -> int:
+        if len(self) >= _TOKEN_CACHE_MAX:
             self.clear()
-        value = self[word] = xxhash.xxh64_intdigest(word.encode("utf-8", "surrogatepass"))
+        word = _word(token)
+        value = 0 if word is None else (
+            xxhash.xxh64_intdigest(word.encode("utf-8", "surrogatepass")) or 1)
+        self[token] = value
         return value
 
 
-_word_hashes = _WordHashes()
+_token_hashes = _TokenHashes()
 
 
 def shingles(text: str) -> np.ndarray:
-    """Distinct hashes (uint64) of the text's word 3-shingles."""
-    found = words(text)
-    if len(found) < SHINGLE:
+    """Hashes (uint64) of the text's word 3-shingles, distinct."""
+    tokens = text.lower().split()[:MAX_TOKENS]
+    h = np.fromiter(map(_token_hashes.__getitem__, tokens), dtype=np.uint64,
+                    count=len(tokens))
+    h = h[h != 0]
+    if len(h) < SHINGLE:
         return np.zeros(0, dtype=np.uint64)
-    h = np.fromiter(map(_word_hashes.__getitem__, found), dtype=np.uint64,
-                    count=len(found))
     with np.errstate(over="ignore"):
         combined = (h[:-2] * _K1) ^ (h[1:-1] * _K2) ^ h[2:]
-    return np.unique(combined)
+    combined.sort()
+    return combined[np.concatenate(([True], combined[1:] != combined[:-1]))]
 
 
 def signature(shingle_hashes: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
     python bench/scan.py [DIR ...] [--config PATH] [--repeat N]
     python bench/scan.py --dns [DIR ...] [--limit N]
+    python bench/scan.py --fuzzy [DIR ...] [--limit N]
 
 DIR defaults to ../shared/corpus/spamassassin when it exists, else corpus/. Messages are
 read into memory first, so the figures are the scan alone (parse, checks, rules, scoring),
@@ -11,6 +12,8 @@ as a milter worker does it.
 the tests run them; both must be installed) and scans each message with the envelope a
 milter would have seen (client address of the first Received hop, Return-Path sender),
 twice: the first pass asks the resolver, the second is answered from pyspamd's DNS cache.
+--fuzzy scans each message with and without the fuzzy check (A/B, alternating) against a
+store holding the fuzzy hashes of the corpus's spam, and prints what the check adds.
 The resolver's queries to Knot are delayed by --upstream-ms (default 20), standing for the
 internet between a resolver and the authoritative servers; Knot then answers every name.
 """
@@ -51,6 +54,8 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="passes over the messages")
     parser.add_argument("--dns", action="store_true",
                         help="network checks on, against a local resolver: two passes")
+    parser.add_argument("--fuzzy", action="store_true",
+                        help="A/B: what the fuzzy check adds per message")
     parser.add_argument("--limit", type=int, default=0, help="scan the first N messages only")
     parser.add_argument("--upstream-ms", type=float, default=20.0,
                         help="with --dns: delay added to each query the local resolver sends "
@@ -61,6 +66,10 @@ def main() -> int:
         from bench_dns import run_dns_bench
 
         return run_dns_bench(dirs, args.limit, args.upstream_ms)
+    if args.fuzzy:
+        from bench_fuzzy import run_fuzzy_bench
+
+        return run_fuzzy_bench(dirs, args.config, args.limit, max(args.repeat, 3))
 
     load_start = time.perf_counter()
     scanner = Scanner.from_config(load_config(args.config))

@@ -309,6 +309,57 @@ DKIM_SIGNED_HEADERS = ("from", "from", "to", "cc", "subject", "date", "message-i
 
 
 @dataclass
+class FuzzyFlagConfig:
+    symbol: str = ""
+    score: float = 0.0
+    description: str = ""
+
+
+def _default_fuzzy_flags() -> dict[str, FuzzyFlagConfig]:
+    return {
+        "1": FuzzyFlagConfig("FUZZY_DENIED", 12.0, "Like a message reported as spam"),
+        "2": FuzzyFlagConfig("FUZZY_PROB", 5.0, "Like a message reported as probable spam"),
+        "3": FuzzyFlagConfig("FUZZY_WHITE", -2.0, "Like a message reported as good mail"),
+    }
+
+
+@dataclass
+class FuzzyConfig:
+    """`[fuzzy]`: fuzzy hashes of reported messages (pyspamc fuzzy_add), in the store."""
+
+    enabled: bool = True
+    flags: dict[str, FuzzyFlagConfig] = field(default_factory=_default_fuzzy_flags)
+    min_similarity: float = 0.7  # share of equal MinHash values for a text part to match
+    min_shingles: int = 10  # distinct word 3-shingles a text part needs to be hashed
+    min_bytes: int = 4096  # attachments and images smaller than this get no exact hash
+    expire_days: float = 90.0  # a hash is forgotten this long after it was last added
+    learn_spam: bool = False  # learn_spam (CLI and controller) also fuzzy_adds, flag 1
+    learn_flag: int = 1
+
+
+@dataclass
+class AntivirusConfig:
+    """`[antivirus]`: messages sent to clamd (zINSTREAM) during the scan."""
+
+    enabled: bool = False
+    address: str = "/var/run/clamav/clamd.ctl"  # a unix socket path, or HOST:PORT
+    scan: str = "message"  # "message": all of it; "attachments": each non-text part
+    max_size: int = 25 << 20  # bytes; keep at or below clamd's StreamMaxLength (25M)
+    timeout: float = 10.0  # seconds for clamd's answer; below milter.scan_timeout
+    # Signature name prefixes of third-party spam signatures -> the symbol they give.
+    families: dict[str, list[str]] = field(default_factory=lambda: {
+        "CLAM_PHISH": ["Sanesecurity.Phishing.", "Sanesecurity.Scam.", "Sanesecurity.Spear.",
+                       "Heuristics.Phishing."],
+        "CLAM_SPAM": ["Sanesecurity.Junk.", "Sanesecurity.Spam.", "Sanesecurity.Jurlbl.",
+                      "Sanesecurity.Blurl.", "Sanesecurity.Rogue.", "winnow.spam.",
+                      "winnow.phish."],
+    })
+    virus_action: str = "reject"  # forced for CLAM_VIRUS; "" scores it only
+    virus_message: str = "Message refused: it contains a virus ({virus})"
+    fail_action: str = "accept"  # "accept" (with a header) or "tempfail"
+
+
+@dataclass
 class ControllerConfig:
     """`[controller]`: the HTTP API, metrics and web page, and the scan history it shows."""
 
@@ -359,6 +410,8 @@ class Config:
     dkim_signing: DkimSigningConfig = field(default_factory=DkimSigningConfig)
     path: Path | None = None
     controller: ControllerConfig = field(default_factory=ControllerConfig)
+    fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
+    antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
 
 
 class ConfigError(Exception):
@@ -419,6 +472,8 @@ def load_config(path: str | Path | None) -> Config:
     errors.extend(_check_ratelimit(config, locator))
     errors.extend(_check_network(config, locator))
     errors.extend(_check_controller(config, locator))
+    errors.extend(_check_fuzzy(config, locator))
+    errors.extend(_check_antivirus(config, locator))
     if errors:
         raise ConfigError(errors)
     return config
@@ -929,4 +984,60 @@ def _check_controller(config: Config, loc: _Locator) -> list[str]:
             bad(key, "must be positive")
     if c.flush_interval <= 0:
         bad("flush_interval", "must be positive (seconds)")
+    return errors
+
+
+def _check_fuzzy(config: Config, loc: _Locator) -> list[str]:
+    f, errors = config.fuzzy, []
+
+    def bad(key: str, what: str, at: tuple[str, ...] = ("fuzzy",)) -> None:
+        errors.append(f"{loc.where((*at, key))}: {'.'.join(at)}.{key} {what}")
+
+    for flag, spec in f.flags.items():
+        if not flag.isdigit() or not 0 < int(flag) < 1 << 31:
+            bad(flag, "must be named by a flag number (1, 2, ...)", ("fuzzy", "flags"))
+        elif not _SYMBOL.match(spec.symbol):
+            bad("symbol", f"{spec.symbol!r} is not a symbol name (letters, digits, _)",
+                ("fuzzy", "flags", flag))
+    if not 0.3 <= f.min_similarity <= 1.0:
+        bad("min_similarity", "must be between 0.3 and 1.0")
+    if f.min_shingles < 3 or f.min_bytes < 0 or f.expire_days <= 0:
+        bad("min_shingles", "must be at least 3, min_bytes >= 0 and expire_days positive")
+    if f.learn_spam and str(f.learn_flag) not in f.flags:
+        bad("learn_flag", f"is {f.learn_flag}, which [fuzzy.flags] does not define")
+    return errors
+
+
+def _check_antivirus(config: Config, loc: _Locator) -> list[str]:
+    a, errors = config.antivirus, []
+
+    def bad(key: str, what: str) -> None:
+        errors.append(f"{loc.where(('antivirus', key))}: antivirus.{key} {what}")
+
+    if not a.address.startswith("/"):
+        try:
+            split_host_port(a.address)
+        except ValueError:
+            bad("address", f"is {a.address!r}; write a unix socket path "
+                "(/var/run/clamav/clamd.ctl) or HOST:PORT (127.0.0.1:3310)")
+    if a.scan not in ("message", "attachments"):
+        bad("scan", f"must be \"message\" or \"attachments\", got {a.scan!r}")
+    if a.max_size <= 0 or a.timeout <= 0:
+        bad("max_size", "and antivirus.timeout must be positive")
+    if a.enabled and a.timeout >= config.milter.scan_timeout:
+        bad("timeout", f"({a.timeout:g}s) must be below milter.scan_timeout "
+            f"({config.milter.scan_timeout:g}s), or the scan gives up before clamd answers "
+            "and the message gets no CLAM_FAIL and no header")
+    for symbol in a.families:
+        if not _SYMBOL.match(symbol):
+            bad("families", f"has {symbol!r}, which is not a symbol name")
+    if a.virus_action and a.virus_action not in _MAP_ACTIONS:
+        bad("virus_action", f"must be one of {', '.join(_MAP_ACTIONS)} or \"\", "
+            f"got {a.virus_action!r}")
+    try:
+        a.virus_message.format(virus="X")
+    except (KeyError, ValueError, IndexError) as exc:
+        bad("virus_message", f"is not a valid template ({exc}); its field is {{virus}}")
+    if a.fail_action not in ("accept", "tempfail"):
+        bad("fail_action", f"must be \"accept\" or \"tempfail\", got {a.fail_action!r}")
     return errors

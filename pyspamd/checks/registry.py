@@ -4,9 +4,11 @@ pyspamc all build their checks with `build_checks`."""
 
 from __future__ import annotations
 
+from pyspamd.checks.antivirus import AntivirusCheck
 from pyspamd.checks.base import Check
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.email_auth import EmailAuth
+from pyspamd.checks.fuzzy import FuzzyCheck
 from pyspamd.checks.greylist import Greylist
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.helo_sanity import HeloSanity
@@ -32,6 +34,8 @@ CHECKS: tuple[type[Check], ...] = (
     RblCheck,
     EmailAuth,
     SenderDomain,
+    FuzzyCheck,
+    AntivirusCheck,
     BayesCheck,
 )
 

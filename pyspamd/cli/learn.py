@@ -7,6 +7,7 @@ import io
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
+from pyspamd.fuzzy.store import learned_spam_hook
 from pyspamd.sources import iter_messages, not_a_message
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
@@ -114,9 +116,11 @@ class Progress:
 
 def run_learn(bayes: Bayes, paths: list[str], label: str | None,
               newer_than: float | None = None, tty: bool = False,
-              vectors: LearnedVectors | None = None) -> Summary:
-    """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`.
-    Raises StorageError when the store itself fails (the run cannot go on)."""
+              vectors: LearnedVectors | None = None,
+              on_learned: Callable[[Task], object] | None = None) -> Summary:
+    """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`;
+    `on_learned` is called with each message learned or moved (the fuzzy_add of learned
+    spam). Raises StorageError when the store itself fails (the run cannot go on)."""
     summary = Summary()
     order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
@@ -133,7 +137,8 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
             vectors.scan(bayes, iter_messages(paths, stdin), cutoff)
             if stdin is not None:
                 stdin.seek(0)
-        _learn_all(bayes, paths, label, cutoff, summary, progress, order, vectors, stdin)
+        _learn_all(bayes, paths, label, cutoff, summary, progress, order, vectors, stdin,
+                   on_learned)
     except BatchError as exc:  # the commit at the end of the batch
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
@@ -147,7 +152,8 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
 
 def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float | None,
                summary: Summary, progress: Progress, order: tuple[LearnOutcome, ...],
-               vectors: LearnedVectors | None, stdin: BinaryIO | None = None) -> None:
+               vectors: LearnedVectors | None, stdin: BinaryIO | None = None,
+               on_learned: Callable[[Task], object] | None = None) -> None:
     day = today()
     with bayes.storage.batch():
         for source in iter_messages(paths, stdin):
@@ -178,6 +184,9 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
             if vectors is not None and label is not None and outcome in (
                     LearnOutcome.LEARNED, LearnOutcome.MOVED):
                 vectors.take(label, tokens.digest())
+            if on_learned is not None and outcome in (LearnOutcome.LEARNED,
+                                                      LearnOutcome.MOVED):
+                on_learned(task)
             progress.show(summary.total(), summary, order)
 
 
@@ -200,9 +209,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
         scanner_or_exit(config)  # rule errors are told here, not as a traceback
         vectors = LearnedVectors(config)
     bayes = bayes_from_config(config, create=label is not None)
+    on_learned = learned_spam_hook(config, bayes.storage) if label == SPAM else None
     try:
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
-                            tty=sys.stderr.isatty(), vectors=vectors)
+                            tty=sys.stderr.isatty(), vectors=vectors, on_learned=on_learned)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -236,6 +246,7 @@ def cmd_expire(args: argparse.Namespace) -> int:
     storage = bayes.storage
     try:
         dropped = storage.expire_tokens(today() - days)
+        fuzzy_dropped, fuzzy_left = storage.fuzzy_expire(), storage.fuzzy_count()
         # The daily cron job ends here: fitting again lets the messages autolearn added
         # since the last learn_* run count in the logistic model too.
         model_tokens = bayes.fit_model()
@@ -248,5 +259,6 @@ def cmd_expire(args: argparse.Namespace) -> int:
     print(f"expired: {dropped} tokens seen once and not learned for {days} days; "
           f"tokens stored: {stats.tokens}; model fitted: {model_tokens} tokens from "
           f"{stats.fit_messages[SPAM]} spam, {stats.fit_messages[HAM]} ham messages; "
-          f"size: {size_text(stats.size_bytes)}")
+          f"size: {size_text(stats.size_bytes)}; fuzzy hashes expired: {fuzzy_dropped}, "
+          f"stored: {fuzzy_left}")
     return EXIT_OK

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import dkim, evaluate, learn, policy, remote, rescore, statistics
+from pyspamd.cli import dkim, evaluate, fuzzy, learn, policy, remote, rescore, statistics
 from pyspamd.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("paths", nargs="+", metavar="PATH",
                          help="file, directory, Maildir, mbox, or - for stdin")
     learn.add_commands(commands)
+    fuzzy.add_commands(commands)
     statistics.add_commands(commands)
     evaluate.add_command(commands)
     rescore.add_command(commands)
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_explain(args)
         if args.command in ("learn_spam", "learn_ham", "unlearn"):
             return learn.cmd_learn(args)
+        if args.command in fuzzy.COMMANDS:
+            return fuzzy.run(args)
         if args.command == "stat":
             return learn.cmd_stat(args)
         if args.command == "expire":

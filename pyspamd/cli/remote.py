@@ -28,7 +28,8 @@ from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
 DEFAULT_PORT = 11334
-COMMANDS = ("symbols", "learn_spam", "learn_ham", "stat", "history", "counters")
+COMMANDS = ("symbols", "learn_spam", "learn_ham", "stat", "history", "counters", "fuzzy_add",
+            "fuzzy_del")
 
 
 class ControllerError(Exception):
@@ -202,6 +203,41 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
+def cmd_fuzzy(args: argparse.Namespace, client: Client) -> int:
+    adding = args.command == "fuzzy_add"
+    headers = [("Flag", str(args.flag))]
+    if adding:
+        headers.append(("Weight", repr(args.weight)))
+    path = "/fuzzyadd" if adding else "/fuzzydel"
+
+    def send(source: MessageSource) -> dict[str, Any]:
+        assert source.data is not None
+        reason = not_a_message(source.data)
+        if reason is not None:
+            raise ControllerError(reason)
+        return client.request("POST", path, source.data, headers)
+
+    messages = hashes = changed = 0
+    failed: list[tuple[str, str]] = []
+    for source, answer in _ordered(client, args.parallel, iter_messages(args.paths),
+                                   _skip_errors(send)):
+        if source.error is not None:
+            failed.append((source.label, source.error))
+        elif isinstance(answer, Exception):
+            failed.append((source.label, str(answer)))
+            if "cannot reach" in str(answer):
+                break
+        else:
+            messages += 1
+            hashes += int(answer["hashes"])
+            changed += int(answer["new" if adding else "deleted"])
+    print(f"messages: {messages}, hashes: {hashes}, {'new' if adding else 'deleted'}: "
+          f"{changed}, failed: {len(failed)}")
+    for name, reason in failed:
+        print(f"failed: {name}: {reason}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     client = Client(args.host, args.password)
     try:
@@ -209,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             return cmd_symbols(args, client)
         if args.command in ("learn_spam", "learn_ham"):
             return cmd_learn(args, client)
+        if args.command in ("fuzzy_add", "fuzzy_del"):
+            return cmd_fuzzy(args, client)
         if args.command == "stat":
             lines = stat_lines(client.request("GET", "/stat"))
         elif args.command == "history":

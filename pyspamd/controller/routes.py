@@ -23,6 +23,7 @@ from pyspamd.controller.app import (
     redact_config,
 )
 from pyspamd.controller.limits import ConnectionGuard, body_deadline
+from pyspamd.fuzzy.store import fuzzy_add, fuzzy_delete, learned_spam_hook
 from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult, header_changes
 from pyspamd.sources import not_a_message
@@ -108,7 +109,8 @@ async def _learn(request: web.Request, label: str) -> web.Response:
 
     def work() -> str:
         bayes = c.bayes
-        tokens = bayes.tokens(Task(body))
+        task = Task(body)
+        tokens = bayes.tokens(task)
         # The symbol vector as the milter saw it: scanned before the message is learned.
         result = (c.scanner.scan_task(c.scanner.task(body), after_scan=False)
                   if c.config.bayes.symbol_vectors else None)
@@ -117,6 +119,9 @@ async def _learn(request: web.Request, label: str) -> web.Response:
             keep_vector(bayes.storage, label, tokens.digest(), result,
                         c.config.bayes.max_fit_messages)
         c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+        hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
+        if hook is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+            hook(task)
         return outcome.value
 
     try:
@@ -266,6 +271,50 @@ def _static_file(name: str, content_type: str) -> web.Response:
                         })
 
 
+async def _fuzzy(request: web.Request, adding: bool) -> web.Response:
+    """rspamd's /fuzzyadd and /fuzzydel: the message as the body, Flag and Weight headers
+    (default 1 and 1)."""
+    c = request.app[CONTROLLER]
+    body = await request.read()
+    reason = not_a_message(body)
+    if reason is not None:
+        return json_error(400, f"nothing done: {reason}")
+    try:
+        flag = int(request.headers.get("Flag", "1"))
+        weight = float(request.headers.get("Weight", "1"))
+    except ValueError:
+        return json_error(400, "the Flag header must be a whole number, Weight a number")
+    settings = c.config.fuzzy
+    if str(flag) not in settings.flags:
+        return json_error(400, f"flag {flag} is not in [fuzzy.flags]")
+
+    def work() -> tuple[int, int]:
+        task = Task(body)
+        if adding:
+            return fuzzy_add(c.storage, task, settings, flag, weight)
+        return fuzzy_delete(c.storage, task, settings, flag)
+
+    try:
+        hashes, changed = await c.run(work)
+    except StorageError as exc:
+        return json_error(503, f"nothing done: {exc}")
+    if not hashes:
+        return json_error(400, "nothing to hash: too little text, and no attachment or image "
+                               f"of [fuzzy] min_bytes ({settings.min_bytes}) or more")
+    return web.json_response({"success": True, "hashes": hashes,
+                              "new" if adding else "deleted": changed})
+
+
+@access(WRITE)
+async def fuzzyadd(request: web.Request) -> web.Response:
+    return await _fuzzy(request, adding=True)
+
+
+@access(WRITE)
+async def fuzzydel(request: web.Request) -> web.Response:
+    return await _fuzzy(request, adding=False)
+
+
 ROUTES = [
     web.get("/healthy", healthy),
     web.get("/ready", ready),
@@ -273,6 +322,8 @@ ROUTES = [
     web.post("/checkv2", checkv2),
     web.post("/learnspam", learnspam),
     web.post("/learnham", learnham),
+    web.post("/fuzzyadd", fuzzyadd),
+    web.post("/fuzzydel", fuzzydel),
     web.get("/stat", stat),
     web.get("/history", history),
     web.get("/graph", graph),

@@ -67,6 +67,7 @@ class StatsReader:
             "tokenizer": {"learned": learned_tokenizer(self.storage),
                           "current": TOKENIZER_VERSION},
         }
+        out["fuzzy"] = {"hashes": self.storage.fuzzy_count()}
         out["events"] = {k[len(keys.EVENT):]: n for k, n in counters.items()
                          if k.startswith(keys.EVENT)}
         return out

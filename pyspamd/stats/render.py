@@ -45,6 +45,8 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
                  f"({kept}, [bayes] max_fit_messages)")
     lines.append(f"Backend: {bayes['backend']} {bayes['location']}; size: "
                  f"{size_text(bayes['size_bytes'])}")
+    if "fuzzy" in stat:  # a controller of an older version does not send it
+        lines.append(f"Fuzzy hashes stored: {stat['fuzzy']['hashes']}")
     tokenizer = bayes.get("tokenizer") or {}
     if tokenizer.get("learned") not in (None, tokenizer.get("current")):
         lines.append(f"Tokenizer: learned with version {tokenizer['learned']}, this pyspamd "

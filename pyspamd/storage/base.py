@@ -109,6 +109,26 @@ def unpack_tokens(raw: bytes | None) -> np.ndarray:
     return np.frombuffer(raw or b"", dtype=">u8").astype(np.uint64)
 
 
+@dataclass(frozen=True, slots=True)
+class FuzzyEntry:
+    """One fuzzy hash to store (pyspamd/fuzzy): a text part's MinHash signature with its
+    LSH bucket keys, or an attachment's exact hash (empty signature, no buckets)."""
+
+    id: int  # signed 64-bit
+    flag: int
+    weight: float
+    signature: bytes  # uint32 little-endian values; b"" for an exact hash
+    buckets: tuple[int, ...] = ()  # signed 64-bit
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzyStored:
+    id: int
+    flag: int
+    weight: float  # summed over every fuzzy_add of this hash with this flag
+    signature: bytes
+
+
 def bucket_after(raw: bytes | None, capacity: float, rate: float,
                  now: float) -> tuple[bool, float, float]:
     """The token-bucket arithmetic, shared by the backends that run it in Python:
@@ -250,6 +270,31 @@ class Storage(ABC):
     @abstractmethod
     def list_recent(self, key: str, count: int) -> list[bytes]:
         """The newest `count` items of a list, newest first."""
+
+    # --- fuzzy hashes of reported messages (pyspamd/fuzzy) ---
+    @abstractmethod
+    def fuzzy_add(self, entries: list[FuzzyEntry], ttl: float) -> int:
+        """Store hashes for `ttl` seconds (an existing one lives `ttl` from now). Adding a
+        stored hash with its flag adds to its weight; with another flag it replaces flag
+        and weight. Returns how many were not stored before."""
+
+    @abstractmethod
+    def fuzzy_delete(self, ids: list[int], flag: int) -> int:
+        """Forget the hashes `ids` stored with `flag`; returns how many there were."""
+
+    @abstractmethod
+    def fuzzy_find(self, buckets: list[int], ids: list[int]) -> list[FuzzyStored]:
+        """Unexpired stored hashes that share a bucket key with `buckets` or whose id is in
+        `ids`: the candidates a scan compares itself with. Cost grows with the keys asked,
+        not with the store's size."""
+
+    @abstractmethod
+    def fuzzy_expire(self) -> int:
+        """Drop expired hashes and their bucket keys; returns how many hashes went."""
+
+    @abstractmethod
+    def fuzzy_count(self) -> int:
+        """Unexpired hashes stored."""
 
     @abstractmethod
     def close(self) -> None: ...

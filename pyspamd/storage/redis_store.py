@@ -18,6 +18,10 @@ Key layout (prefix from `[storage] redis_prefix`, default "pyspamd"):
                                     in the model; "model_gen" -> its generation (random,
                                     new at each fit: workers reload the model when it
                                     changes)
+    {prefix}:{fuzzy}:h:{id}   STRING a fuzzy hash (8-byte id, big-endian): flag u32, weight
+                                    f64 (little-endian), then its signature; expires by TTL
+    {prefix}:{fuzzy}:b:{key}  SET   ids of the fuzzy hashes with this LSH bucket key
+    {prefix}:{fuzzy}:ids      ZSET  id -> expiry time, for counting and expiring
     {prefix}:kv:{key}         STRING counters and values of greylisting, rate limits, ...
     {prefix}:list:{key}       LIST   bounded logs (the scan history), newest first
 
@@ -29,6 +33,8 @@ one round trip per message either way.
 from __future__ import annotations
 
 import itertools
+import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -43,6 +49,8 @@ from pyspamd.storage.base import (
     SPAM,
     BatchError,
     BayesStats,
+    FuzzyEntry,
+    FuzzyStored,
     LearnOutcome,
     ModelSnapshot,
     Storage,
@@ -259,6 +267,48 @@ return {taken, string.format('%.17g', tokens)}
 """
 
 
+# KEYS: the hash, the ids set, then its bucket sets. ARGV: id, flag, weight, signature,
+# ttl in ms, expiry time. One script, so two hosts adding the same hash add both weights.
+_FUZZY_ADD = """
+local old = redis.call('GET', KEYS[1])
+local flag, weight = tonumber(ARGV[2]), tonumber(ARGV[3])
+if old then
+  local oflag, oweight = struct.unpack('<I4d', string.sub(old, 1, 12))
+  if oflag == flag then weight = weight + oweight end
+end
+redis.call('SET', KEYS[1], struct.pack('<I4d', flag, weight) .. ARGV[4], 'PX', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], ARGV[1])
+  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[5]) then
+    redis.call('PEXPIRE', KEYS[i], ARGV[5])
+  end
+end
+if old then return 0 end
+return 1
+"""
+
+# KEYS: the hash, the ids set. ARGV: id, flag. Bucket sets keep the id until they expire:
+# a look-up ignores ids whose hash is gone.
+_FUZZY_DEL = """
+local old = redis.call('GET', KEYS[1])
+if not old then return 0 end
+local oflag = struct.unpack('<I4', string.sub(old, 1, 4))
+if oflag ~= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+def _id_bytes(value: int) -> bytes:
+    return (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")
+
+
+def _id_int(raw: bytes) -> int:
+    return int.from_bytes(raw, "big", signed=True)
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for messages and `pyspamc stat`."""
     parts = urlsplit(url)
@@ -312,6 +362,9 @@ class RedisStorage(Storage):
         self._swap_model = self.client.register_script(_SWAP_MODEL)
         self._snapshot = self.client.register_script(_SNAPSHOT)
         self._read = self.client.register_script(_READ)
+        self._fuzzy_add = self.client.register_script(_FUZZY_ADD)
+        self._fuzzy_del = self.client.register_script(_FUZZY_DEL)
+        self.k_fuzzy = f"{prefix}:{{fuzzy}}"
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -584,6 +637,69 @@ class RedisStorage(Storage):
     def list_recent(self, key: str, count: int) -> list[bytes]:
         return list(self._call("reading a list", self.client.lrange,
                                f"{self.prefix}:list:{key}", 0, count - 1))
+
+    # --- fuzzy hashes ---
+    def _fuzzy_hash_key(self, ident: int) -> bytes:
+        return f"{self.k_fuzzy}:h:".encode() + _id_bytes(ident)
+
+    def _fuzzy_bucket_key(self, bucket: int) -> bytes:
+        return f"{self.k_fuzzy}:b:".encode() + _id_bytes(bucket)
+
+    def _run_scripts(self, doing: str, script: Any, calls: list[tuple[list, list]]) -> int:
+        """Run `script` once per (keys, args), pipelined; one by one on Redis Cluster, whose
+        client refuses scripts in pipelines. Returns the sum of their replies."""
+        if not calls:
+            return 0
+        if self.cluster:
+            return sum(int(self._call(doing, script, keys=keys, args=args))
+                       for keys, args in calls)
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            script(keys=keys, args=args, client=pipe)
+        return sum(int(r) for r in self._call(doing, pipe.execute))
+
+    def fuzzy_add(self, entries: list[FuzzyEntry], ttl: float) -> int:
+        expires = time.time() + ttl
+        ms = max(1, int(ttl * 1000))
+        return self._run_scripts("adding fuzzy hashes", self._fuzzy_add, [
+            ([self._fuzzy_hash_key(e.id), f"{self.k_fuzzy}:ids",
+              *(self._fuzzy_bucket_key(b) for b in e.buckets)],
+             [_id_bytes(e.id), e.flag, repr(float(e.weight)), e.signature, ms, repr(expires)])
+            for e in entries])
+
+    def fuzzy_delete(self, ids: list[int], flag: int) -> int:
+        return self._run_scripts("deleting fuzzy hashes", self._fuzzy_del, [
+            ([self._fuzzy_hash_key(ident), f"{self.k_fuzzy}:ids"], [_id_bytes(ident), flag])
+            for ident in ids])
+
+    def fuzzy_find(self, buckets: list[int], ids: list[int]) -> list[FuzzyStored]:
+        found = {_id_bytes(i) for i in ids}
+        if buckets:
+            pipe = self.client.pipeline(transaction=False)
+            for bucket in buckets:
+                pipe.smembers(self._fuzzy_bucket_key(bucket))
+            for members in self._call("looking up fuzzy hashes", pipe.execute):
+                found.update(members)
+        if not found:
+            return []
+        order = sorted(found)
+        values = self._call("looking up fuzzy hashes", self.client.mget,
+                            [f"{self.k_fuzzy}:h:".encode() + raw for raw in order])
+        out = []
+        for raw, value in zip(order, values, strict=True):
+            if value is not None and len(value) >= 12:
+                flag, weight = struct.unpack("<Id", value[:12])
+                out.append(FuzzyStored(_id_int(raw), flag, weight, bytes(value[12:])))
+        return out
+
+    def fuzzy_expire(self) -> int:
+        # The hashes expire by their own TTL; this drops them from the ids set.
+        return int(self._call("expiring fuzzy hashes", self.client.zremrangebyscore,
+                              f"{self.k_fuzzy}:ids", "-inf", time.time()))
+
+    def fuzzy_count(self) -> int:
+        return int(self._call("counting fuzzy hashes", self.client.zcount,
+                              f"{self.k_fuzzy}:ids", f"({time.time()!r}", "+inf"))
 
     def close(self) -> None:
         self.client.close()

@@ -14,13 +14,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from pyspamd.actions import Thresholds, strongest
+from pyspamd.checks.attachment_content import AttachmentContent
 from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
+from pyspamd.checks.html_features import HtmlFeatures
 from pyspamd.checks.mime_sanity import MimeSanity
 from pyspamd.checks.network import network_checks
 from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
+from pyspamd.checks.sender_identity import SenderIdentity
+from pyspamd.checks.url_features import UrlFeatures
 from pyspamd.config import Config, load_config
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
@@ -29,7 +33,11 @@ from pyspamd.task import Envelope, ParseLimits, Task
 
 log = logging.getLogger("pyspamd.scan")
 
-BUILTIN_CHECKS: tuple[type[Check], ...] = (MimeSanity, ReceivedCount, DateCheck, EnvelopeFrom)
+BUILTIN_CHECKS: tuple[type[Check], ...] = (
+    MimeSanity, ReceivedCount, DateCheck, EnvelopeFrom,
+    # what phishing and today's spam show that one regex over one value cannot see
+    UrlFeatures, HtmlFeatures, AttachmentContent, SenderIdentity,
+)
 
 
 class RuleLoadError(Exception):

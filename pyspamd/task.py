@@ -14,7 +14,7 @@ from email.message import Message
 from email.utils import getaddresses
 from functools import cached_property
 
-from pyspamd.htmltext import html_to_text
+from pyspamd.htmltext import HtmlContent, html_to_text
 from pyspamd.mime import MimePart, payload_bytes, walk_parts
 from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
@@ -56,6 +56,7 @@ class TextPart:
     markup: str  # after transfer and charset decoding, HTML kept as markup
     is_html: bool
     links: list[str] = field(default_factory=list)
+    html: HtmlContent | None = None  # what the HTML parse saw (anchors, hidden text, forms)
 
 
 class HeaderView:
@@ -193,7 +194,7 @@ class Task:
                 markup = markup.replace("\r\n", "\n")
             if part.content_type == "text/html":
                 html = html_to_text(markup)
-                out.append(TextPart(part, html.text, markup, True, html.links))
+                out.append(TextPart(part, html.text, markup, True, html.links, html))
             else:
                 out.append(TextPart(part, markup, markup, False))
         return out

@@ -15,6 +15,9 @@ from pyspamd.task import Task
 
 _G = "sender"
 _ADDR_IN_NAME = re.compile(r"[\w.+-]+@([a-z0-9-]+(?:\.[a-z0-9-]+)+)", re.I)
+_SERVICE_WORDS = re.compile(
+    r"\b(?:mail|e-?mail|webmail|admin\w*|it|support|server|help\s?desk|team|portal|security"
+    r"|notification|service|system|account|hr|payroll|billing|share\s?point|one\s?drive)\b")
 # "Alice via Example" names the person a list or service relays for, not the sender
 _RELAYED = re.compile(r"\s(?:via|through|on behalf of)\s", re.I)
 
@@ -87,8 +90,11 @@ class SenderIdentity(Check):
             label = org.partition(".")[0] if org else ""
             if len(label) < 4 or is_freemail(rcpt_domain):
                 continue
-            if (org in lowered or re.search(rf"\b{re.escape(label)}\b", lowered)) and (
-                    org_domain(from_domain) != org):
+            # the domain itself ("example.net"), or its name with a service word
+            # ("Example IT Support"); a bare "Example" is often just a surname
+            named = org in lowered or (re.search(rf"\b{re.escape(label)}\b", lowered)
+                                       and _SERVICE_WORDS.search(lowered))
+            if named and org_domain(from_domain) != org:
                 hits.add("FROM_NAME_RCPT_DOMAIN", name)
                 return
 

@@ -55,7 +55,9 @@ class SenderIdentity(Check):
         if name and from_domain and not _RELAYED.search(name):
             self._display_name(task, name, address, from_domain, hits)
         replies = headers.addresses("reply-to")
-        if replies and from_domain:
+        # Lists rewrite From ("Alice via List") and put the poster in Reply-To
+        relayed = "list-id" in headers or bool(name and _RELAYED.search(name))
+        if replies and from_domain and not relayed:
             reply = replies[0][1]
             reply_domain = _domain(reply)
             if reply and reply != address:

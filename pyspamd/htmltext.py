@@ -13,7 +13,7 @@ import html
 import re
 from dataclasses import dataclass, field
 
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 # Elements that start a new line when rendered. Inline elements add nothing, so
 # "un<b>sub</b>scribe" stays one word, as the reader sees it, and body rules still match.
@@ -46,12 +46,31 @@ _LINK_ATTR = re.compile(
 )
 
 
+# Anchors whose shown text is kept (for "text shows one domain, link goes to another");
+# a newsletter has a few dozen, more adds nothing.
+_MAX_ANCHORS = 100
+# Inline styles that hide an element's text from the reader: display:none,
+# visibility:hidden, a zero or one-pixel font, zero opacity, zero height with overflow hidden.
+_HIDING_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:\.\d+)?\s*(?:px|pt)?"
+    r"\s*(?:[;!]|$)|opacity\s*:\s*0(?:\.0+)?\s*(?:[;!]|$)|(?:max-)?height\s*:\s*0(?:px)?\s*;"
+    r"[^\"]*overflow\s*:\s*hidden",
+    re.IGNORECASE,
+)
+_WORD_CHAR = re.compile(r"\w")
+
+
 @dataclass(slots=True)
 class HtmlContent:
     text: str
     links: list[str] = field(default_factory=list)
     images: int = 0
     too_deep: bool = False  # read by the cheap scanner, not by the HTML parser
+    # (href, shown text) of the first _MAX_ANCHORS <a href> elements
+    anchors: list[tuple[str, str]] = field(default_factory=list)
+    hidden_chars: int = 0  # letters and digits in elements an inline style hides
+    forms: int = 0
+    password_inputs: int = 0
 
 
 def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
@@ -60,16 +79,24 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
         return _scan_tags(markup)
     tree = LexborHTMLParser(markup)
     links: list[str] = []
-    images = 0
+    anchors: list[tuple[str, str]] = []
+    images = forms = 0
     for node in tree.css(_LINK_SELECTOR):
-        if node.tag == "img":
+        tag = node.tag
+        if tag == "img":
             images += 1
+        elif tag == "form":
+            forms += 1
         attrs = node.attributes
         for attr in _LINK_ATTRS:
             value = attrs.get(attr)
             if value:
                 links.append(value.strip())
+                if tag == "a" and len(anchors) < _MAX_ANCHORS:
+                    anchors.append((value.strip(), node.text(deep=True).strip()))
                 break
+    hidden = _hidden_chars(tree)
+    passwords = len(tree.css('input[type="password" i]')) if forms or "<input" in markup else 0
     tree.strip_tags(_INVISIBLE_TAGS)
     out: list[str] = []
     root = tree.root
@@ -83,7 +110,10 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
     text = "".join(out)
     # Collapse layout whitespace but keep line structure for ^/$ in body rules.
     lines = (" ".join(line.split()) for line in text.splitlines())
-    return HtmlContent(text="\n".join(line for line in lines if line), links=links, images=images)
+    return HtmlContent(
+        text="\n".join(line for line in lines if line), links=links, images=images,
+        anchors=anchors, hidden_chars=hidden, forms=forms, password_inputs=passwords,
+    )
 
 
 def _nesting_exceeds(markup: str, max_depth: int) -> bool:
@@ -134,3 +164,30 @@ def _drop_hidden(markup: str) -> str:
             pos = len(markup) if close < 0 else close
     out.append(markup[pos:])
     return "".join(out)
+
+
+
+def _hidden_chars(tree: LexborHTMLParser) -> int:
+    """Word characters inside elements an inline style hides (outermost ones only)."""
+    total = 0
+    counted: list[LexborNode] = []
+    for node in tree.css("[style]"):
+        style = node.attributes.get("style") or ""
+        if not _HIDING_STYLE.search(style):
+            continue
+        if any(_inside(node, outer) for outer in counted):
+            continue
+        counted.append(node)
+        total += len(_WORD_CHAR.findall(node.text(deep=True)))
+    return total
+
+
+def _inside(node: LexborNode, outer: LexborNode) -> bool:
+    parent = node.parent
+    for _ in range(50):
+        if parent is None:
+            return False
+        if parent == outer:
+            return True
+        parent = parent.parent
+    return False

@@ -15,7 +15,7 @@ from email import errors as email_errors
 from email.message import Message
 from email.policy import Compat32
 
-from pyspamd.textdecode import decode_header_value, header_text
+from pyspamd.textdecode import decode_header_value, header_text, surrogates_to_text
 
 _B64_BODY = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
@@ -105,7 +105,8 @@ class MimePart:
     is_attachment: bool
 
     def header_values(self, name: str) -> list[str]:
-        return [decode_header_value(v)[0] for v in self.msg.get_all(name, [])]
+        # str(): compat32 hands back an email.header.Header for raw 8-bit values
+        return [decode_header_value(str(v))[0] for v in self.msg.get_all(name, [])]
 
 
 def walk_parts(
@@ -162,6 +163,8 @@ def _make_part(node: Message, depth: int) -> MimePart:
         raw_name = None
     if raw_name:
         filename = decode_header_value(raw_name)[0]
+        if "\ufffd" in filename:
+            filename = _raw_8bit_filename(node) or filename
     disposition = header_text(node.get("content-disposition")).split(";", 1)[0].strip().lower()
     cte = header_text(node.get("content-transfer-encoding")).strip().lower() or "7bit"
     return MimePart(
@@ -173,6 +176,21 @@ def _make_part(node: Message, depth: int) -> MimePart:
         transfer_encoding=cte,
         is_attachment=disposition == "attachment" or bool(filename),
     )
+
+
+_NAME_PARAM = re.compile(r'\b(?:file)?name\s*=\s*"?([^";\r\n]+)', re.IGNORECASE)
+
+
+def _raw_8bit_filename(node: Message) -> str | None:
+    """A file name written in raw 8-bit (UTF-8, as RFC 6532 mail does): the stdlib's
+    parameter parser has already replaced its bytes with U+FFFD, so read it again from
+    the header as received."""
+    for name, value in node.raw_items():
+        if name.lower() in ("content-disposition", "content-type") and isinstance(value, str):
+            found = _NAME_PARAM.search(surrogates_to_text(value)[0])
+            if found:
+                return found.group(1).strip()
+    return None
 
 
 def payload_bytes(part: MimePart, limit: int) -> tuple[bytes, str | None]:

@@ -13,7 +13,7 @@ from email.message import Message
 from email.utils import getaddresses
 from functools import cached_property
 
-from pyspamd.htmltext import html_to_text
+from pyspamd.htmltext import HtmlContent, html_to_text
 from pyspamd.mime import MimePart, parse_message, payload_bytes, walk_parts
 from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
@@ -57,6 +57,7 @@ class TextPart:
     markup: str  # after transfer and charset decoding, HTML kept as markup
     is_html: bool
     links: list[str] = field(default_factory=list)
+    html: HtmlContent | None = None  # what the HTML parse saw (anchors, hidden text, forms)
 
 
 class HeaderView:
@@ -212,7 +213,7 @@ class Task:
                 if html.too_deep:
                     self.anomalies.setdefault("html_too_deep", []).append(
                         str(self.limits.max_html_depth))
-                out.append(TextPart(part, html.text, markup, True, html.links))
+                out.append(TextPart(part, html.text, markup, True, html.links, html))
             else:
                 out.append(TextPart(part, markup, markup, False))
         return out

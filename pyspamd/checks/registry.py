@@ -5,6 +5,7 @@ pyspamc all build their checks with `build_checks`."""
 from __future__ import annotations
 
 from pyspamd.checks.antivirus import AntivirusCheck
+from pyspamd.checks.attachment_content import AttachmentContent
 from pyspamd.checks.base import Check
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.email_auth import EmailAuth
@@ -12,11 +13,14 @@ from pyspamd.checks.fuzzy import FuzzyCheck
 from pyspamd.checks.greylist import Greylist
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.helo_sanity import HeloSanity
+from pyspamd.checks.html_features import HtmlFeatures
 from pyspamd.checks.mime_sanity import MimeSanity
 from pyspamd.checks.multimap import MultiMap
 from pyspamd.checks.ratelimit import RateLimit
 from pyspamd.checks.rbl import RblCheck
 from pyspamd.checks.sender_domain import SenderDomain
+from pyspamd.checks.sender_identity import SenderIdentity
+from pyspamd.checks.url_features import UrlFeatures
 from pyspamd.config import Config
 from pyspamd.services import Services
 
@@ -27,6 +31,11 @@ CHECKS: tuple[type[Check], ...] = (
     ReceivedCount,
     DateCheck,
     EnvelopeFrom,
+    # what phishing and today's spam show that one regex over one value cannot see
+    UrlFeatures,
+    HtmlFeatures,
+    AttachmentContent,
+    SenderIdentity,
     HeloSanity,
     MultiMap,
     RateLimit,

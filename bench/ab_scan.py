@@ -1,0 +1,64 @@
+"""A/B scan cost of two source trees, measured alternately in one run.
+
+    python bench/ab_scan.py OTHER_TREE [--rounds N] [--limit N] [DIR ...]
+
+Runs bench/scan.py of this tree and of OTHER_TREE (e.g. /work/main) one after the other,
+N rounds, each in its own process with its own tree first on PYTHONPATH, on the same
+messages. Speed here drifts 2x within an hour, so only the ratio of neighbouring runs
+means something: the table shows each round's mean ms per message (wall time of the scan
+loop over the message count; one core, no network) and the difference B - A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent.parent
+_RATE = re.compile(r"msgs/s \(one core\)\s*\|\s*([\d.]+)")
+
+
+def run_scan(tree: Path, args: list[str]) -> float:
+    """Mean ms per message of one bench/scan.py run of `tree`."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run(
+        [sys.executable, str(tree / "bench" / "scan.py"), *args],
+        cwd=tree, env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    found = _RATE.search(out)
+    if not found:
+        raise SystemExit(f"no msgs/s in the output of {tree}/bench/scan.py:\n{out}")
+    return 1000.0 / float(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path, help="the tree to compare with (A)")
+    parser.add_argument("dirs", nargs="*", help="message folders (default: scan.py's)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=1, help="passed to scan.py")
+    args = parser.parse_args()
+    scan_args = [*args.dirs, "--repeat", str(args.repeat)]
+    a_times, b_times = [], []
+    print("| round | A ms/msg | B ms/msg | B - A ms |")
+    print("|---:|---:|---:|---:|")
+    for number in range(1, args.rounds + 1):
+        a = run_scan(args.other.resolve(), scan_args)
+        b = run_scan(HERE, scan_args)
+        a_times.append(a)
+        b_times.append(b)
+        print(f"| {number} | {a:.3f} | {b:.3f} | {b - a:+.3f} |", flush=True)
+    diffs = [b - a for a, b in zip(a_times, b_times, strict=True)]
+    print(f"| median | {statistics.median(a_times):.3f} | {statistics.median(b_times):.3f} "
+          f"| {statistics.median(diffs):+.3f} |")
+    print(f"\nA = {args.other.resolve()}, B = {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -92,7 +92,7 @@ class MilterConfig:
 @dataclass
 class LoggingConfig:
     level: str = "info"
-    target: str = "stderr"
+    target: str = "auto"  # stderr in the foreground (journal, terminal), syslog with --daemon
     syslog_facility: str = "mail"
 
 

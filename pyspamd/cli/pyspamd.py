@@ -10,6 +10,7 @@ from pathlib import Path
 from pyspamd.checks.base import Check
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
+from pyspamd.permissions import write_problems
 from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, Scanner, load_ruleset
 from pyspamd.symbols import is_hidden
 
@@ -24,6 +25,9 @@ def configtest(config_arg: str | None) -> int:
             print(line)
         print(f"config test failed: {len(exc.errors)} error(s)")
         return EXIT_FAILED
+    problems = write_problems(config)
+    for line in problems:
+        print(line)
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
@@ -36,6 +40,9 @@ def configtest(config_arg: str | None) -> int:
     if ruleset.errors or map_errors:
         print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
               "map files")
+        return EXIT_FAILED
+    if problems:
+        print(f"config test failed: {len(problems)} path(s) pyspamd cannot write")
         return EXIT_FAILED
     scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
@@ -93,11 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(config_arg: str | None, daemon: bool, pidfile: str | None) -> int:
+    from pyspamd.milter.instance import StartupError
     from pyspamd.milter.server import serve  # pymilter is needed only to serve
 
     path = resolve_config_path(config_arg)
     try:
         return serve(path, daemon=daemon, pidfile=Path(pidfile) if pidfile else None)
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pyspamd import __version__
 from pyspamd.checks.base import Check
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
@@ -80,7 +81,19 @@ def _check_map_files(config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pyspamd", description="pyspamd spam filter")
+    parser = argparse.ArgumentParser(
+        prog="pyspamd",
+        description="pyspamd: a spam-filtering milter for Postfix. Without a command it runs "
+                    "the milter (a master, one pool of workers per milter.listen socket, and "
+                    "the controller) in the foreground, logging to stderr (the journal under "
+                    "systemd); --daemon detaches and logs to syslog's mail facility.",
+        epilog="Files: /etc/pyspamd/pyspamd.toml, then /etc/pyspamd/local.d/*.toml; rules in "
+               "/usr/share/pyspamd/rules and /etc/pyspamd/rules.d; state in /var/lib/pyspamd. "
+               "Signals: HUP reloads config and rules, TERM stops after the messages in flight. "
+               "Exit status: 0 stopped cleanly, 1 a config, rule, permission or socket problem "
+               "(one line says which). More: man pyspamd, docs/debian.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyspamd {__version__}")
     parser.add_argument("--config", "-c", metavar="PATH",
                         help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
     parser.add_argument("--daemon", "-d", action="store_true",

@@ -411,6 +411,8 @@ class Master:
         _mark_started(self.config)
         while not self.stopping:
             self._reap()
+            if self.stopping:  # a pool could not listen: no respawn
+                break
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()

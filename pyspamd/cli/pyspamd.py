@@ -6,11 +6,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyspamd import __version__
 from pyspamd.checks.base import Check
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
-from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
+from pyspamd.config import (
+    Config,
+    ConfigError,
+    config_files,
+    load_config,
+    resolve_config_path,
+)
 from pyspamd.permissions import write_problems
 from pyspamd.scanner import BUILTIN_CHECKS, RuleLoadError, Scanner, load_ruleset
 from pyspamd.symbols import is_hidden
@@ -49,6 +56,37 @@ def configtest(config_arg: str | None) -> int:
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")
     return EXIT_OK
+
+
+def configdump(config_arg: str | None) -> int:
+    """The merged config as TOML, every option with its value, secrets hidden."""
+    import tomli_w
+
+    from pyspamd.controller.app import redact_config
+
+    path = resolve_config_path(config_arg)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    files = config_files(path) if path is not None else []
+    print("# pyspamd configdump: " + (", then ".join(map(str, files)) if files
+                                      else "built-in defaults (no config file)"))
+    data = _without_none(redact_config(config))
+    data.pop("path", None)
+    print(tomli_w.dumps(data), end="")
+    return EXIT_OK
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: an option left unset (None) is left out."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def configured_checks(config: Config) -> list[Check]:
@@ -101,12 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pidfile", metavar="PATH", help="write the master's pid here")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("configtest", help="check the config and rule files, then exit")
+    commands.add_parser("configdump", help="print the config in force: the main file with "
+                                           "local.d/*.toml merged over it, every option")
     commands.add_parser("run", help="run the milter (the default)")
     commands.add_parser("controller", help="run only the controller (HTTP API and web page), "
                                            "e.g. on a host that scans no mail")
     args = parser.parse_args(argv)
     if args.command == "configtest":
         return configtest(args.config)
+    if args.command == "configdump":
+        return configdump(args.config)
     if args.command == "controller":
         return run_controller_alone(args.config)
     return run(args.config, args.daemon, args.pidfile)

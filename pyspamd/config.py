@@ -205,7 +205,9 @@ class HeloConfig:
 class DnsConfig:
     """`[dns]`: the resolver every network check uses (pyspamd/dns/)."""
 
-    enabled: bool = False  # network checks (RBL, URIBL, SPF, DKIM, DMARC, ARC) on or off
+    # Network checks (RBL, URIBL, SPF, DKIM, DMARC, ARC): true, false, or "auto": on when
+    # the resolver is a local one (see __post_init__).
+    enabled: bool | str = "auto"
     nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
     timeout: float = 2.0  # seconds per try
     retries: int = 1  # further tries after a timeout, over the nameservers in turn
@@ -213,6 +215,14 @@ class DnsConfig:
     cache_size: int = 50000  # answers kept per worker
     max_ttl: int = 86400  # seconds an answer is kept at most, whatever its TTL says
     negative_ttl: int = 900  # at most, for "no such name" and "no such record"
+    # What "auto" decided and why: one line for the start-up log and configtest.
+    auto_note: str = field(default="", init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.enabled == "auto":
+            from pyspamd.dns.nameservers import local_resolver
+
+            self.enabled, self.auto_note = local_resolver(self.nameservers)
 
 
 def _default_rbl_lists() -> list[RblListConfig]:
@@ -568,7 +578,8 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
 def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
     # Config.path is where the file was read from, not an option; [storage] path is one.
-    known = {f.name for f in dataclasses.fields(cls) if cls is not Config or f.name != "path"}
+    known = {f.name for f in dataclasses.fields(cls)
+             if f.init and (cls is not Config or f.name != "path")}
     where = loc.where(keys) if keys else str(loc.path)
     if not isinstance(data, dict):
         errors.append(f"{where}: [{'.'.join(keys)}] must be a table")
@@ -825,6 +836,9 @@ def _check_network(config: Config, loc: _Locator) -> list[str]:
             parse_nameserver(spec)
         except ValueError as exc:
             errors.append(f"{loc.where(('dns', 'nameservers'))}: dns.nameservers: {exc}")
+    if isinstance(dns.enabled, str):
+        errors.append(f"{loc.where(('dns', 'enabled'))}: dns.enabled must be true, false or "
+                      f"\"auto\", got {dns.enabled!r}")
     if dns.timeout <= 0 or dns.budget <= 0:
         errors.append(f"{loc.where(('dns', 'timeout'))}: dns.timeout and dns.budget must be "
                       "positive")

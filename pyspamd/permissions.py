@@ -94,3 +94,22 @@ def socket_problems(config: Config) -> list[str]:
 def write_problems(config: Config) -> list[str]:
     """Everything the daemon writes; one line per problem."""
     return store_problems(config) + socket_problems(config)
+
+
+def give_store_back(config: Config) -> None:
+    """After a pyspamc run as root: the SQLite files it made or touched in a state directory
+    that belongs to another user (the package's pyspamd) go to that user, so the daemon can
+    still write them. Root may read users' Maildirs to learn from them; the store must stay
+    the daemon's."""
+    path = sqlite_store_path(config)
+    if os.geteuid() != 0 or path is None or not path.parent.is_dir():
+        return
+    owner = path.parent.stat()
+    if owner.st_uid == 0:
+        return
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if candidate.stat().st_uid == 0:
+                os.chown(candidate, owner.st_uid, owner.st_gid)
+        except FileNotFoundError:
+            continue

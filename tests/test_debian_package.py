@@ -162,8 +162,14 @@ def test_daemon_as_the_unit_runs_it(installed: Path) -> None:
                                 text=True, timeout=60)
         assert second.returncode != 0
         assert "in use" in second.stderr, second.stderr
-        # The nightly job, as cron runs it (the pyspamd user; TRAIN_* empty: expire only).
+        # root learning with pyspamc (as admins do, to read users' Maildirs) leaves the
+        # store to the pyspamd user: the nightly job, as cron runs it, can still write it.
+        _run(["/usr/bin/pyspamc", "learn_spam", str(REPO / "corpus" / "spam")])
+        Path("/etc/default/pyspamd").write_text(
+            f'TRAIN_SPAM=""\nTRAIN_HAM="{REPO}/corpus/ham"\n')
         _run(_as_pyspamd(["/usr/lib/pyspamd/daily"]))
+        stat = _run(["/usr/bin/pyspamc", "stat"]).stdout
+        assert "Statfile: BAYES_HAM type: sqlite3; learned: 100" in stat, stat
         assert Path("/var/lib/pyspamd/pyspamd.sqlite").stat().st_uid == pwd.getpwnam(
             "pyspamd").pw_uid
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -17,7 +18,7 @@ from pyspamd.cli.common import (
     load_config_or_exit,
     scanner_or_exit,
 )
-from pyspamd.permissions import store_problems
+from pyspamd.permissions import give_store_back, store_problems
 from pyspamd.result import ScanResult, result_headers, rewrite_subject
 from pyspamd.scanner import Scanner
 from pyspamd.sources import iter_messages
@@ -238,6 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        if args.command in IN_PROCESS_STORE and not args.host:
+            with contextlib.suppress(SystemExit, OSError):
+                give_store_back(load_config_or_exit(args.config))
     return EXIT_FAILED
 
 

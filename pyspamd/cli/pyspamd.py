@@ -36,6 +36,8 @@ def configtest(config_arg: str | None) -> int:
     problems = write_problems(config)
     for line in problems:
         print(line)
+    if config.dns.auto_note:
+        print(f"note: {config.dns.auto_note}")
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
@@ -76,6 +78,7 @@ def configdump(config_arg: str | None) -> int:
                                       else "built-in defaults (no config file)"))
     data = _without_none(redact_config(config))
     data.pop("path", None)
+    data["dns"].pop("auto_note", None)
     print(tomli_w.dumps(data), end="")
     return EXIT_OK
 

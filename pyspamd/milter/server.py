@@ -408,6 +408,8 @@ class Master:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        if self.config.dns.auto_note:
+            log.info("%s", self.config.dns.auto_note)
         _mark_started(self.config)
         while not self.stopping:
             self._reap()

@@ -12,6 +12,7 @@ from pyspamd.checks.bayes import bayes_from_config
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.sources import iter_messages
+from pyspamd.stats import keys
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
 from pyspamd.task import Task
@@ -184,6 +185,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     try:
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
                             tty=sys.stderr.isatty())
+        if label is not None:
+            _count_learns(bayes, label, summary)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -195,6 +198,14 @@ def cmd_learn(args: argparse.Namespace) -> int:
     for name, reason in summary.failed:
         print(f"failed: {name}: {reason}")
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _count_learns(bayes: Bayes, label: str, summary: Summary) -> None:
+    """The same counters the controller's learns add to (pyspamd_learns_total, stat)."""
+    changes = [(f"{keys.LEARN}{label}:{outcome}", n, None)
+               for outcome, n in summary.counts.items() if n > 0]
+    if changes:
+        bayes.storage.incr_many(changes)
 
 
 def cmd_stat(args: argparse.Namespace) -> int:

@@ -13,11 +13,13 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_CONFIG_PATH = Path("/etc/pyspamd/pyspamd.toml")
+LOCAL_DIR_NAME = "local.d"  # *.toml here are merged over the main file, in name order
 ENV_CONFIG = "PYSPAMD_CONFIG"
 
 
@@ -99,7 +101,7 @@ class MilterConfig:
 @dataclass
 class LoggingConfig:
     level: str = "info"
-    target: str = "stderr"
+    target: str = "auto"  # stderr in the foreground (journal, terminal), syslog with --daemon
     syslog_facility: str = "mail"
 
 
@@ -213,7 +215,9 @@ class HeloConfig:
 class DnsConfig:
     """`[dns]`: the resolver every network check uses (pyspamd/dns/)."""
 
-    enabled: bool = False  # network checks (RBL, URIBL, SPF, DKIM, DMARC, ARC) on or off
+    # Network checks (RBL, URIBL, SPF, DKIM, DMARC, ARC): true, false, or "auto": on when
+    # the resolver is a local one (see __post_init__).
+    enabled: bool | str = "auto"
     nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
     timeout: float = 2.0  # seconds per try
     retries: int = 1  # further tries after a timeout, over the nameservers in turn
@@ -221,6 +225,14 @@ class DnsConfig:
     cache_size: int = 50000  # answers kept per worker
     max_ttl: int = 86400  # seconds an answer is kept at most, whatever its TTL says
     negative_ttl: int = 900  # at most, for "no such name" and "no such record"
+    # What "auto" decided and why: one line for the start-up log and configtest.
+    auto_note: str = field(default="", init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.enabled == "auto":
+            from pyspamd.dns.nameservers import local_resolver
+
+            self.enabled, self.auto_note = local_resolver(self.nameservers)
 
 
 def _default_rbl_lists() -> list[RblListConfig]:
@@ -429,11 +441,19 @@ def resolve_config_path(arg: str | None) -> Path | None:
     return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load and validate; raises ConfigError listing every problem. None: built-in defaults."""
-    if path is None:
-        return Config()
-    path = Path(path)
+def local_dir(path: Path) -> Path:
+    """Where the admin's own settings live beside a config file: local.d/ next to it."""
+    return path.parent / LOCAL_DIR_NAME
+
+
+def config_files(path: Path) -> list[Path]:
+    """The main file, then local.d/*.toml in name order: the order they are merged in."""
+    overlays = sorted(p for p in local_dir(path).glob("*.toml") if p.is_file()) \
+        if local_dir(path).is_dir() else []
+    return [path, *overlays]
+
+
+def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -441,10 +461,36 @@ def load_config(path: str | Path | None) -> Config:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: config is not UTF-8 text: {exc}"]) from exc
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from exc
-    locator = _Locator(path, text)
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`: tables merge key by key, anything else (numbers, strings,
+    lists, arrays of tables such as [[maps]]) is replaced whole."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate; raises ConfigError listing every problem. None: built-in defaults.
+    The files of local.d/ beside the main file are merged over it (config_files)."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    data: dict[str, Any] = {}
+    sources = []
+    for file in config_files(path):
+        text, layer = _read_toml(file)
+        data = merge_tables(data, layer)
+        sources.append((file, text))
+    locator = _Locator(path, sources[0][1], sources[1:])
     errors: list[str] = []
     config = _build(Config, data, (), locator, errors)
     config.path = path
@@ -517,15 +563,26 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
 class _Locator:
     """Finds the line of a key, so semantic errors can point at it like syntax errors do."""
 
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str,
+                 overlays: Sequence[tuple[Path, str]] = ()) -> None:
         self.path = path
         self.lines = text.splitlines()
+        # local.d files, read after the main one: the last that sets a key is where it is.
+        self.overlays = [(p, t.splitlines()) for p, t in overlays]
 
     def where(self, keys: tuple[str, ...]) -> str:
+        for path, lines in reversed(self.overlays):
+            found = self._find(path, lines, keys)
+            if found:
+                return found
+        return self._find(self.path, self.lines, keys) or str(self.path)
+
+    @staticmethod
+    def _find(path: Path, lines: list[str], keys: tuple[str, ...]) -> str | None:
         section: tuple[str, ...] = ()
         header = re.compile(r"^\s*\[+\s*([^\]]+?)\s*\]+")
         arrays: dict[tuple[str, ...], int] = {}  # [[name]] tables seen so far, by name
-        for number, line in enumerate(self.lines, 1):
+        for number, line in enumerate(lines, 1):
             m = header.match(line)
             if m:
                 section = tuple(p.strip().strip("\"'") for p in m.group(1).split("."))
@@ -538,13 +595,13 @@ class _Locator:
                     # [maps.ldap] belongs to the last [[maps]] table above it.
                     section = (section[0], str(arrays[section[:1]] - 1), *section[1:])
                 if section == keys:
-                    return f"{self.path}:{number}"
+                    return f"{path}:{number}"
                 continue
             if section == keys[:-1] and re.match(
                 rf"^\s*[\"']?{re.escape(keys[-1])}[\"']?\s*=", line
             ):
-                return f"{self.path}:{number}"
-        return str(self.path)
+                return f"{path}:{number}"
+        return None
 
 
 def _type_name(tp: Any) -> str:
@@ -595,7 +652,8 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
 def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
     # Config.path is where the file was read from, not an option; [storage] path is one.
-    known = {f.name for f in dataclasses.fields(cls) if cls is not Config or f.name != "path"}
+    known = {f.name for f in dataclasses.fields(cls)
+             if f.init and (cls is not Config or f.name != "path")}
     where = loc.where(keys) if keys else str(loc.path)
     if not isinstance(data, dict):
         errors.append(f"{where}: [{'.'.join(keys)}] must be a table")
@@ -855,6 +913,9 @@ def _check_network(config: Config, loc: _Locator) -> list[str]:
             parse_nameserver(spec)
         except ValueError as exc:
             errors.append(f"{loc.where(('dns', 'nameservers'))}: dns.nameservers: {exc}")
+    if isinstance(dns.enabled, str):
+        errors.append(f"{loc.where(('dns', 'enabled'))}: dns.enabled must be true, false or "
+                      f"\"auto\", got {dns.enabled!r}")
     if dns.timeout <= 0 or dns.budget <= 0:
         errors.append(f"{loc.where(('dns', 'timeout'))}: dns.timeout and dns.budget must be "
                       "positive")
@@ -920,10 +981,11 @@ def _check_network(config: Config, loc: _Locator) -> list[str]:
 
 def _key_table_line(loc: _Locator, domain: str) -> str:
     """FILE:LINE of [dkim_signing.keys."DOMAIN"] (the locator splits names at their dots)."""
-    for number, line in enumerate(loc.lines, 1):
-        text = line.strip().replace(" ", "")
-        if text.startswith("[dkim_signing.keys.") and domain in text:
-            return f"{loc.path}:{number}"
+    for path, lines in [*reversed(loc.overlays), (loc.path, loc.lines)]:
+        for number, line in enumerate(lines, 1):
+            text = line.strip().replace(" ", "")
+            if text.startswith("[dkim_signing.keys.") and domain in text:
+                return f"{path}:{number}"
     return str(loc.path)
 
 

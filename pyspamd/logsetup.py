@@ -1,27 +1,69 @@
-"""Logging for the daemon: stderr (systemd's journal), a file, or syslog's mail facility."""
+"""Logging for the daemon: stderr (systemd's journal), a file, or syslog's mail facility.
+
+target = "auto" (the default) follows how pyspamd was started, as Postfix's own logging does:
+in the foreground (under systemd, whose journal reads stderr, or in a terminal) to stderr;
+detached with --daemon, where stderr is /dev/null, to syslog's mail facility, next to
+Postfix's lines in /var/log/mail.log or `journalctl -t pyspamd`.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import os
+import sys
 
 from pyspamd.config import LoggingConfig
 
 _FORMAT = "%(asctime)s pyspamd[%(process)d]: %(levelname)s %(name)s: %(message)s"
+# The journal and syslog stamp time, program and pid themselves.
+_BARE_FORMAT = "%(levelname)s %(name)s: %(message)s"
+SYSLOG_SOCKET = "/dev/log"
 
 
-def setup_logging(config: LoggingConfig) -> None:
-    target = config.target
+def resolve_target(target: str, daemon: bool) -> str:
+    """The target "auto" stands for: "syslog" when detaching, else "stderr"."""
+    if target != "auto":
+        return target
+    return "syslog" if daemon else "stderr"
+
+
+def stderr_is_journal() -> bool:
+    """True when systemd connected our stderr to the journal ($JOURNAL_STREAM names it)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
+
+
+def describe_target(config: LoggingConfig, daemon: bool) -> str:
+    """Where the log goes, for the start-up line on the terminal and for configtest."""
+    target = resolve_target(config.target, daemon)
+    if target == "syslog":
+        where = f"syslog (facility {config.syslog_facility})"
+        if not os.path.exists(SYSLOG_SOCKET):
+            where += f", but {SYSLOG_SOCKET} is missing: no syslog daemon runs to receive it"
+        return where
+    if target == "stderr":
+        return "the journal" if stderr_is_journal() else "stderr"
+    return target
+
+
+def setup_logging(config: LoggingConfig, daemon: bool = False) -> None:
+    target = resolve_target(config.target, daemon)
     handler: logging.Handler
     if target == "stderr":
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler.setFormatter(logging.Formatter(
+            _BARE_FORMAT if stderr_is_journal() else _FORMAT))
     elif target == "syslog":
-        address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
+        address = SYSLOG_SOCKET if os.path.exists(SYSLOG_SOCKET) else ("localhost", 514)
         handler = logging.handlers.SysLogHandler(
             address=address, facility=config.syslog_facility.lower())
-        handler.setFormatter(logging.Formatter("pyspamd[%(process)d]: %(name)s: %(message)s"))
+        # The tag syslog files the line under ("pyspamd[PID]:"), as Postfix writes its own.
+        handler.setFormatter(logging.Formatter("pyspamd[%(process)d]: " + _BARE_FORMAT))
     else:
         # WatchedFileHandler reopens the file after logrotate moves it.
         handler = logging.handlers.WatchedFileHandler(target)
@@ -30,3 +72,7 @@ def setup_logging(config: LoggingConfig) -> None:
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
     root.propagate = False
+    if daemon:
+        # The last thing the admin sees before the terminal is let go.
+        print(f"pyspamd: detaching; logging to {describe_target(config, daemon)}",
+              file=sys.stderr)

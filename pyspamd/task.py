@@ -8,6 +8,7 @@ so a check that needs nothing from the body never pays for decoding it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
@@ -63,9 +64,12 @@ class TextPart:
 class HeaderView:
     """Headers by lower-case name, raw and decoded, in message order."""
 
-    def __init__(self, items: list[tuple[str, str]], anomalies: dict[str, list[str]]) -> None:
+    def __init__(self, items: list[tuple[str, str]], anomalies: dict[str, list[str]],
+                 charset: Callable[[], str | None] | None = None) -> None:
         self.items = items
         self._anomalies = anomalies
+        # The message's declared charset, asked for only when an 8-bit header is not UTF-8.
+        self._charset = charset
         self._by_name: dict[str, list[str]] = {}
         for name, value in items:
             self._by_name.setdefault(name.lower(), []).append(value)
@@ -79,7 +83,7 @@ class HeaderView:
     def _decode(self, value: str) -> tuple[str, list[str]]:
         memo = self._decode_memo.get(value)
         if memo is None:
-            memo = self._decode_memo[value] = decode_header_value(value)
+            memo = self._decode_memo[value] = decode_header_value(value, self._charset)
         return memo
 
     def __contains__(self, name: str) -> bool:
@@ -89,7 +93,8 @@ class HeaderView:
         return len(self._by_name.get(name.lower(), ()))
 
     def raw(self, name: str) -> list[str]:
-        return [unfold(surrogates_to_text(v)[0]) for v in self._by_name.get(name.lower(), ())]
+        return [unfold(surrogates_to_text(v, self._charset)[0])
+                for v in self._by_name.get(name.lower(), ())]
 
     def decoded(self, name: str) -> list[str]:
         key = name.lower()
@@ -120,7 +125,7 @@ class HeaderView:
         cached = self._addresses.get(key)
         if cached is not None:
             return cached
-        raw = [surrogates_to_text(v)[0] for v in self._by_name.get(key, ())]
+        raw = [surrogates_to_text(v, self._charset)[0] for v in self._by_name.get(key, ())]
         pairs: list[tuple[str, str]] = []
         if raw:
             try:
@@ -172,7 +177,15 @@ class Task:
 
     @cached_property
     def headers(self) -> HeaderView:
-        return HeaderView(list(self.message.raw_items()), self.anomalies)
+        return HeaderView(list(self.message.raw_items()), self.anomalies, self._declared_charset)
+
+    def _declared_charset(self) -> str | None:
+        """The first charset the message declares (top level, else its first text part)."""
+        for part in self.message.walk():
+            charset = part.get_param("charset")
+            if isinstance(charset, str) and charset:
+                return charset
+        return None
 
     @cached_property
     def subject(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from email.header import Header, decode_header
 from email.utils import collapse_rfc2231_value
 from functools import lru_cache
@@ -73,10 +74,14 @@ def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
         return data.decode("cp1252", errors="replace"), problem
 
 
-def surrogates_to_text(value: str) -> tuple[str, bool]:
+def surrogates_to_text(value: str, fallback: Callable[[], str | None] | None = None
+                       ) -> tuple[str, bool]:
     """Undo the surrogateescape that compat32 applies to raw 8-bit header bytes.
 
-    Returns (text, had_8bit). Raw 8-bit in headers is mostly UTF-8 today, Latin-1 in old mail.
+    Returns (text, had_8bit). Raw 8-bit in headers is mostly UTF-8 today; what is not UTF-8
+    is read in the message's own declared charset (`fallback` names it, asked only then: a
+    KOI8-R or ISO-8859-2 mailer writes its headers in the charset of its body), and last in
+    windows-1252, which maps every byte (Latin-1 in old Western mail).
     """
     try:
         value.encode("utf-8")
@@ -85,7 +90,15 @@ def surrogates_to_text(value: str) -> tuple[str, bool]:
         try:
             return raw.decode("utf-8"), True
         except UnicodeDecodeError:
-            return raw.decode("cp1252", errors="replace"), True
+            pass
+        declared = fallback() if fallback is not None else None
+        codec = resolve_charset(declared) if declared else None
+        if codec is not None and codec not in ("ascii", "utf-8"):
+            try:
+                return raw.decode(codec), True
+            except (UnicodeDecodeError, LookupError, ValueError):
+                pass
+        return raw.decode("cp1252", errors="replace"), True
     return value, False
 
 
@@ -128,14 +141,16 @@ def unfold(value: str) -> str:
 MAX_ENCODED_WORDS = 1000
 
 
-def decode_header_value(raw: str) -> tuple[str, list[str]]:
+def decode_header_value(raw: str, fallback: Callable[[], str | None] | None = None
+                        ) -> tuple[str, list[str]]:
     """Unfold and decode one header value; return (text, problems).
 
     problems lists charsets that were unknown or did not decode, "8bit" when the header
-    carried raw 8-bit bytes instead of encoded words, and "too_many_encoded_words" when only
-    the first MAX_ENCODED_WORDS were decoded (the rest is kept as written).
+    carried raw 8-bit bytes instead of encoded words (see surrogates_to_text for those), and
+    "too_many_encoded_words" when only the first MAX_ENCODED_WORDS were decoded (the rest is
+    kept as written).
     """
-    value, had_8bit = surrogates_to_text(raw)
+    value, had_8bit = surrogates_to_text(raw, fallback)
     problems: list[str] = ["8bit"] if had_8bit else []
     value = unfold(value)
     if "=?" not in value:

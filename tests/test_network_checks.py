@@ -101,6 +101,20 @@ def test_spamhaus_error_answers_are_errors_not_listings(
     assert "not a listing" in warning and "local caching resolver" in warning
 
 
+def test_a_refusing_list_is_logged_once_over_workers_and_messages(
+        lab: Lab, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pyspamd.rbl")
+    store = f'[storage]\npath = "{tmp_path}/s.sqlite"\n'
+    # Two scanners on one store: two workers of one daemon.
+    workers = [scanner_for(lab, tmp_path, store) for _ in range(2)]
+    for scanner in workers * 3:
+        result, _ = scan(scanner, make_message(), client_ip=PUBLIC_RESOLVER_IP)
+        assert result.symbols["RBL_ERROR"].options == ["spamhaus_zen"]  # every message
+    warnings = [r.getMessage() for r in caplog.records if "not a listing" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("rbl spamhaus_zen: zen.spamhaus.org answered")
+
+
 def test_private_client_addresses_are_not_looked_up(scanner: Scanner) -> None:
     rbl = next(c for c in scanner.checks if isinstance(c, RblCheck))
     for ip in ("10.1.2.3", "127.0.0.1", "192.168.1.1", "fd00::1", "::ffff:10.0.0.1"):

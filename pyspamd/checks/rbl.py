@@ -40,7 +40,10 @@ DNS_SYMBOLS = {
 # Addresses no public list knows: looking them up only leaks them.
 _LOCAL_NETS = [ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")]
-_WARN_INTERVAL = 300.0  # seconds between warnings about one list's error answers
+# A list's refusal answers are said once a day, by whichever worker (or host sharing the
+# store) meets one first: every message from then on would only repeat it.
+_WARN_INTERVAL = 86400.0
+_WARNED_KEY = "rbl:refused:"
 
 
 def reversed_ip(address: str) -> str | None:
@@ -81,6 +84,7 @@ class RblCheck(Check):
         self.max_domains = config.rbl.max_domains
         self.max_received = config.rbl.max_received
         self.resolver = resolver
+        self.storage_config = config.storage
         symbols: dict[str, SymbolDef] = {
             "RBL_ERROR": SymbolDef(0.0, "A blocklist refused the query (public resolver or "
                                         "over quota): not a listing"),
@@ -190,11 +194,24 @@ class RblCheck(Check):
                 continue
             hits.add(symbol, item)
 
+    def _first_to_warn(self, key: str) -> bool:
+        """True for the first process to meet this refusal today: a counter with a TTL in
+        the shared store. Without a store every worker says it once."""
+        from pyspamd.storage import open_storage
+
+        try:
+            with open_storage(self.storage_config, create=True) as storage:
+                return storage.incr(key, ttl=_WARN_INTERVAL) == 1
+        except Exception:  # the warning must not cost the scan
+            return True
+
     def _warn(self, rbl: RblListConfig, code: str) -> None:
         now = time.monotonic()
         if now - self._warned.get(rbl.name, -_WARN_INTERVAL) < _WARN_INTERVAL:
             return
         self._warned[rbl.name] = now
+        if not self._first_to_warn(f"{_WARNED_KEY}{rbl.name}:{code}"):
+            return
         log.warning(
             "rbl %s: %s answered %s, which is an error, not a listing: the list refuses "
             "queries that come through a public or shared resolver (or over its free quota). "

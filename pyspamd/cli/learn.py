@@ -17,6 +17,7 @@ from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.fuzzy.store import learned_spam_hook
 from pyspamd.sources import iter_messages, not_a_message
+from pyspamd.stats import keys
 from pyspamd.stats.render import size_text
 from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
 from pyspamd.task import Task
@@ -213,6 +214,8 @@ def cmd_learn(args: argparse.Namespace) -> int:
     try:
         summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
                             tty=sys.stderr.isatty(), vectors=vectors, on_learned=on_learned)
+        if label is not None:
+            _count_learns(bayes, label, summary)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -231,6 +234,14 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
         failed = refit_from_store(config, args.rescore) != EXIT_OK or failed
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _count_learns(bayes: Bayes, label: str, summary: Summary) -> None:
+    """The same counters the controller's learns add to (pyspamd_learns_total, stat)."""
+    changes = [(f"{keys.LEARN}{label}:{outcome}", n, None)
+               for outcome, n in summary.counts.items() if n > 0]
+    if changes:
+        bayes.storage.incr_many(changes)
 
 
 def cmd_stat(args: argparse.Namespace) -> int:

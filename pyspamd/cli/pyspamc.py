@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import dkim, evaluate, fuzzy, learn, policy, remote, rescore, statistics
+from pyspamd import __version__
+from pyspamd.cli import (
+    backup,
+    dkim,
+    evaluate,
+    fuzzy,
+    learn,
+    policy,
+    remote,
+    rescore,
+    statistics,
+)
 from pyspamd.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -16,17 +28,40 @@ from pyspamd.cli.common import (
     load_config_or_exit,
     scanner_or_exit,
 )
+from pyspamd.permissions import give_store_back, store_problems
 from pyspamd.result import header_changes, text_report
 from pyspamd.sources import iter_messages
 from pyspamd.task import Envelope
 
+# Options that work before or after the command, as rspamc's do: (spellings, takes a value).
+GLOBAL_OPTIONS: tuple[tuple[tuple[str, ...], bool], ...] = (
+    (("-c", "--config"), True), (("-h", "--connect"), True), (("-P", "--password"), True),
+    (("-n", "--parallel"), True), (("-t", "--timeout"), True), (("-i", "--ip"), True),
+    (("-F", "--from"), True), (("-r", "--rcpt"), True), (("-u", "--user"), True),
+    (("-H", "--helo"), True), (("-j", "--json"), False),
+)
+DEFAULT_COMMAND = "symbols"  # `pyspamc FILE...`, as `rspamc FILE...`
+# In-process commands that read or write the store: its permissions are checked first, so
+# a store of another user is one line, not a scan that silently goes without Bayes.
+IN_PROCESS_STORE = ("symbols", "learn_spam", "learn_ham", "unlearn", "stat", "expire",
+                    "history", "counters", "backup", "restore", "clear", "explain",
+                    "fuzzy_add", "fuzzy_del")
 
-def _parser() -> argparse.ArgumentParser:
+
+def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
     # -h stays free for "-h HOST:PORT" (the controller), as in rspamc; --help prints help.
     parser = argparse.ArgumentParser(
-        prog="pyspamc", add_help=False, description="pyspamd admin client"
+        prog="pyspamc", add_help=False,
+        usage="pyspamc [OPTIONS] [COMMAND] [OPTIONS] [FILE ...]",
+        description="pyspamd's admin client, shaped like rspamc: scan, learn, show statistics, "
+                    "back up the Bayes store. The options below work before or after the "
+                    "command; without a command, FILE... is scanned (symbols).",
+        epilog="Examples: pyspamc message.eml; pyspamc -h 127.0.0.1 -j symbols DIR; "
+               "pyspamc learn_spam ~/Maildir/.Junk; pyspamc backup /root/bayes.jsonl.gz. "
+               "More: man pyspamc.",
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("--version", action="version", version=f"pyspamc {__version__}")
     parser.add_argument("--config", "-c", metavar="PATH",
                         help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
     parser.add_argument("-h", "--connect", dest="host", metavar="HOST[:PORT]",
@@ -36,20 +71,24 @@ def _parser() -> argparse.ArgumentParser:
                         help="controller password (or $PYSPAMC_PASSWORD)")
     parser.add_argument("-n", "--parallel", type=int, default=8, metavar="N",
                         help="requests at a time to the controller (default 8)")
+    parser.add_argument("-t", "--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds to wait for the controller's answer (default 60)")
+    parser.add_argument("--json", "-j", action="store_true",
+                        help="JSON output: one object per message, scan or symbol")
+    parser.add_argument("--ip", "-i", help="client IP address")
+    parser.add_argument("--from", "-F", dest="mail_from", help="envelope sender (MAIL FROM)")
+    parser.add_argument("--rcpt", "-r", action="append", default=[],
+                        help="envelope recipient (repeat for more)")
+    parser.add_argument("--helo", "-H", help="HELO/EHLO name")
+    parser.add_argument("--user", "-u", help="authenticated user (SASL login)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     symbols = commands.add_parser(
         "symbols", add_help=False, help="scan messages and show the symbols that hit"
     )
     symbols.add_argument("--help", action="help", help="show this help and exit")
-    symbols.add_argument("--json", "-j", action="store_true", help="one JSON object per message")
     symbols.add_argument("--headers", action="store_true",
                          help="also print the headers the milter would add")
-    symbols.add_argument("--ip", "-i", help="client IP address")
-    symbols.add_argument("--from", "-F", dest="mail_from", help="envelope sender (MAIL FROM)")
-    symbols.add_argument("--rcpt", "-r", action="append", default=[], help="envelope recipient")
-    symbols.add_argument("--helo", help="HELO/EHLO name")
     symbols.add_argument("--hostname", help="client host name (reverse DNS)")
-    symbols.add_argument("--user", "-u", help="authenticated user (SASL login)")
     symbols.add_argument("--queue-id", help="queue id")
     symbols.add_argument("paths", nargs="+", metavar="PATH",
                          help="file, directory, Maildir, mbox, or - for stdin")
@@ -64,12 +103,54 @@ def _parser() -> argparse.ArgumentParser:
                          help="file, directory, Maildir, mbox, or - for stdin")
     learn.add_commands(commands)
     fuzzy.add_commands(commands)
+    backup.add_commands(commands)
     statistics.add_commands(commands)
     evaluate.add_command(commands)
     rescore.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
-    return parser
+    return parser, set(commands.choices)
+
+
+def _global_option(arg: str) -> tuple[bool, bool]:
+    """(is a global option, takes a separate value) for one argument."""
+    for spellings, takes_value in GLOBAL_OPTIONS:
+        for spelling in spellings:
+            if arg == spelling:
+                return True, takes_value
+            if takes_value and spelling.startswith("--") and arg.startswith(spelling + "="):
+                return True, False
+            if takes_value and len(spelling) == 2 and arg.startswith(spelling) \
+                    and not arg.startswith("--"):
+                return True, False  # -i1.2.3.4
+    return False, False
+
+
+def rspamc_argv(argv: Sequence[str], command_names: set[str]) -> list[str]:
+    """Global options moved before the command, and `symbols` put in when no command is
+    named, so argparse sees one shape: `pyspamc GLOBALS COMMAND ARGS`."""
+    hoisted: list[str] = []
+    rest: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        arg = items[i]
+        if arg == "--":
+            rest.extend(items[i:])
+            break
+        is_global, takes_value = _global_option(arg)
+        if is_global:
+            hoisted.append(arg)
+            if takes_value and i + 1 < len(items):
+                hoisted.append(items[i + 1])
+                i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    first = next((a for a in rest if a == "-" or not a.startswith("-")), None)
+    if first is not None and first not in command_names:
+        rest.insert(rest.index(first), DEFAULT_COMMAND)
+    return hoisted + rest
 
 
 
@@ -145,7 +226,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser, names = _parser()
+    args = parser.parse_args(rspamc_argv(sys.argv[1:] if argv is None else argv, names))
     try:
         if args.host and args.command in remote.COMMANDS:
             args.password = args.password or os.environ.get("PYSPAMC_PASSWORD")
@@ -154,6 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pyspamc: {args.command} works in-process only; run it without -h",
                   file=sys.stderr)
             return EXIT_USAGE
+        if args.command in IN_PROCESS_STORE:
+            problems = store_problems(load_config_or_exit(args.config))
+            if problems:
+                for line in problems:
+                    print(f"pyspamc: {line}", file=sys.stderr)
+                return EXIT_FAILED
+        if args.command in backup.COMMANDS:
+            return backup.run(args)
         if args.command in statistics.COMMANDS:
             return statistics.run(args)
         if args.command == "symbols":
@@ -179,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        if args.command in IN_PROCESS_STORE and not args.host:
+            with contextlib.suppress(SystemExit, OSError):
+                give_store_back(load_config_or_exit(args.config))
     return EXIT_FAILED
 
 

@@ -6,11 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from pyspamd import __version__
 from pyspamd.checks.base import Check
 from pyspamd.checks.registry import build_checks
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
-from pyspamd.config import Config, ConfigError, load_config, resolve_config_path
+from pyspamd.config import (
+    Config,
+    ConfigError,
+    config_files,
+    load_config,
+    resolve_config_path,
+)
+from pyspamd.permissions import write_problems
 from pyspamd.scanner import RuleLoadError, Scanner, load_ruleset
 from pyspamd.services import Services
 from pyspamd.symbols import is_hidden
@@ -26,6 +35,11 @@ def configtest(config_arg: str | None) -> int:
             print(line)
         print(f"config test failed: {len(exc.errors)} error(s)")
         return EXIT_FAILED
+    problems = write_problems(config)
+    for line in problems:
+        print(line)
+    if config.dns.auto_note:
+        print(f"note: {config.dns.auto_note}")
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
@@ -39,10 +53,45 @@ def configtest(config_arg: str | None) -> int:
         print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
               "map files")
         return EXIT_FAILED
+    if problems:
+        print(f"config test failed: {len(problems)} path(s) pyspamd cannot write")
+        return EXIT_FAILED
     scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")
     return EXIT_OK
+
+
+def configdump(config_arg: str | None) -> int:
+    """The merged config as TOML, every option with its value, secrets hidden."""
+    import tomli_w
+
+    from pyspamd.controller.app import redact_config
+
+    path = resolve_config_path(config_arg)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return EXIT_FAILED
+    files = config_files(path) if path is not None else []
+    print("# pyspamd configdump: " + (", then ".join(map(str, files)) if files
+                                      else "built-in defaults (no config file)"))
+    data = _without_none(redact_config(config))
+    data.pop("path", None)
+    data["dns"].pop("auto_note", None)
+    print(tomli_w.dumps(data), end="")
+    return EXIT_OK
+
+
+def _without_none(value: Any) -> Any:
+    """TOML has no null: an option left unset (None) is left out."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value if v is not None]
+    return value
 
 
 def configured_checks(config: Config) -> list[Check]:
@@ -68,7 +117,19 @@ def _check_map_files(config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pyspamd", description="pyspamd spam filter")
+    parser = argparse.ArgumentParser(
+        prog="pyspamd",
+        description="pyspamd: a spam-filtering milter for Postfix. Without a command it runs "
+                    "the milter (a master, one pool of workers per milter.listen socket, and "
+                    "the controller) in the foreground, logging to stderr (the journal under "
+                    "systemd); --daemon detaches and logs to syslog's mail facility.",
+        epilog="Files: /etc/pyspamd/pyspamd.toml, then /etc/pyspamd/local.d/*.toml; rules in "
+               "/usr/share/pyspamd/rules and /etc/pyspamd/rules.d; state in /var/lib/pyspamd. "
+               "Signals: HUP reloads config and rules, TERM stops after the messages in flight. "
+               "Exit status: 0 stopped cleanly, 1 a config, rule, permission or socket problem "
+               "(one line says which). More: man pyspamd, docs/debian.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyspamd {__version__}")
     parser.add_argument("--config", "-c", metavar="PATH",
                         help="config file (default: $PYSPAMD_CONFIG or /etc/pyspamd/pyspamd.toml)")
     parser.add_argument("--daemon", "-d", action="store_true",
@@ -76,23 +137,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pidfile", metavar="PATH", help="write the master's pid here")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("configtest", help="check the config and rule files, then exit")
+    commands.add_parser("configdump", help="print the config in force: the main file with "
+                                           "local.d/*.toml merged over it, every option")
     commands.add_parser("run", help="run the milter (the default)")
     commands.add_parser("controller", help="run only the controller (HTTP API and web page), "
                                            "e.g. on a host that scans no mail")
     args = parser.parse_args(argv)
     if args.command == "configtest":
         return configtest(args.config)
+    if args.command == "configdump":
+        return configdump(args.config)
     if args.command == "controller":
         return run_controller_alone(args.config)
     return run(args.config, args.daemon, args.pidfile)
 
 
 def run(config_arg: str | None, daemon: bool, pidfile: str | None) -> int:
+    from pyspamd.milter.instance import StartupError
     from pyspamd.milter.server import serve  # pymilter is needed only to serve
 
     path = resolve_config_path(config_arg)
     try:
         return serve(path, daemon=daemon, pidfile=Path(pidfile) if pidfile else None)
+    except StartupError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_FAILED
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=sys.stderr)

@@ -239,7 +239,7 @@ def cmd_fuzzy(args: argparse.Namespace, client: Client) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = Client(args.host, args.password)
+    client = Client(args.host, args.password, timeout=args.timeout)
     try:
         if args.command == "symbols":
             return cmd_symbols(args, client)

@@ -28,11 +28,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--limit", "-l", type=int, default=50, metavar="N",
                    help="how many scans (default 50)")
-    p.add_argument("--json", "-j", action="store_true", help="one JSON object per scan")
     p = commands.add_parser("counters", add_help=False,
                             help="how often each symbol hit, over all workers")
     p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("--json", "-j", action="store_true", help="one JSON object per symbol")
     p = commands.add_parser("pw", add_help=False,
                             help="hash a controller password for the config (as rspamadm pw)")
     p.add_argument("--help", action="help", help="show this help and exit")

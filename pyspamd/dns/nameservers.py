@@ -54,3 +54,24 @@ def system_nameservers(path: Path = RESOLV_CONF) -> list[tuple[str, int]]:
             except ValueError:
                 continue
     return out or [("127.0.0.1", 53)]
+
+
+def local_resolver(configured: list[str], resolv_conf: Path = RESOLV_CONF) -> tuple[bool, str]:
+    """`[dns] enabled = "auto"`: (on, why) from the first nameserver queries go to. On when it
+    is a local one (127.0.0.0/8 or ::1: unbound, systemd-resolved): Spamhaus and most lists
+    refuse queries that come through public or shared resolvers."""
+    where = "[dns] nameservers" if configured else str(resolv_conf)
+    try:
+        servers = [parse_nameserver(s) for s in configured] if configured \
+            else system_nameservers(resolv_conf)
+    except ValueError:
+        return False, "network checks off: [dns] nameservers has an error (configtest)"
+    first = servers[0][0]
+    if ipaddress.ip_address(first).is_loopback:
+        return True, (f"network checks (DNSBL, SPF, DKIM, DMARC) on: the resolver {first} "
+                      f"({where}) is local")
+    return False, (f"network checks (DNSBL, SPF, DKIM, DMARC) off: the resolver {first} "
+                   f"({where}) is not local, and DNS blocklists refuse queries from shared "
+                   "resolvers; install one (apt-get install unbound) and point "
+                   "/etc/resolv.conf or [dns] nameservers at 127.0.0.1, or set "
+                   "[dns] enabled = true")

@@ -43,7 +43,15 @@ from pyspamd.config import Config, load_config
 from pyspamd.logsetup import setup_logging
 from pyspamd.milter.gate import CHECK_INTERVAL, FREE, Gate, SessionBoard, install_kick_handler
 from pyspamd.milter.health import Probe
+from pyspamd.milter.instance import (
+    EXIT_NO_SOCKET,
+    StartupError,
+    address_problem,
+    claim_instance,
+    milter_address,
+)
 from pyspamd.milter.session import MilterApp, session_class
+from pyspamd.permissions import write_problems
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.stats.keys import EVENT as EVENT_KEY
 from pyspamd.stats.keys import STARTED
@@ -284,7 +292,15 @@ class Pool:
         _register_callbacks()
         milter.setconn(self.spec)
         milter.settimeout(self.config.milter.timeout)
-        milter.opensocket(True)
+        try:
+            milter.opensocket(True)
+        except milter.error:
+            # Restarting cannot help (the address is taken or not ours): say why, once.
+            address = milter_address(self.spec)
+            why = (address_problem(*address) if address else None) or "libmilter refused it"
+            log.error("cannot listen on %s: %s; pyspamd stops", self.spec, why)
+            logging.shutdown()
+            os._exit(EXIT_NO_SOCKET)
         _prepare_socket(self.spec, self.config)
         self.listen_fds = _listen_fds(self.spec)
         self.board = SessionBoard(worker_count(self.config))
@@ -472,15 +488,20 @@ class Master:
     health: dict[str, _Health] = field(default_factory=dict)
     stopping: bool = False
     reload_requested: bool = False
+    exit_code: int = 0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
         log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        if self.config.dns.auto_note:
+            log.info("%s", self.config.dns.auto_note)
         _mark_started(self.config)
         while not self.stopping:
             self._reap()
+            if self.stopping:  # a pool could not listen: no respawn
+                break
             if self.reload_requested:
                 self.reload_requested = False
                 self._reload()
@@ -501,7 +522,7 @@ class Master:
         for pid in list(self.pools):
             _kill(pid, signal.SIGKILL)
         log.info("pyspamd stopped")
-        return 0
+        return self.exit_code
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -584,6 +605,9 @@ class Master:
             spec = self.pools.pop(pid, None)
             if spec is None or self.stopping:
                 continue
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_SOCKET:
+                self.stopping, self.exit_code = True, 1  # the pool said why
+                continue
             backoff = self.backoff.setdefault(spec, _Backoff())
             backoff.crashed(time.monotonic() - self.started.pop(pid, time.monotonic()))
             log.error("pool for %s died (%s); restarting in %.1fs", spec,
@@ -636,14 +660,18 @@ def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None =
         config_path = config_path.resolve()
     config = load_config(config_path)
     scanner = Scanner.from_config(config)
-    setup_logging(config.logging)
+    problems = write_problems(config)
+    if problems:
+        raise StartupError("pyspamd not started: " + "; ".join(problems))
+    claimed = claim_instance(config, pidfile)  # StartupError: another daemon runs here
+    setup_logging(config.logging, daemon=daemon)
     if daemon:
         _daemonize(pidfile)
-    if pidfile is not None:
-        pidfile.write_text(f"{os.getpid()}\n")
+    if claimed is not None:
+        claimed.write(os.getpid())
     try:
         return Master(config_path, config, scanner).run()
     finally:
-        if pidfile is not None:
-            pidfile.unlink(missing_ok=True)
+        if claimed is not None:
+            claimed.release()
         sys.stdout.flush()

@@ -64,7 +64,7 @@ def render(reader: StatsReader, bayes_learned: dict[str, int] | None,
         for label, n in bayes_learned.items():
             out.sample("pyspamd_bayes_learned_messages", n, **{"class": label})
     out.family("pyspamd_learns_total", "counter",
-               "Learn requests through the controller, by class and outcome.")
+               "Learn requests (pyspamc learn_* and the controller), by class and outcome.")
     for key, n in sorted(scans["learns"].items()):
         label, _, outcome = key.partition(":")
         out.sample("pyspamd_learns_total", n, **{"class": label, "outcome": outcome})

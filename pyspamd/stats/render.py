@@ -30,6 +30,16 @@ def stat_lines(stat: dict[str, Any]) -> list[str]:
                  f"{_pct(stat['spam_count'], total)}")
     lines.append(f"Messages treated as ham: {stat['ham_count']}, "
                  f"{_pct(stat['ham_count'], total)}")
+    learns = stat.get("learns") or {}
+    parts = []
+    for label in ("spam", "ham"):
+        outcomes = {k.partition(":")[2]: n for k, n in learns.items()
+                    if k.partition(":")[0] == label}
+        if outcomes:
+            parts.append(f"{label}: " + ", ".join(f"{outcome} {n}" for outcome, n
+                                                   in sorted(outcomes.items())))
+    if parts:  # pyspamc learn_* and the controller's /learnspam, /learnham
+        lines.append("Learn requests: " + "; ".join(parts))
     bayes = stat["bayes"]
     for label, symbol in (("spam", "BAYES_SPAM"), ("ham", "BAYES_HAM")):
         lines.append(f"Statfile: {symbol} type: {bayes['backend']}; learned: "

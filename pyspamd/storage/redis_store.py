@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -703,3 +703,71 @@ class RedisStorage(Storage):
 
     def close(self) -> None:
         self.client.close()
+
+    # --- Bayes backup, restore and clear (records: pyspamd/storage/portable.py) ---
+    def _hscan(self, key: str) -> Iterator[tuple[bytes, bytes]]:
+        cursor = 0
+        while True:
+            cursor, chunk = self._call("reading for a backup", self.client.hscan, key,
+                                       cursor, count=5000)
+            yield from chunk.items()
+            if cursor == 0:
+                return
+
+    def bayes_records(self) -> Iterator[tuple]:
+        self._settle()
+        self._adopt_unordered()
+        totals = self._call("reading for a backup", self.client.hgetall, self.k_totals)
+        for name, value in totals.items():
+            yield ("totals", name.decode(), int(value))
+        for token, value in self._hscan(self.k_tokens):
+            record = np.frombuffer(value, dtype=_RECORD)[0]
+            yield ("token", int.from_bytes(token, "big"), int(record["spam"]),
+                   int(record["ham"]), int(record["day"]))
+        for digest, label in self._hscan(self.k_learned):
+            yield ("learned", digest, label.decode(), 0)  # Redis keeps no learn day
+        order = {}
+        for label in (SPAM, HAM):
+            members = self._call("reading for a backup", self.client.zrange, self.k_fit[label],
+                                 0, -1, withscores=True)
+            order.update({digest: (label, int(seq)) for digest, seq in members})
+        for digest, packed in self._hscan(self.k_messages):
+            if digest in order:
+                yield ("message", digest, *order[digest], packed)
+        for token, weight in self._hscan(self.k_model):
+            yield ("model", int.from_bytes(token, "big"), float(np.frombuffer(weight, "<f8")[0]))
+
+    def bayes_replace(self, records: Iterable[tuple]) -> None:
+        """Not atomic as SQLite's is: restore into a daemon that is not learning."""
+        self._settle()
+        self._call("clearing", self.client.delete, self.k_tokens, self.k_learned,
+                   self.k_totals, self.k_messages, self.k_model, self.k_fit[SPAM],
+                   self.k_fit[HAM], self.k_seq)
+        pipe = self.client.pipeline(transaction=False)
+        pending = top_seq = 0
+        for record in records:
+            kind = record[0]
+            if kind == "totals":
+                pipe.hset(self.k_totals, record[1], record[2])
+            elif kind == "token":
+                value = np.array([record[2:5]], dtype=_RECORD).tobytes()
+                pipe.hset(self.k_tokens, record[1].to_bytes(8, "big"), value)
+            elif kind == "learned":
+                pipe.hset(self.k_learned, record[1], record[2])
+            elif kind == "message":
+                _, digest, label, seq, packed = record
+                pipe.hset(self.k_messages, digest, packed)
+                pipe.zadd(self.k_fit[label], {digest: seq})
+                top_seq = max(top_seq, seq)
+            elif kind == "model":
+                pipe.hset(self.k_model, record[1].to_bytes(8, "big"),
+                          np.array(record[2], "<f8").tobytes())
+            pending += 1
+            if pending >= MODEL_CHUNK:
+                self._call("restoring", pipe.execute)
+                pending = 0
+        pipe.set(self.k_seq, top_seq)
+        self._call("restoring", pipe.execute)
+
+    def bayes_clear(self) -> None:
+        self.bayes_replace(())

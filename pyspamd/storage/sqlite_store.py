@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -670,3 +670,54 @@ class SqliteStorage(Storage):
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
+
+    # --- Bayes backup, restore and clear (records: pyspamd/storage/portable.py) ---
+    def bayes_records(self) -> Iterator[tuple]:
+        self._flush()
+        with self._read() as conn:  # one snapshot, even while a learner commits
+            for name, value in conn.execute("SELECT label, messages FROM bayes_totals"):
+                yield ("totals", name, int(value))
+            for token, spam, ham, day in conn.execute(
+                    "SELECT token, spam, ham, day FROM bayes_tokens"):
+                yield ("token", token & _U64, spam, ham, day)
+            for digest, label, day in conn.execute(
+                    "SELECT digest, label, day FROM bayes_learned"):
+                yield ("learned", bytes(digest), label, day)
+            for digest, label, seq, packed in conn.execute(
+                    "SELECT digest, label, seq, tokens FROM bayes_messages"):
+                yield ("message", bytes(digest), label, seq or 0, bytes(packed))
+            for token, weight in conn.execute("SELECT token, weight FROM bayes_model"):
+                yield ("model", token & _U64, weight)
+
+    def bayes_replace(self, records: Iterable[tuple]) -> None:
+        self._flush()
+        inserts = {
+            "totals": "INSERT OR REPLACE INTO bayes_totals VALUES (?, ?)",
+            "token": "INSERT OR REPLACE INTO bayes_tokens VALUES (?, ?, ?, ?)",
+            "learned": "INSERT OR REPLACE INTO bayes_learned VALUES (?, ?, ?)",
+            "message": "INSERT OR REPLACE INTO bayes_messages (digest, label, seq, tokens) "
+                       "VALUES (?, ?, ?, ?)",
+            "model": "INSERT OR REPLACE INTO bayes_model VALUES (?, ?)",
+        }
+        with self._transaction() as conn:
+            for table in ("bayes_totals", "bayes_tokens", "bayes_learned", "bayes_messages",
+                          "bayes_model"):
+                conn.execute(f"DELETE FROM {table}")
+            for kind, group in itertools.groupby(records, key=lambda r: r[0]):
+                rows = (_sqlite_row(r) for r in group)
+                conn.executemany(inserts[kind], rows)
+
+    def bayes_clear(self) -> None:
+        self.bayes_replace(())
+
+
+_U64 = (1 << 64) - 1
+
+
+def _sqlite_row(record: tuple) -> tuple:
+    """A record's fields as bayes_* columns: tokens as signed 64-bit integers."""
+    kind, *fields = record
+    if kind in ("token", "model"):
+        token = fields[0]
+        fields[0] = token - (1 << 64) if token >= 1 << 63 else token
+    return tuple(fields)

@@ -1,0 +1,115 @@
+"""Can this process write what the daemon writes? Checked by configtest (the unit's
+ExecStartPre runs it as the daemon's user), at start, and by pyspamc before it opens the
+store, so a wrong owner is one line naming the path, not a traceback or a silent Bayes off.
+
+Checked: the SQLite store, its -wal/-shm files and its directory (the state directory, where
+SQLite makes and removes those files; the store is made on first learn), and the directory of
+each unix: milter socket. Redis is a server of its own: nothing to check on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from pathlib import Path
+
+from pyspamd.config import Config
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def _owner(path: Path) -> str:
+    st = path.stat()
+    try:
+        name = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        name = str(st.st_uid)
+    return f"owner {name}, mode {stat.S_IMODE(st.st_mode):04o}"
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def sqlite_store_path(config: Config) -> Path | None:
+    if config.storage.backend != "sqlite":
+        return None
+    from pyspamd.storage import default_sqlite_path
+
+    return Path(config.storage.path) if config.storage.path else default_sqlite_path()
+
+
+def _not_writable(path: Path, what: str, user: str) -> str:
+    return (f"{what} {path}: not writable by user {user} ({_owner(path)}); "
+            f"run pyspamd as its owner, or: chown {user} {path}")
+
+
+def store_problems(config: Config) -> list[str]:
+    """The store's file and directory, as the current user sees them."""
+    path = sqlite_store_path(config)
+    if path is None:
+        return []
+    user = _user()
+    problems = []
+    directory = path.parent
+    if path.exists():
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if candidate.exists() and not os.access(candidate, os.R_OK | os.W_OK):
+                problems.append(_not_writable(candidate, "storage.path", user))
+        if directory.exists() and not os.access(directory, os.W_OK | os.X_OK):
+            problems.append(_not_writable(directory, "state directory", user))
+    else:
+        existing = _nearest_existing(directory)
+        if not existing.is_dir():
+            problems.append(f"state directory {directory}: {existing} is not a directory")
+        elif not os.access(existing, os.W_OK | os.X_OK):
+            problems.append(_not_writable(existing, "state directory", user))
+    return problems
+
+
+def socket_problems(config: Config) -> list[str]:
+    user = _user()
+    problems = []
+    for spec in config.milter.listen:
+        kind, _, rest = spec.partition(":")
+        if kind not in ("unix", "local"):
+            continue
+        directory = Path(rest).parent
+        if not directory.is_dir():
+            problems.append(f"milter.listen {spec}: directory {directory} does not exist; "
+                            f"make it, owned by {user}")
+        elif not os.access(directory, os.W_OK | os.X_OK):
+            problems.append(_not_writable(directory, f"milter.listen {spec}: directory", user))
+    return problems
+
+
+def write_problems(config: Config) -> list[str]:
+    """Everything the daemon writes; one line per problem."""
+    return store_problems(config) + socket_problems(config)
+
+
+def give_store_back(config: Config) -> None:
+    """After a pyspamc run as root: the SQLite files it made or touched in a state directory
+    that belongs to another user (the package's pyspamd) go to that user, so the daemon can
+    still write them. Root may read users' Maildirs to learn from them; the store must stay
+    the daemon's."""
+    path = sqlite_store_path(config)
+    if os.geteuid() != 0 or path is None or not path.parent.is_dir():
+        return
+    owner = path.parent.stat()
+    if owner.st_uid == 0:
+        return
+    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            if candidate.stat().st_uid == 0:
+                os.chown(candidate, owner.st_uid, owner.st_gid)
+        except FileNotFoundError:
+            continue

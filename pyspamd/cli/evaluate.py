@@ -55,7 +55,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
                    help="the Bayes figures alone (no scan)")
     p.add_argument("--save-vectors", type=Path, metavar="FILE",
                    help="write the test messages' symbol vectors (JSON lines)")
-    p.add_argument("--json", "-j", action="store_true", help="one JSON object")
 
 
 def corpus_args(p: argparse.ArgumentParser) -> None:

@@ -96,7 +96,6 @@ def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
         "explain", add_help=False,
         help="why a message gets its verdict: each symbol's rule, match, score and source")
     explain.add_argument("--help", action="help", help="show this help and exit")
-    explain.add_argument("--json", "-j", action="store_true", help="one JSON object per message")
     explain.add_argument("--tokens", type=int, default=10, metavar="N",
                          help="Bayes tokens shown each way (default 10)")
     explain.add_argument("paths", nargs="+", metavar="PATH",

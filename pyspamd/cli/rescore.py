@@ -55,7 +55,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ham-cost", type=float, default=defaults.ham_cost,
                    help=f"weight of a ham message against a spam one (default "
                         f"{defaults.ham_cost})")
-    p.add_argument("--json", "-j", action="store_true", help="print the fit as JSON")
 
 
 def pinned_symbols(config: Config, extra: list[str]) -> set[str]:

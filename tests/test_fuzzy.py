@@ -252,3 +252,29 @@ def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
         load_config(path)
     assert any(expected in line and f"{path}:" in line for line in info.value.errors), \
         info.value.errors
+
+
+def test_scan_with_a_redis_store_and_an_empty_store_costs_no_hashing(
+        tmp_path: Path, redis_proc: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyspamd.checks.fuzzy as fuzzy_check
+
+    prefix = f"fz{next(_prefixes)}"
+    path = tmp_path / "redis.toml"
+    path.write_text(f'[rules]\ndirs = ["{REPO / "rules"}"]\n[bayes]\nenabled = false\n'
+                    f'[storage]\nbackend = "redis"\nredis_url = "{redis_proc.url}"\n'
+                    f'redis_prefix = "{prefix}"\n')
+    config = load_config(path)
+    scanner = Scanner.from_config(config)
+    hashed: list[int] = []
+    real = fuzzy_check.hashes_of
+    monkeypatch.setattr(fuzzy_check, "hashes_of",
+                        lambda task, settings: hashed.append(1) or real(task, settings))
+    assert "FUZZY_DENIED" not in scanner.scan(VARIANT).symbols
+    assert hashed == []  # nothing stored: the check did not hash
+    storage = RedisStorage(redis_proc.url, prefix=prefix)
+    fuzzy_add(storage, Task(REPORTED), config.fuzzy, 1)
+    storage.close()
+    check = next(c for c in scanner.checks if c.name == "fuzzy")
+    check._idle_until = 0.0  # the minute until it looks again, passed
+    assert scanner.scan(VARIANT).symbols["FUZZY_DENIED"].options[0].startswith("txt:0.")
+    assert hashed == [1]

@@ -278,3 +278,23 @@ def test_scan_with_a_redis_store_and_an_empty_store_costs_no_hashing(
     check._idle_until = 0.0  # the minute until it looks again, passed
     assert scanner.scan(VARIANT).symbols["FUZZY_DENIED"].options[0].startswith("txt:0.")
     assert hashed == [1]
+
+
+def test_hashes_are_the_same_in_every_version() -> None:
+    # Stored hashes are compared with new ones: a change to the normalisation, the
+    # shingles, the permutations or the bucket keys would silently make every stored hash
+    # useless. Change these numbers only with a note that stores must be filled again.
+    (fh,) = message_hashes(Task(REPORTED), 10, 4096)
+    assert fh.id == 3679259877903827564
+    assert fh.buckets[:2] == (8069182347792131422, 4072546248125128481)
+    assert fh.signature is not None
+    assert fh.signature[:4].tolist() == [17472891, 27869685, 6829604, 7944303]
+    (exact,) = message_hashes(Task(message("x", attachment=PDF)), 10, 4096)
+    assert exact.kind == "bin" and exact.id == _expected_pdf_id()
+
+
+def _expected_pdf_id() -> int:
+    import xxhash
+
+    value = xxhash.xxh3_64_intdigest(PDF)
+    return value - (1 << 64) if value >= 1 << 63 else value

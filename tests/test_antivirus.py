@@ -208,3 +208,13 @@ def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert any(expected in line and f"{path}:" in line for line in info.value.errors)
+
+
+def test_a_virus_outranks_a_whitelist_map(clamd: ClamdServer, tmp_path: Path) -> None:
+    scanner = _scanner(tmp_path, str(clamd.socket_path),
+                       '[[maps]]\nname = "friends"\ntype = "address"\nmatch = "header_from"\n'
+                       'values = ["alice@example.org"]\naction = "accept"\n')
+    clean, _ = _scan(scanner, _message())
+    assert clean.forced_by == "FRIENDS"
+    result, _ = _scan(scanner, _message(attachments=[("eicar.com", EICAR)]))
+    assert result.action == actions.REJECT and result.forced_by == "CLAM_VIRUS"

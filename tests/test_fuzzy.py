@@ -252,3 +252,49 @@ def test_config_errors(tmp_path: Path, text: str, expected: str) -> None:
         load_config(path)
     assert any(expected in line and f"{path}:" in line for line in info.value.errors), \
         info.value.errors
+
+
+def test_scan_with_a_redis_store_and_an_empty_store_costs_no_hashing(
+        tmp_path: Path, redis_proc: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyspamd.checks.fuzzy as fuzzy_check
+
+    prefix = f"fz{next(_prefixes)}"
+    path = tmp_path / "redis.toml"
+    path.write_text(f'[rules]\ndirs = ["{REPO / "rules"}"]\n[bayes]\nenabled = false\n'
+                    f'[storage]\nbackend = "redis"\nredis_url = "{redis_proc.url}"\n'
+                    f'redis_prefix = "{prefix}"\n')
+    config = load_config(path)
+    scanner = Scanner.from_config(config)
+    hashed: list[int] = []
+    real = fuzzy_check.hashes_of
+    monkeypatch.setattr(fuzzy_check, "hashes_of",
+                        lambda task, settings: hashed.append(1) or real(task, settings))
+    assert "FUZZY_DENIED" not in scanner.scan(VARIANT).symbols
+    assert hashed == []  # nothing stored: the check did not hash
+    storage = RedisStorage(redis_proc.url, prefix=prefix)
+    fuzzy_add(storage, Task(REPORTED), config.fuzzy, 1)
+    storage.close()
+    check = next(c for c in scanner.checks if c.name == "fuzzy")
+    check._idle_until = 0.0  # the minute until it looks again, passed
+    assert scanner.scan(VARIANT).symbols["FUZZY_DENIED"].options[0].startswith("txt:0.")
+    assert hashed == [1]
+
+
+def test_hashes_are_the_same_in_every_version() -> None:
+    # Stored hashes are compared with new ones: a change to the normalisation, the
+    # shingles, the permutations or the bucket keys would silently make every stored hash
+    # useless. Change these numbers only with a note that stores must be filled again.
+    (fh,) = message_hashes(Task(REPORTED), 10, 4096)
+    assert fh.id == 3679259877903827564
+    assert fh.buckets[:2] == (8069182347792131422, 4072546248125128481)
+    assert fh.signature is not None
+    assert fh.signature[:4].tolist() == [17472891, 27869685, 6829604, 7944303]
+    (exact,) = message_hashes(Task(message("x", attachment=PDF)), 10, 4096)
+    assert exact.kind == "bin" and exact.id == _expected_pdf_id()
+
+
+def _expected_pdf_id() -> int:
+    import xxhash
+
+    value = xxhash.xxh3_64_intdigest(PDF)
+    return value - (1 << 64) if value >= 1 << 63 else value

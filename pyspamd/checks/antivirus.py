@@ -30,6 +30,9 @@ LIMITS_PREFIX = "Heuristics.Limits.Exceeded"  # clamd's AlertExceedsMax findings
 MAX_PARTS = 20  # parts sent per message in "attachments" mode; more is a symbol
 HEADER = "X-Pyspamd-Antivirus"
 FAMILY_SCORES = {"CLAM_PHISH": 8.0, "CLAM_SPAM": 6.0}
+# A virus outranks what admin maps force (priority 0): mail from a whitelisted sender
+# with a virus is still refused. CLAM_FAIL's tempfail stays at 0, so a map's reject wins.
+VIRUS_PRIORITY = 10
 # Words the config may use for "let it through" (as maps do).
 _ACTION_WORDS = {"accept": actions.NO_ACTION}
 
@@ -140,7 +143,7 @@ class AntivirusCheck(Check):
         if action:
             hits.force_action(_ACTION_WORDS.get(action, action),
                               self.settings.virus_message.format(virus=shown), "CLAM_VIRUS",
-                              priority=10)
+                              priority=VIRUS_PRIORITY)
 
     def _failed(self, error: ClamdError, task: Task, hits: Hits) -> None:
         reason = str(error)
@@ -153,7 +156,7 @@ class AntivirusCheck(Check):
         if self.settings.fail_action == "tempfail":
             hits.force_action(actions.SOFT_REJECT,
                               "Antivirus check unavailable, please try again later",
-                              "CLAM_FAIL", priority=10)
+                              "CLAM_FAIL")
         else:
             task.add_headers.append((HEADER, f"failed ({kind}); message not checked for "
                                              "viruses"))

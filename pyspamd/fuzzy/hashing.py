@@ -32,10 +32,13 @@ MAX_TOKENS = 1000  # whitespace-separated tokens read per part: a campaign shows
 _PUNCT = string.punctuation + "\u00ab\u00bb\u201c\u201d\u2018\u2019\u2026\u2013\u2014\u2022"
 _TOKEN_CACHE_MAX = 300_000
 
-# Fixed permutation parameters: stored signatures are only comparable with these.
-_RNG = np.random.default_rng(0x5EED_F022)
-_XOR = _RNG.integers(0, 2**63, HASHES, dtype=np.uint64) * np.uint64(2)
-_MUL = _RNG.integers(0, 2**63, HASHES, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+# The permutations (xor, then multiply by an odd number, modulo 2**64): stored signatures
+# are comparable only with these, so they come from xxh64 (fixed by its spec), not from a
+# random generator whose stream a library update may change.
+_XOR = np.array([xxhash.xxh64_intdigest(b"pyspamd-fuzzy-xor", seed=i) for i in range(HASHES)],
+                dtype=np.uint64)
+_MUL = np.array([xxhash.xxh64_intdigest(b"pyspamd-fuzzy-mul", seed=i) | 1
+                 for i in range(HASHES)], dtype=np.uint64)
 _XOR_COL, _MUL_COL = _XOR[:, None].copy(), _MUL[:, None].copy()
 _K1, _K2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F)
 

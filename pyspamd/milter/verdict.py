@@ -15,7 +15,8 @@ from pyspamd.result import ScanResult, header_changes
 
 # Headers a sender could forge to fake a verdict; ours replace them.
 VERDICT_HEADERS = ("x-spamd-result", "x-spam-flag", "x-spam-status", "x-spam-level",
-                   "x-spam-bar", "x-pyspamd-queue-id", "x-pyspamd-server", "x-pyspamd-scan")
+                   "x-spam-bar", "x-pyspamd-queue-id", "x-pyspamd-server", "x-pyspamd-scan",
+                   "x-pyspamd-antivirus")
 _MAX_REPLY_TEXT = 400  # SMTP reply lines are limited to 512 octets with code and CRLF
 
 

@@ -18,6 +18,7 @@ from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.bayes import BayesCheck
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.mime_sanity import MimeSanity
+from pyspamd.checks.model import model_checks
 from pyspamd.checks.network import network_checks
 from pyspamd.checks.policy import policy_checks
 from pyspamd.checks.regex_rules import RegexRules
@@ -89,6 +90,7 @@ class Scanner:
         bayes = BayesCheck(config) if config.bayes.enabled else None
         if bayes is not None:
             checks.append(bayes)
+        checks += model_checks(config)
         ruleset = load_ruleset(config, checks)
         if ruleset.errors:
             raise RuleLoadError(ruleset.errors)

@@ -25,6 +25,7 @@ are what the repository keeps.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import email.utils
 import hashlib
 import re
@@ -208,7 +209,7 @@ def iter_files(src: Source, repo: Path, commit: str) -> Iterator[tuple[str, str,
         path = spec.split(":", 1)[1]
         if src.kind == "enron-preprocessed":
             label = "spam" if path.endswith(".spam.txt") else "ham"
-            data = enron_to_rfc822(data)
+            data = enron_to_rfc822(data, path)
         else:
             label = src.label
             if data.startswith(b"/bin/"):  # a copy-paste slip in some files of that archive
@@ -216,13 +217,28 @@ def iter_files(src: Source, repo: Path, commit: str) -> Iterator[tuple[str, str,
         yield path, label, data
 
 
-def enron_to_rfc822(data: bytes) -> bytes:
-    """The preprocessed Enron-Spam files are 'Subject: ...' then the body: add the blank line."""
+def enron_to_rfc822(data: bytes, path: str) -> bytes:
+    """The preprocessed Enron-Spam files are 'Subject: ...' then the body, nothing else.
+
+    Every message, spam and ham alike, gets the same neutral From, To, Date (the day in
+    the file name, at noon UTC) and Message-ID: without them, rules for missing headers
+    would fire on all of it, which real mail never shows, and the same headers on both
+    classes teach a model nothing either way. Only the body and Subject are evidence."""
     data = data.replace(b"\r\n", b"\n")
     first, _, rest = data.partition(b"\n")
-    if not first.lower().startswith(b"subject:"):
-        return b"\n" + data
-    return first + b"\n\n" + rest
+    if first.lower().startswith(b"subject:"):
+        subject, body = first, rest
+    else:
+        subject, body = b"Subject:", data
+    m = re.search(r"(\d{4})-(\d\d)-(\d\d)", path)
+    when = (email.utils.format_datetime(dt.datetime(int(m[1]), int(m[2]), int(m[3]), 12,
+                                                    tzinfo=dt.UTC))
+            if m else "Thu, 01 Jan 2004 12:00:00 +0000")
+    digest = hashlib.sha1(data).hexdigest()[:20]
+    head = (f"From: Enron-Spam Sender <sender@enron-spam.invalid>\n"
+            f"To: Enron-Spam Recipient <recipient@enron-spam.invalid>\n"
+            f"Date: {when}\nMessage-ID: <{digest}@enron-spam.invalid>\n").encode()
+    return head + subject + b"\n\n" + body
 
 
 _MBOX_FROM = re.compile(rb"^From \S+.*\n", re.MULTILINE)

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pyspamd.cli import dkim, evaluate, learn, policy, remote, statistics
+from pyspamd.cli import dkim, evaluate, learn, model_train, policy, remote, statistics
 from pyspamd.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     learn.add_commands(commands)
     statistics.add_commands(commands)
     evaluate.add_command(commands)
+    model_train.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
     return parser
@@ -153,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return learn.cmd_expire(args)
         if args.command == "eval":
             return evaluate.cmd_eval(args)
+        if args.command == "model-train":
+            return model_train.cmd_model_train(args)
         if args.command in policy.COMMANDS:
             return policy.run(args)
         if args.command == "dkim-keygen":

@@ -8,6 +8,10 @@ DIR defaults to ../shared/corpus/spamassassin when it exists, else corpus/. Mess
 read into memory first, so the figures are the scan alone (parse, checks, rules, scoring),
 as a milter worker does it.
 
+--ab-model scans every message twice, with the content model ([model]) on and off, in
+alternating order, and prints the CPU time per message of each and the difference: what
+the model costs (its tokenizing too, when Bayes has not tokenized the message).
+
 --dns turns the network checks on against a local resolver (Unbound in front of Knot, as
 the tests run them; both must be installed) and scans each message with the envelope a
 milter would have seen (client address of the first Received hop, Return-Path sender),
@@ -57,6 +61,8 @@ def main() -> int:
     parser.add_argument("--fuzzy", action="store_true",
                         help="A/B: what the fuzzy check adds per message")
     parser.add_argument("--limit", type=int, default=0, help="scan the first N messages only")
+    parser.add_argument("--ab-model", action="store_true",
+                        help="CPU per message with the content model on and off, alternating")
     parser.add_argument("--upstream-ms", type=float, default=20.0,
                         help="with --dns: delay added to each query the local resolver sends "
                              "to the authoritative server, as the internet would (0: none)")
@@ -70,6 +76,9 @@ def main() -> int:
         from bench_fuzzy import run_fuzzy_bench
 
         return run_fuzzy_bench(dirs, args.config, args.limit, max(args.repeat, 3))
+
+    if args.ab_model:
+        return ab_model(args.config, dirs, args.limit, args.repeat)
 
     load_start = time.perf_counter()
     scanner = Scanner.from_config(load_config(args.config))
@@ -108,6 +117,44 @@ def main() -> int:
         ("actions", ", ".join(f"{k}: {v}" for k, v in sorted(actions.items()))),
     ]
     print_measures(rows)
+    return 0
+
+
+def ab_model(config_path: str | None, dirs: list[str], limit: int, repeat: int) -> int:
+    on = Scanner.from_config(load_config(config_path))
+    config_off = load_config(config_path)
+    config_off.model.enabled = False
+    off = Scanner.from_config(config_off)
+    messages = [s.data for s in iter_messages(dirs) if s.data is not None]
+    if limit:
+        messages = messages[:limit]
+    if not messages:
+        print(f"no messages under {', '.join(dirs)}", file=sys.stderr)
+        return 1
+    on.scan(messages[0])
+    off.scan(messages[0])
+    gc.collect()
+    cpu = {"on": 0.0, "off": 0.0}
+    hits = 0
+    for n in range(repeat):
+        for i, raw in enumerate(messages):
+            order = (("on", on), ("off", off)) if (i + n) % 2 == 0 else (("off", off), ("on", on))
+            for name, scanner in order:
+                start = time.process_time()
+                result = scanner.scan(raw)
+                cpu[name] += time.process_time() - start
+                if name == "on":
+                    hits += "MODEL_SPAM" in result.symbols or "MODEL_HAM" in result.symbols
+    count = len(messages) * repeat
+    on_ms, off_ms = cpu["on"] / count * 1000, cpu["off"] / count * 1000
+    print_measures([
+        ("corpus", ", ".join(dirs)),
+        ("messages", f"{count} (each scanned with the model on and off, alternating)"),
+        ("CPU ms/msg, model on", f"{on_ms:.3f}"),
+        ("CPU ms/msg, model off", f"{off_ms:.3f}"),
+        ("model costs", f"{on_ms - off_ms:.3f} ms/msg (on/off = {on_ms / off_ms:.2f})"),
+        ("MODEL_* symbols", f"{hits / count:.1%} of messages"),
+    ])
     return 0
 
 

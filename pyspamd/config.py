@@ -149,6 +149,24 @@ class BayesConfig:
     autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
 
 
+SHIPPED_MODEL = "pyspamd-content.npz"
+
+
+@dataclass
+class ModelConfig:
+    """`[model]`: the content model shipped in models/ (or one trained with `pyspamc
+    model-train`); it votes MODEL_SPAM / MODEL_HAM from the first message on."""
+
+    enabled: bool = True
+    path: str = field(default_factory=lambda: str(shipped_path("models") / SHIPPED_MODEL))
+    # 0: the thresholds the model was trained with (its metadata). Else probabilities:
+    # MODEL_SPAM from spam_threshold (half its score) to confident (its full score);
+    # MODEL_HAM at or under ham_threshold.
+    spam_threshold: float = 0.0
+    confident: float = 0.0
+    ham_threshold: float = 0.0
+
+
 @dataclass
 class LdapConfig:
     """`[maps.ldap]` of a map with type = "ldap" (Postfix's ldap_table(5) options)."""
@@ -412,6 +430,7 @@ class Config:
     groups: dict[str, GroupConfig] = field(default_factory=dict)
     storage: StorageConfig = field(default_factory=StorageConfig)
     bayes: BayesConfig = field(default_factory=BayesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     maps: list[MapConfig] = field(default_factory=list)
     greylist: GreylistConfig = field(default_factory=GreylistConfig)
     ratelimit: RatelimitConfig = field(default_factory=RatelimitConfig)
@@ -513,6 +532,7 @@ def load_config(path: str | Path | None) -> Config:
             errors.append(f"{locator.where(('groups', name, 'max_score'))}: max_score must "
                           "be a number or false")
     _check_storage_and_bayes(config, locator, errors)
+    _check_model(config, locator, errors)
     errors.extend(_check_maps(config, locator))
     errors.extend(_check_greylist(config, locator))
     errors.extend(_check_ratelimit(config, locator))
@@ -558,6 +578,26 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if bayes.autolearn.max_ratio < 1.0:
         errors.append(f"{locator.where(('bayes', 'autolearn', 'max_ratio'))}: "
                       "autolearn.max_ratio must be at least 1.0")
+
+
+def _check_model(config: Config, locator: _Locator, errors: list[str]) -> None:
+    model = config.model
+    if model.path and not Path(model.path).is_absolute() and config.path is not None:
+        model.path = str(config.path.parent / model.path)
+    for name in ("spam_threshold", "confident", "ham_threshold"):
+        value = getattr(model, name)
+        if value != 0.0 and not 0.0 < value < 1.0:
+            errors.append(f"{locator.where(('model', name))}: model.{name} must be 0 (the "
+                          "model's own) or a probability between 0 and 1")
+    if model.spam_threshold and model.confident and model.confident <= model.spam_threshold:
+        errors.append(f"{locator.where(('model', 'confident'))}: model.confident must be "
+                      "above model.spam_threshold")
+    if model.spam_threshold and model.ham_threshold >= model.spam_threshold:
+        errors.append(f"{locator.where(('model', 'ham_threshold'))}: model.ham_threshold "
+                      "must be below model.spam_threshold")
+    if model.enabled and not model.path:
+        errors.append(f"{locator.where(('model', 'path'))}: model.path is empty; set it or "
+                      "set model.enabled = false")
 
 
 class _Locator:

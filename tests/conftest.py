@@ -15,7 +15,7 @@ import pytest
 from support.network_lab import Lab, network_lab
 from support.redis_server import RedisCluster, RedisServer, redis_cluster, redis_server
 
-from pyspamd.config import Config, RulesConfig, load_config
+from pyspamd.config import Config, ModelConfig, RulesConfig, load_config
 from pyspamd.scanner import Scanner
 from pyspamd.storage.base import Storage
 from pyspamd.storage.redis_store import RedisStorage
@@ -55,13 +55,15 @@ def default_scanner() -> Scanner:
 
 @pytest.fixture
 def rules_scanner(tmp_path: Path) -> Callable[[str], Scanner]:
-    """Build a scanner that reads only the given rule text (plus built-in checks)."""
+    """Build a scanner that reads only the given rule text (plus built-in checks; not the
+    content model, whose vote would move the scores these tests check)."""
 
     def build(text: str) -> Scanner:
         rule_dir = tmp_path / "rules"
         rule_dir.mkdir(exist_ok=True)
         (rule_dir / "test.rules").write_text(text, encoding="utf-8")
-        return Scanner.from_config(Config(rules=RulesConfig(dirs=[str(rule_dir)])))
+        return Scanner.from_config(Config(rules=RulesConfig(dirs=[str(rule_dir)]),
+                                          model=ModelConfig(enabled=False)))
 
     return build
 

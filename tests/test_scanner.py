@@ -12,7 +12,7 @@ from support.messages import make_message
 
 from pyspamd.checks.base import Check
 from pyspamd.cli.pyspamc import main as pyspamc_main
-from pyspamd.config import Config, RulesConfig
+from pyspamd.config import Config, ModelConfig, RulesConfig
 from pyspamd.scanner import Scanner
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
@@ -52,7 +52,10 @@ class SlowLookup(Check):
 
 def _scanner(tmp_path: Path, checks: list[Check], rules: str = "") -> Scanner:
     (tmp_path / "r.rules").write_text(rules + "body NEVER /zzzneverzzz/\n")
-    return Scanner.from_config(Config(rules=RulesConfig(dirs=[str(tmp_path)])), checks)
+    # The pipeline's own behaviour, with exact scores: the content model's vote would add to
+    # them (its tests are in test_model.py).
+    config = Config(rules=RulesConfig(dirs=[str(tmp_path)]), model=ModelConfig(enabled=False))
+    return Scanner.from_config(config, checks)
 
 
 def test_map_forces_action_with_its_text(tmp_path: Path) -> None:
@@ -82,7 +85,7 @@ def test_async_checks_run_sync_and_async(tmp_path: Path) -> None:
 def test_rewrite_subject_action(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "r.rules").write_text("body CASH /cash/\nscore CASH 9\n")
     config = tmp_path / "pyspamd.toml"
-    config.write_text('[rules]\ndirs = ["r.rules"]\n'
+    config.write_text('[rules]\ndirs = ["r.rules"]\n[model]\nenabled = false\n'
                       '[actions]\nrewrite_subject = 8.0\nsubject_template = "[SPAM] %s"\n')
     message = tmp_path / "m.eml"
     message.write_bytes(make_message({"Subject": "Quick cash"}, "cash\n"))

@@ -15,6 +15,7 @@ from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
 from pyspamd.checks.helo_sanity import HeloSanity
 from pyspamd.checks.html_features import HtmlFeatures
 from pyspamd.checks.mime_sanity import MimeSanity
+from pyspamd.checks.model import ModelCheck
 from pyspamd.checks.multimap import MultiMap
 from pyspamd.checks.ratelimit import RateLimit
 from pyspamd.checks.rbl import RblCheck
@@ -46,6 +47,7 @@ CHECKS: tuple[type[Check], ...] = (
     FuzzyCheck,
     AntivirusCheck,
     BayesCheck,
+    ModelCheck,
 )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from pyspamd.classifiers import logistic
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
 from pyspamd.classifiers.logistic import LogisticParams
-from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION, TokenizerLimits, Tokens, tokenize
+from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION, TokenizerLimits, Tokens, task_tokens
 from pyspamd.storage.base import NO_TOKENS, LearnOutcome, Storage
 from pyspamd.task import Task
 
@@ -90,7 +90,7 @@ class Bayes:
                 "empty store (README, Bayes: upgrading)")
 
     def tokens(self, task: Task) -> Tokens:
-        return tokenize(task, self.limits)
+        return task_tokens(task, self.limits)
 
     def classify_tokens(self, tokens: Tokens) -> Verdict:
         if self.classifier == "logistic":

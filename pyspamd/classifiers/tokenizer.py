@@ -159,12 +159,6 @@ def header_tokens(task: Task) -> list[str]:
         out.append("replyto:same" if reply[0][1] == task.from_address else "replyto:other")
     else:
         out.append("replyto:<none>")
-    for hop in task.received[:6]:
-        for host in (hop.rdns, hop.helo, hop.by):
-            if host:
-                out.append(f"rcvd:{host}")
-        if hop.ip:
-            out.append(f"rcvdip:{'.'.join(hop.ip.split('.')[:3])}")
     for name in ("x-mailer", "user-agent"):
         for value in headers.decoded(name)[:1]:
             out.append(f"mailer:{normalise(value)[:60]}")
@@ -201,12 +195,9 @@ def all_header_tokens(task: Task) -> list[str]:
     for name in names:
         if name in SKIP_HEADERS or name.startswith(SKIP_HEADER_PREFIXES):
             continue
-        for value in headers.decoded(name)[:5]:
-            kept += 1
-            out.append(f"hdr:{name}")
-            for word in _HEADER_WORD.findall(normalise(value[:500]))[:HEADER_VALUE_WORDS]:
-                if len(word) <= 60:
-                    out.append(f"{name}:{word}")
+        values = headers.decoded(name)[:5]
+        kept += len(values)
+        out.extend(header_value_tokens(name, values))
     out.append(f"nhdrs:{min(kept // 3, 20)}")
     out.extend(header_layout_tokens(task))
     message_id = headers.first("message-id")
@@ -215,6 +206,30 @@ def all_header_tokens(task: Task) -> list[str]:
         out.append(f"msgiddom:{message_id.rpartition('@')[2].strip('> ').lower()}")
     else:
         out.append("msgid:<none>")
+    out.extend(received_tokens(task))
+    return out
+
+
+def header_value_tokens(name: str, values: list[str]) -> list[str]:
+    """The header's name once per value, and the words of each value prefixed by the name."""
+    out: list[str] = []
+    for value in values:
+        out.append(f"hdr:{name}")
+        for word in _HEADER_WORD.findall(normalise(value[:500]))[:HEADER_VALUE_WORDS]:
+            if len(word) <= 60:
+                out.append(f"{name}:{word}")
+    return out
+
+
+def received_tokens(task: Task) -> list[str]:
+    """The Received chain: hosts, networks, protocols and its length."""
+    out: list[str] = []
+    for hop in task.received[:6]:
+        for host in (hop.rdns, hop.helo, hop.by):
+            if host:
+                out.append(f"rcvd:{host}")
+        if hop.ip:
+            out.append(f"rcvdip:{'.'.join(hop.ip.split('.')[:3])}")
     out.append(f"nrcvd:{min(len(task.received), 10)}")
     for i, hop in enumerate(task.received[:8]):
         if hop.protocol:
@@ -223,6 +238,26 @@ def all_header_tokens(task: Task) -> list[str]:
             out.append(f"rcvdby{i}:{hop.by}")
         if hop.ip and not hop.rdns:
             out.append(f"rcvdnordns:{i}")
+    return out
+
+
+# Headers the receiving side writes: who the message was delivered to and what the
+# receiving MTAs found. A site's own Bayes learns from them usefully; a model shipped from
+# other people's mailboxes would only learn which collector each corpus came from.
+RECEIVING_HEADERS = (
+    "to", "cc", "bcc", "x-original-to", "envelope-to", "x-envelope-to", "return-path",
+    "authentication-results", "arc-seal", "arc-message-signature",
+    "arc-authentication-results", "received-spf", "x-received",
+)
+
+
+def receiving_side_tokens(task: Task) -> list[str]:
+    """The tokens of the Received chain and of RECEIVING_HEADERS, as tokenize makes them."""
+    out = received_tokens(task)
+    headers = task.headers
+    for name in RECEIVING_HEADERS:
+        if name in headers:
+            out.extend(header_value_tokens(name, headers.decoded(name)[:5]))
     return out
 
 
@@ -293,3 +328,14 @@ def token_texts(task: Task, limits: TokenizerLimits | None = None) -> dict[int, 
     body_words, extra = words(task.body_text, limits)
     texts = [BIAS_TOKEN, *extra, *header_tokens(task), *url_tokens(task), *body_words]
     return {int(h): text for h, text in zip(_hash_all(texts), texts, strict=True)}
+
+
+def task_tokens(task: Task, limits: TokenizerLimits) -> Tokens:
+    """The task's tokens for these limits, tokenized once per task: the Bayes check and the
+    content model share them when their limits agree (the defaults do)."""
+    cache = task.scratch.setdefault("tokens", {})
+    assert isinstance(cache, dict)
+    tokens = cache.get(limits)
+    if tokens is None:
+        tokens = cache[limits] = tokenize(task, limits)
+    return tokens

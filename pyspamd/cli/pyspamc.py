@@ -16,6 +16,7 @@ from pyspamd.cli import (
     evaluate,
     fuzzy,
     learn,
+    model_train,
     policy,
     remote,
     rescore,
@@ -106,6 +107,7 @@ def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
     statistics.add_commands(commands)
     evaluate.add_command(commands)
     rescore.add_command(commands)
+    model_train.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
     return parser, set(commands.choices)
@@ -261,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return evaluate.cmd_eval(args)
         if args.command == "rescore":
             return rescore.cmd_rescore(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "model-train":
+            return model_train.cmd_model_train(args)
         if args.command in policy.COMMANDS:
             return policy.run(args)
         if args.command == "dkim-keygen":

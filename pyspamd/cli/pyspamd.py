@@ -48,7 +48,7 @@ def configtest(config_arg: str | None) -> int:
         print(f"warning: {warning}")
     for error in ruleset.errors:
         print(error)
-    map_errors = _check_map_files(config)
+    map_errors = _check_map_files(config) + _check_model(config)
     if ruleset.errors or map_errors:
         print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
               "map files")
@@ -97,6 +97,26 @@ def _without_none(value: Any) -> Any:
 def configured_checks(config: Config) -> list[Check]:
     """The checks the scanner would build, so rule files may re-score their symbols."""
     return build_checks(config, Services(config, symbols_only=True))
+
+
+def _check_model(config: Config) -> int:
+    """Load the content model as a worker would; print its version and size, or the error."""
+    if not config.model.enabled:
+        print("content model: off ([model] enabled = false)")
+        return 0
+    from pyspamd.checks.model import Thresholds, open_model
+    from pyspamd.model.linear import ModelError
+
+    try:
+        model = open_model(config.model)
+    except ModelError as exc:
+        print(f"error: content model: {exc}")
+        return 1
+    t = Thresholds.of(model, config.model)
+    print(f"content model {model.meta.version}: {model.path} ({model.size_bytes / 1e6:.1f} MB, "
+          f"2^{model.meta.hash_bits} weights, trained {model.meta.created}); MODEL_SPAM from "
+          f"{t.spam:g} (full score at {t.confident:g}), MODEL_HAM at or under {t.ham:g}")
+    return 0
 
 
 def _check_map_files(config: Config) -> int:

@@ -1,0 +1,1 @@
+"""The shipped content model: features, the stored linear model, and its training."""

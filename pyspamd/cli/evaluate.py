@@ -78,7 +78,8 @@ def split_indices(samples: list[Sample], args: argparse.Namespace) -> tuple[np.n
                                                                              np.ndarray]:
     labels = np.array([s.spam for s in samples])
     if args.by_mtime or args.by_date:
-        train, test = [], []
+        train: list[int] = []
+        test: list[int] = []
         for cls in (True, False):
             idx = np.flatnonzero(labels == cls)
             idx = idx[np.argsort([samples[i].when for i in idx], kind="stable")]

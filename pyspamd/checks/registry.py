@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pyspamd.checks.base import Check
 from pyspamd.checks.bayes import BayesCheck
+from pyspamd.checks.display_name import DisplayNameSpoof
 from pyspamd.checks.email_auth import EmailAuth
 from pyspamd.checks.greylist import Greylist
 from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
@@ -25,6 +26,7 @@ CHECKS: tuple[type[Check], ...] = (
     ReceivedCount,
     DateCheck,
     EnvelopeFrom,
+    DisplayNameSpoof,
     HeloSanity,
     MultiMap,
     RateLimit,

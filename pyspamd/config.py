@@ -333,7 +333,7 @@ class DkimSigningConfig:
 
 # Headers whose change would change what the reader sees or replies to. From twice guards
 # against a second From added after signing (oversigning).
-DKIM_SIGNED_HEADERS = ("from", "from", "to", "cc", "subject", "date", "message-id",
+DKIM_SIGNED_HEADERS: tuple[str, ...] = ("from", "from", "to", "cc", "subject", "date", "message-id",
                        "reply-to", "in-reply-to", "references", "mime-version",
                        "content-type", "content-transfer-encoding", "list-unsubscribe")
 
@@ -414,7 +414,7 @@ class ControllerConfig:
 
 # Client host names (verified reverse DNS, subdomains included) of large senders that retry
 # from a different address of a big pool, so a retry would start a new triplet each time.
-BIG_SENDER_HOSTS = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
+BIG_SENDER_HOSTS: tuple[str, ...] = ("google.com", "outlook.com", "amazonses.com", "yahoo.com",
                     "mimecast.com", "pphosted.com", "messagelabs.com", "icloud.com")
 
 

@@ -201,7 +201,7 @@ def payload_bytes(part: MimePart, limit: int) -> tuple[bytes, str | None]:
     """
     # The stored payload: compat32's get_payload() would already have decoded 8-bit text with
     # errors="replace", hiding a wrong charset, and is lenient about broken base64.
-    payload = part.msg._payload
+    payload = part.msg._payload  # type: ignore[attr-defined]  # not in the typeshed stubs
     if not isinstance(payload, str):
         return b"", None
     try:

@@ -25,27 +25,32 @@ class Services:
         self.symbols_only = symbols_only
         self._lock = threading.Lock()
         self._storage: Storage | None = None
-        self._creates = False
         self._resolver: Resolver | None = None
 
     def storage_opener(self, writes: bool) -> Callable[[], Storage]:
-        """Called when a check (or the recorder) is built: the function that gives it the
-        process's one store handle. The handle opens on first use, so after a fork; it may
-        make a new SQLite file only if something that writes asked for it, so a scanner that
-        only reads (Bayes) never leaves an empty store behind."""
-        with self._lock:
-            if writes and not self._creates:
-                self._creates = True
-                self._storage = None  # opened read-only before: the next use reopens it
-        return self.storage
+        """The function that gives a check (or the recorder) the process's one store
+        handle, opened on first use, so after a fork. Only a writer's use may make a new
+        SQLite file: for a reader (Bayes) a store that does not exist yet raises
+        StorageMissing, so scanning alone never leaves an empty store behind."""
+        return self.storage if writes else self._existing_storage
 
     def storage(self) -> Storage:
         from pyspamd.storage import open_storage  # the backends load only when used
 
         with self._lock:
             if self._storage is None:
-                self._storage = open_storage(self.config.storage, create=self._creates)
+                self._storage = open_storage(self.config.storage, create=True)
             return self._storage
+
+    def _existing_storage(self) -> Storage:
+        from pyspamd.storage.base import StorageMissing
+        from pyspamd.storage.sqlite_store import SqliteStorage
+
+        storage = self.storage()
+        if isinstance(storage, SqliteStorage) and not storage.path.exists():
+            raise StorageMissing(f"SQLite store {storage.path}: no such file (nothing learned "
+                                 "yet; run pyspamc learn_spam / learn_ham)")
+        return storage
 
     @property
     def resolver(self) -> Resolver:

@@ -526,3 +526,16 @@ def test_autolearn_learns_clear_cases_with_a_balance_guard(tmp_path: Path) -> No
 def test_bayes_off_when_disabled() -> None:
     scanner = Scanner.from_config(Config(bayes=BayesConfig(enabled=False)))
     assert not any(isinstance(c, BayesCheck) for c in scanner.checks)
+
+
+def test_scanning_alone_never_makes_a_store(tmp_path: Path) -> None:
+    # Greylisting (on by default) writes to the store the Bayes check reads: the handle they
+    # share may make the file only for a writer, and this scan writes nothing (no client).
+    path = tmp_path / "store.sqlite"
+    config = Config(storage=StorageConfig(path=str(path)))
+    assert config.greylist.enabled and config.bayes.enabled
+    scanner = Scanner.from_config(config)
+    for _ in range(2):
+        result = scanner.scan(make_message())
+        assert not result.errors and "BAYES_HAM" not in result.symbols
+    assert not path.exists()

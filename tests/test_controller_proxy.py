@@ -1,6 +1,7 @@
-"""The README's nginx setup, with a real nginx in front of a running controller: the page
-and its API under /pyspamd/, nginx's own Basic auth, a proxied stranger needing the
-controller's password (X-Forwarded-For), and the page's POSTs passing the Origin check."""
+"""The nginx setup of docs/controller.md, with a real nginx in front of a running
+controller: the page and its API under /pyspamd/, nginx's own Basic auth, a proxied
+stranger needing the controller's password (X-Forwarded-For), and the page's POSTs passing
+the Origin check."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def running_nginx(controller_port: int) -> Iterator[int]:
     port = free_port()
     (root / "htpasswd").write_text("admin:{PLAIN}proxy password\n")
     (root / "htpasswd").chmod(0o644)
-    # The location block is the README's.
+    # The location block is the one in docs/controller.md.
     (root / "nginx.conf").write_text(f"""
 pid {root}/nginx.pid;
 error_log {root}/error.log;

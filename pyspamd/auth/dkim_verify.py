@@ -95,7 +95,7 @@ async def verify_dkim(raw: bytes, lookups: MessageDns, min_key_bits: int) -> lis
             return key
 
         reason = _ReasonLog()
-        checker.logger = reason  # type: ignore[assignment]
+        checker.logger = reason
         try:
             ok = checker.verify(idx=index, dnsfunc=from_table)
             result = "pass" if ok else ("fail" if _bad_signature(reason.reason) else

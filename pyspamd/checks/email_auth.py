@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 
 from pyspamd import actions
 from pyspamd.auth.arc import ArcResult, verify_arc
@@ -90,6 +90,7 @@ class EmailAuth(Check):
             # Mail from an authenticated user is ours: SPF would judge our own relay.
             spf_job = check_spf(lookups, env.client_ip, env.mail_from, env.helo,
                                 self.authserv_id)
+        dkim_job: Awaitable[list[DkimResult] | None]
         if not (auth.dkim or auth.dmarc):
             dkim_job = _nothing()
         elif "dkim-signature" in task.headers:

@@ -95,7 +95,7 @@ class RblCheck(Check):
                 if symbol:
                     symbols[symbol] = SymbolDef(DEFAULT_SCORES.get(symbol, 0.0),
                                                 f"Listed in {rbl.zone}")
-        self.symbols = symbols
+        self.symbols = symbols  # type: ignore[misc]  # per instance: the config names them
         self._codes = [{ipaddress.ip_address(code): symbol
                         for symbol, codes in rbl.returncodes.items() for code in codes}
                        for rbl in self.lists]

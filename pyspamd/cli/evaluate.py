@@ -128,7 +128,8 @@ def split_indices(messages: list[Message], args: argparse.Namespace) -> tuple[np
     labels = np.array([m.spam for m in messages])
     if args.by_mtime or args.by_date:
         # load_messages reads the Date header; --by-mtime wants the file's time instead.
-        train, test = [], []
+        train: list[int] = []
+        test: list[int] = []
         for cls in (True, False):
             idx = np.flatnonzero(labels == cls)
             idx = idx[np.argsort([messages[i].when for i in idx], kind="stable")]

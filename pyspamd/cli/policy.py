@@ -109,7 +109,7 @@ def cmd_ratelimit_reset(args: argparse.Namespace) -> int:
     key = args.key
     fields = {"ip": {"client_ip": key}, "user": {"user": key}, "sender": {"mail_from": key},
               "sender_domain": {"mail_from": f"x@{key}"}, "rcpt": {"rcpts": (key,)}}
-    envelope = Envelope(**fields[args.key_type])  # type: ignore[arg-type]
+    envelope = Envelope(**fields[args.key_type])
     keys = [k for k, _ in bucket_keys(Limit(args.key_type, 1, 1.0, ""), envelope)]
     if not keys:
         print(f"{key!r} is not a valid {args.key_type} key", file=sys.stderr)

@@ -121,7 +121,7 @@ def client_ip(request: web.Request, access: Access) -> str | None:
     forwarded = request.headers.get("X-Forwarded-For")
     if forwarded:
         return forwarded.split(",")[-1].strip()
-    return request.headers.get("X-Real-IP", peer).strip() or peer
+    return request.headers.get("X-Real-IP", "").strip() or peer
 
 
 def _password(request: web.Request) -> str | None:

@@ -325,7 +325,7 @@ class SqliteStorage(Storage):
             raise self._error(exc, "read failed") from exc
 
     @contextmanager
-    def batch(self) -> Iterator[SqliteStorage]:  # type: ignore[override]
+    def batch(self) -> Iterator[SqliteStorage]:
         # Learns in a batch are summed in memory and written as one upsert per distinct
         # token in one transaction: common words occur in most messages, so this writes a
         # fraction of the rows and commits once, instead of once per message.

@@ -68,8 +68,7 @@ class _ScanPolicy(Compat32):
         return surrogates_to_text(value)[0] if isinstance(value, str) else header_text(value)
 
 
-# A header block of more fields than this is cut before parsing (the stdlib parser and
-# every check that reads all headers take time in proportion: 100,000 fields cost 1 s).
+# A line break not followed by folding whitespace: where the next header field starts.
 _FIELD_START = re.compile(rb"\n(?![ \t])")
 
 
@@ -88,6 +87,8 @@ def _policy(max_depth: int) -> _ScanPolicy:
 
 
 def _cut_header_block(raw: bytes, max_headers: int, anomalies: dict[str, list[str]]) -> bytes:
+    """The message with its top header block cut to max_headers fields: the stdlib parser
+    and every check that reads all headers take time in proportion (100,000 cost 1 s)."""
     head_end = raw.find(b"\n\n")
     head_end = len(raw) if head_end < 0 else head_end
     crlf_end = raw.find(b"\n\r\n", 0, head_end)

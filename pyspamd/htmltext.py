@@ -37,6 +37,7 @@ _FLAT_TAGS = frozenset((
 # [^<>] rather than [^>]: a tag without its ">" ends at the next "<", so scanning stays
 # linear however many unfinished tags the markup holds.
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^<>]*>?")
+_NESTING_OPEN = re.compile(rf"<(?!(?:{'|'.join(_FLAT_TAGS)})[\s/>])[A-Za-z]", re.I)
 _ANY_TAG = re.compile(r"</?[A-Za-z][^<>]*>?")
 _BLOCK_TAG = re.compile(rf"</?(?:{'|'.join(sorted(_BLOCK_TAGS))})\b[^<>]*>?", re.I)
 _LINK_TAG = re.compile(r"<(a|area|img|form|iframe|link)\b([^<>]*)", re.I)
@@ -117,7 +118,8 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
 
 
 def _nesting_exceeds(markup: str, max_depth: int) -> bool:
-    if markup.count("<") <= max_depth:  # cannot nest deeper than it has tags
+    # Cheap bounds first: markup cannot nest deeper than it has tags that nest.
+    if markup.count("<") <= max_depth or len(_NESTING_OPEN.findall(markup)) <= max_depth:
         return False
     depth = 0
     for closing, name in _TAG.findall(markup):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support import messages
+from support.controller_proc import ControllerProc, running_controller
 from support.mta import Daemon, MtaSession, running_daemon
 from support.paths import CORPUS
 from support.postfix import Postfix, running_postfix
@@ -142,3 +143,21 @@ def test_gtube_with_8bit_parameter_through_postfix(postfix: Postfix, name: str) 
     assert code == 554, reply
     assert reply.startswith("5.7.1 Message rejected as spam") and "GTUBE" in reply
 
+
+
+# --- through the controller's HTTP API ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProc]:
+    with running_controller(tmp_path_factory.mktemp("hostile-controller")) as c:
+        yield c
+
+
+@pytest.mark.parametrize("name", ["gtube-8bit-disposition", "multipart-1000-deep",
+                                  "rfc822-1000-deep"])
+def test_hostile_message_through_checkv2(controller: ControllerProc, name: str) -> None:
+    reply = controller.call("POST", "/checkv2", HOSTILE[name][0]())
+    assert reply.status == 200, reply.body  # was 500 for the nested ones
+    result = reply.json()
+    assert result["action"] == "reject" and "errors" not in result

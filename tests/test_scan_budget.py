@@ -130,3 +130,12 @@ def test_worker_answers_within_the_budget_through_the_milter(budget_daemon: Daem
             assert result.reply.startswith("554 5.7.1")  # type: ignore[attr-defined]
         else:
             assert "SCAN_TIMEOUT" in result.added["X-Spamd-Result"]  # type: ignore
+
+
+def test_a_timed_out_negated_rule_does_not_hit(tmp_path: Path) -> None:
+    scanner = _scanner(tmp_path, "header NEG Subject !~ /(?=a)(a|aa)+$b/\n"
+                                 "tflags NEG backtracking\n", fallback_regex_timeout=0.05)
+    result = scanner.scan(A40)
+    assert "NEG" not in result.symbols
+    assert result.symbols["REGEX_TIMEOUT"].options == ["NEG"]
+    assert "NEG" in scanner.scan(make_message({"Subject": "hello"})).symbols

@@ -108,6 +108,8 @@ class NeverAnswers(Check):
 
 def test_budget_bounds_async_checks_and_keeps_the_rest(tmp_path: Path) -> None:
     scanner = _scanner(tmp_path, [NeverAnswers(), SlowLookup()], "body CASH /cash/\n")
-    result = scanner.scan_task(scanner.task(make_message(body="cash\n")), budget=0.5)
+    # The budget covers the sync checks too: room for them on a loaded machine.
+    result = scanner.scan_task(scanner.task(make_message(body="cash\n")), budget=2.0)
     assert "CASH" in result.symbols and "ASYNC_HIT" in result.symbols
-    assert result.errors == ["never_answers: timed out after the scan budget of 0.5s"]
+    assert result.symbols["SCAN_TIMEOUT"].options == ["never_answers"]
+    assert result.errors[0].startswith("never_answers: timed out after the scan budget of ")

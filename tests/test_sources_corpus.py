@@ -41,6 +41,8 @@ MALFORMED_CASES = [
     "empty.eml",
     "gtube.eml",
     "gtube-base64.eml",
+    "gtube-8bit-content-type.eml",
+    "gtube-8bit-disposition.eml",
     "exe-attachment.eml",
     "crlf-line-ends.eml",
     "mixed.mbox",

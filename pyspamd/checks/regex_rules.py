@@ -119,34 +119,44 @@ class RegexRules(Check):
                 elif index in matched:
                     self._report(rule, encoded, hits, group.latin1)
         for rule in group.fallback_rules:
-            assert rule.regex is not None and rule.regex.fallback is not None
-            pattern = rule.regex.fallback
-            found_text: str | None = None
-            for value in values:
-                cut = value[: self.fallback_max_bytes]
-                left = task.time_left()
-                timeout = self.fallback_timeout if left is None else min(
-                    left, self.fallback_timeout)
-                if timeout <= 0.0:
-                    raise _OutOfTime(rule.name)
-                try:
-                    # The regex module counts the timeout in CPU time of the process, and
-                    # concurrent=True lets the worker's other sessions run meanwhile.
-                    m = pattern.search(cut, timeout=timeout, concurrent=True)  # type: ignore
-                except TimeoutError:
-                    if task.time_left() == 0.0:
-                        raise _OutOfTime(rule.name) from None
-                    hits.add("REGEX_TIMEOUT", rule.name)
-                    break
-                if m:
-                    g = m.group(0) if rule.kind in _MATCHED_TEXT_KINDS else value
-                    found_text = g.decode("latin-1") if isinstance(g, bytes) else g
-                    break
+            try:
+                found_text = self._search_fallback(rule, values, task)
+            except TimeoutError:  # neither a hit nor, for a !~ rule, a miss
+                hits.add("REGEX_TIMEOUT", rule.name)
+                continue
             if rule.negate:
                 if found_text is None:
                     hits.add(rule.name)
             elif found_text is not None:
                 hits.add(rule.name, found_text)
+
+    def _search_fallback(
+        self, rule: Rule, values: list[str] | list[bytes], task: Task
+    ) -> str | None:
+        """The text a backtracking rule matched in the first value it matches, or None.
+
+        Raises TimeoutError when one search ran out of fallback_regex_timeout, and
+        _OutOfTime when the scan's budget is spent."""
+        assert rule.regex is not None and rule.regex.fallback is not None
+        pattern = rule.regex.fallback
+        for value in values:
+            left = task.time_left()
+            timeout = self.fallback_timeout if left is None else min(left, self.fallback_timeout)
+            if timeout <= 0.0:
+                raise _OutOfTime(rule.name)
+            try:
+                # The regex module counts the timeout in CPU time of the process, and
+                # concurrent=True lets the worker's other sessions run meanwhile.
+                m = pattern.search(  # type: ignore[call-overload]
+                    value[: self.fallback_max_bytes], timeout=timeout, concurrent=True)
+            except TimeoutError:
+                if task.time_left() == 0.0:
+                    raise _OutOfTime(rule.name) from None
+                raise
+            if m:
+                g = m.group(0) if rule.kind in _MATCHED_TEXT_KINDS else value
+                return g.decode("latin-1") if isinstance(g, bytes) else g
+        return None
 
     def _report(self, rule: Rule, encoded: list[bytes], hits: Hits, latin1: bool) -> None:
         """Add a hit with its option: the matched text for body-like rules (the value may be

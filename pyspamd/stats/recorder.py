@@ -17,12 +17,14 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 
+from pyspamd.faultlog import FaultLog
 from pyspamd.result import ScanResult
 from pyspamd.stats import keys
 from pyspamd.storage.base import Storage, StorageError
 from pyspamd.task import Envelope
 
 log = logging.getLogger("pyspamd.stats")
+faults = FaultLog(log)
 
 MAX_RCPTS_SHOWN = 20  # a history entry lists this many recipients and counts the rest
 MAX_SUBJECT = 200
@@ -159,8 +161,8 @@ class ScanRecorder:
                     self._warned = now
                     log.warning("scan statistics not written (kept for the next try): %s", exc)
                 return False
-            except Exception:  # statistics must never take a worker down
-                log.exception("scan statistics not written")
+            except Exception as exc:  # statistics must never take a worker down
+                faults.report("statistics", "scan statistics not written", exc)
                 return False
             return True
 

@@ -91,13 +91,24 @@ class Tally:
     answered: int = 0
 
 
-def worker_stats(pid: int) -> tuple[int, int]:
-    """(RSS in KiB, open files) of a process."""
-    rss = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1])
-    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+def worker_stats(pid: int) -> tuple[int, int] | None:
+    """(RSS in KiB, open files) of a process; None once it has gone."""
+    try:
+        rss = 0
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+        return rss, len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def started_at(pid: int) -> int:
+    """The process's start time in clock ticks since boot (pids wrap; this does not)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def scanned_by(log: str, pid: int) -> int:
@@ -180,7 +191,7 @@ async def chaos(daemon: Daemon, redis: Redis, args: argparse.Namespace, done: as
         now = time.monotonic()
         if args.kill_every and now >= next_kill:
             next_kill = now + args.kill_every
-            workers = sorted(daemon.worker_pids())
+            workers = sorted(daemon.worker_pids(), key=started_at)
             if len(workers) > 1:
                 victim = workers[-1]  # the youngest: the oldest is followed for memory
                 os.kill(victim, signal.SIGKILL)
@@ -198,13 +209,18 @@ async def run(postfix: Postfix, daemon: Daemon, redis: Redis, corpus: list[bytes
     done = asyncio.Event()
     kills: list[int] = []
     memory: dict[str, object] = {}
-    oldest = min(daemon.worker_pids())
+    oldest = min(daemon.worker_pids(), key=started_at)
 
     async def watch() -> None:
+        # The followed worker's last figures, kept in case it dies before the end.
         while not done.is_set():
             await asyncio.sleep(0.5)
+            stats = worker_stats(oldest)
+            if stats is None:
+                continue
             if "at_1000" not in memory and tally.answered >= 1000:
-                memory["at_1000"] = (worker_stats(oldest), scanned_by(daemon.log(), oldest))
+                memory["at_1000"] = (stats, scanned_by(daemon.log(), oldest))
+            memory["last"] = (stats, tally.answered)
 
     chaos_task = asyncio.create_task(chaos(daemon, redis, args, done, kills))
     watch_task = asyncio.create_task(watch())
@@ -215,7 +231,10 @@ async def run(postfix: Postfix, daemon: Daemon, redis: Redis, corpus: list[bytes
     await asyncio.gather(chaos_task, watch_task)
     memory["kills"] = len(kills)
     memory["oldest"] = oldest
-    memory["at_end"] = (worker_stats(oldest), scanned_by(daemon.log(), oldest))
+    stats = worker_stats(oldest)
+    memory["at_end"] = (stats or memory.get("last", ((0, 0), 0))[0],
+                        scanned_by(daemon.log(), oldest))
+    memory["followed_to_end"] = stats is not None
     return memory
 
 
@@ -313,10 +332,13 @@ def main() -> int:
         ("Redis restarts", str(redis.restarts), f"every {args.redis_every:g} s, 3 s down"),
         ("oldest worker RSS after ~1,000", f"{rss1 / 1024:.1f} MiB",
          f"{scanned1} scans by it, {fds1} open files"),
-        ("oldest worker RSS at the end", f"{rss2 / 1024:.1f} MiB",
+        ("oldest worker RSS at the end" if memory["followed_to_end"]
+         else "oldest worker RSS, last seen", f"{rss2 / 1024:.1f} MiB",
          f"{scanned2} scans by it, {fds2} open files; ratio "
          f"{rss2 / rss1 if rss1 else 0:.2f}"),
         ("'died' lines in the log", str(log.count(" died (")), ""),
+        ("health checks failed", str(log.count("health check of")),
+         f"workers replaced {log.count('replacing its workers')} times"),
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"pyspamd from {mta.REPO}; corpus {len(corpus)} messages from {', '.join(dirs)}")

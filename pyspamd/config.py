@@ -93,9 +93,9 @@ class MilterConfig:
     server_name: str = ""
     shutdown_timeout: float = 30.0
     # The master connects to each listener this often and expects an OPTNEG reply within
-    # health_check_timeout; two failures in a row replace the pool's workers (0: no checks).
+    # health_check_timeout; three failures in a row replace the pool's workers (0: no checks).
     health_check_interval: float = 10.0
-    health_check_timeout: float = 5.0
+    health_check_timeout: float = 10.0
 
 
 @dataclass

@@ -172,3 +172,27 @@ def test_health_check_replaces_workers_that_stopped_answering(tmp_path: Path) ->
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
         daemon.stop()
+
+
+def test_reconnects_do_not_pile_up_store_connections(tmp_path: Path) -> None:
+    # pymilter gives every milter connection a Python thread state of its own: SQLite
+    # connections kept per thread were left to the garbage collector, ~50 open at a time
+    # (issue 18, defect 9). 300 connections one after another, 4 at a time.
+    store = tmp_path / "store.sqlite"
+    with running_daemon(tmp_path, f'[storage]\npath = "{store}"\n', workers=1) as daemon:
+        assert _wait_for(lambda: len(_live_workers(daemon)) == 1, 10)
+        (worker,) = daemon.worker_pids()
+        figures = Figures()
+        one_per_connection(daemon.port, _corpus(50), 300, 4, figures)
+        assert figures.failures == [] and figures.verdicts == 300
+        open_store = [fd for fd in os.listdir(f"/proc/{worker}/fd")
+                      if _readlink(f"/proc/{worker}/fd/{fd}") == str(store)]
+        # At most one per session open at once (4) plus the idle ones kept for reuse (8).
+        assert len(open_store) <= 12, f"{len(open_store)} connections to the store"
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""

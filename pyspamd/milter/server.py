@@ -66,7 +66,9 @@ _STABLE_AFTER = 60.0  # a process that lived this long resets the back-off
 _EMPTY_POOL_WAIT = 1.0  # at most this long with no worker at all, whatever the back-offs
 _TICK = 0.2
 _DRAIN_GRACE = 0.5  # seconds between closing a worker's gate and counting its sessions
-_HEALTH_FAILURES = 2  # probes failed in a row before the master acts
+# Probes failed in a row before the master acts: a pool starved of CPU answers late, one
+# that stopped accepting never does.
+_HEALTH_FAILURES = 3
 _PR_SET_PDEATHSIG = 1
 # libmilter runs each connection in its own thread, and every stage is a short callback that
 # takes the GIL. At Python's default 5 ms switch interval, threads waiting with a header or
@@ -563,8 +565,9 @@ class Master:
         self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
 
     def _check_health(self) -> None:
-        """Probe each pool now and then; a pool that fails twice in a row gets new workers,
-        and one that fails twice more after that is killed and started again."""
+        """Probe each pool now and then; a pool that fails _HEALTH_FAILURES times in a row
+        gets new workers, and one that fails as often again after that is killed and
+        started again."""
         m = self.config.milter
         if m.health_check_interval <= 0:
             return

@@ -27,6 +27,7 @@ from pyspamd.faultlog import FaultLog
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
+from pyspamd.storage.sqlite_store import release_thread_connections
 from pyspamd.task import Envelope
 from pyspamd.tasklog import task_log_line
 
@@ -325,6 +326,9 @@ class MilterSession(Milter.Base):
         return Milter.CONTINUE
 
     def close(self) -> int:
+        # This session's Python thread state ends after this callback (pymilter makes one per
+        # connection): its storage connections go back for the next session.
+        release_thread_connections()
         if self._counted:
             self._counted = False
             self.app.session_ended()

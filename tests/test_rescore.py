@@ -87,8 +87,11 @@ def test_rescore_on_the_corpus_writes_a_scores_file_the_rules_load(
     assert fit["spam"] == 100 and fit["ham"] == 100
     assert scores["FORGED_MUA_OE"]["why"] == "pinned"  # the config's [scores]
     assert scores["FORGED_MUA_OE"]["new"] == scores["FORGED_MUA_OE"]["old"]
+    rules = Scanner.from_config(load_config(config)).ruleset.rules
     for s in scores.values():  # written for spam stays >= 0, for ham <= 0
         assert s["new"] * s["old"] >= 0 or s["new"] == 0
+        if s["name"] in rules and s["why"] == "fitted":  # the rules' scoring policy
+            assert -1.0 <= s["new"] <= 7.0
     # Each fitted rule that fires on spam far more than on ham ends above one that fires on
     # ham far more than spam.
     fitted = [s for s in scores.values() if s["why"] == "fitted"]

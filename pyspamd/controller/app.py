@@ -292,6 +292,22 @@ def build_routes(controller: Controller) -> web.RouteTableDef:
             return _error(503, f"not learned: {exc}")
         return web.json_response({"success": True, "outcome": outcome})
 
+    @routes.post("/explain")
+    @access(READ)
+    async def explain_message(request: web.Request) -> web.Response:
+        """`pyspamc -h HOST explain`: the scan of /checkv2 with each symbol's rule, match,
+        score source and Bayes tokens (pyspamd/explain.py); not recorded in the history."""
+        from pyspamd.explain import explain
+
+        envelope = _envelope(request, c.config.controller.max_rcpts)
+        body = await request.read()
+        if not body.strip():
+            return _error(400, "empty body: send the message as the request body")
+        scanner = c.scanner
+        why = await c.run(explain, scanner, scanner.task(body, envelope))
+        return web.json_response(why.to_json(),
+                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
     @routes.post("/learnspam")
     @access(WRITE)
     async def learnspam(request: web.Request) -> web.Response:

@@ -45,7 +45,7 @@ class Explanation:
     result: ScanResult
     symbols: list[SymbolWhy]
 
-    def to_json(self, label: str) -> dict[str, Any]:
+    def to_json(self, label: str | None = None) -> dict[str, Any]:
         out = self.result.to_json(label)
         out["symbols"] = [
             {k: getattr(s, k) for k in SymbolWhy.__dataclass_fields__} for s in self.symbols]
@@ -133,28 +133,30 @@ def explain(scanner: Scanner, task: Task, top: int = 10) -> Explanation:
     return Explanation(result, out)
 
 
-def render_text(label: str, explanation: Explanation) -> list[str]:
-    r = explanation.result
-    lines = [f"{label}: {r.action}, score {r.score:.2f} (add header at {r.spam_score:.2f}, "
-             f"reject at {r.required_score:.2f})"]
-    for s in explanation.symbols:
-        share = f" = {s.factor:g} x {s.score / s.factor:.2f}" if s.factor not in (0, 1) else ""
-        lines.append(f"\n{s.name} {s.score:+.2f}{share}  {s.description}".rstrip())
-        if s.rule:
-            lines.append(f"  rule:    {s.source}: {s.rule}")
+def render_text(data: dict[str, Any]) -> list[str]:
+    """The text of `pyspamc explain`, from Explanation.to_json (in-process, or as the
+    controller's /explain answers)."""
+    lines = [f"{data.get('file', '')}: {data['action']}, score {data['score']:.2f} (reject at "
+             f"{data['required_score']:.2f})"]
+    for s in data["symbols"]:
+        factor = s["factor"]
+        share = (f" = {factor:g} x {s['score'] / factor:.2f}" if factor not in (0, 1) else "")
+        lines.append(f"\n{s['name']} {s['score']:+.2f}{share}  {s['description']}".rstrip())
+        if s["rule"]:
+            lines.append(f"  rule:    {s['source']}: {s['rule']}")
         else:
-            lines.append(f"  from:    {s.source}")
-        if s.score_from:
-            lines.append(f"  score:   {s.score_from}")
-        if s.matched:
-            place = f" in {s.matched_in!r}" if s.matched_in != s.matched else ""
-            lines.append(f"  matched: {s.matched!r}{place}")
-        elif s.options:
-            lines.append(f"  options: {', '.join(s.options)}")
-        if s.tokens_spam:
+            lines.append(f"  from:    {s['source']}")
+        if s["score_from"]:
+            lines.append(f"  score:   {s['score_from']}")
+        if s["matched"]:
+            place = f" in {s['matched_in']!r}" if s["matched_in"] != s["matched"] else ""
+            lines.append(f"  matched: {s['matched']!r}{place}")
+        elif s["options"]:
+            lines.append(f"  options: {', '.join(s['options'])}")
+        if s["tokens_spam"]:
             lines.append("  tokens toward spam: " + ", ".join(
-                f"{t!r} {w:+.2f}" for t, w in s.tokens_spam))
-        if s.tokens_ham:
+                f"{t!r} {w:+.2f}" for t, w in s["tokens_spam"]))
+        if s["tokens_ham"]:
             lines.append("  tokens toward ham:  " + ", ".join(
-                f"{t!r} {w:+.2f}" for t, w in s.tokens_ham))
+                f"{t!r} {w:+.2f}" for t, w in s["tokens_ham"]))
     return lines

@@ -196,3 +196,20 @@ def test_pyspamc_without_a_controller(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "cannot reach the controller" in capsys.readouterr().err
     assert pyspamc_main(["-h", "127.0.0.1:1", "expire"]) == 2
     assert "works in-process only" in capsys.readouterr().err
+
+
+def test_explain_over_http_is_the_in_process_explanation(
+        controller: ControllerProc, capsys: pytest.CaptureFixture[str]) -> None:
+    path = sorted((CORPUS / "spam" / "cur").iterdir())[1]
+    reply = controller.call("POST", "/explain", path.read_bytes())
+    assert reply.status == 200, reply.body
+    over_http = reply.json()
+    assert pyspamc_main(["--config", str(controller.config_path), "explain", "--json",
+                         str(path)]) == 0
+    in_process = json.loads(capsys.readouterr().out)
+    assert _without_time(over_http) == _without_time(in_process)
+    assert any(s["rule"] for s in over_http["symbols"])
+    assert pyspamc_main(["--config", str(controller.config_path), "-h",
+                         f"127.0.0.1:{controller.port}", "explain", str(path)]) == 0
+    assert "  rule:    " in capsys.readouterr().out
+    assert controller.call("POST", "/explain", b"  ").status == 400

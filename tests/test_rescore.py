@@ -87,8 +87,11 @@ def test_rescore_on_the_corpus_writes_a_scores_file_the_rules_load(
     assert fit["spam"] == 100 and fit["ham"] == 100
     assert scores["FORGED_MUA_OE"]["why"] == "pinned"  # the config's [scores]
     assert scores["FORGED_MUA_OE"]["new"] == scores["FORGED_MUA_OE"]["old"]
+    rules = Scanner.from_config(load_config(config)).ruleset.rules
     for s in scores.values():  # written for spam stays >= 0, for ham <= 0
         assert s["new"] * s["old"] >= 0 or s["new"] == 0
+        if s["name"] in rules and s["why"] == "fitted":  # the rules' scoring policy
+            assert -1.0 <= s["new"] <= 7.0
     # Each fitted rule that fires on spam far more than on ham ends above one that fires on
     # ham far more than spam.
     fitted = [s for s in scores.values() if s["why"] == "fitted"]
@@ -111,9 +114,12 @@ def test_rescore_on_the_corpus_writes_a_scores_file_the_rules_load(
     assert again == scores
 
 
-def test_eval_reports_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
-    report = run_json("eval", "--spam", str(SPAM_DIR), "--ham", str(HAM_DIR), "--split",
-                      "0.7", "--seed", "3", "--json", capsys=capsys)
+def test_eval_reports_the_verdict(tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pyspamd.toml"  # the built-in defaults, whatever /etc holds
+    config.write_text("")
+    report = run_json("-c", str(config), "eval", "--spam", str(SPAM_DIR), "--ham",
+                      str(HAM_DIR), "--split", "0.7", "--seed", "3", "--json", capsys=capsys)
     verdict = report["verdict"]
     assert (verdict["spam"], verdict["ham"]) == (30, 30)
     assert sum(a["spam"] for a in verdict["actions"].values()) == pytest.approx(100, abs=0.1)
@@ -122,8 +128,8 @@ def test_eval_reports_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
         sum(a["spam"] for n, a in verdict["actions"].items() if n in spam_actions), abs=0.05)
     assert {"symbol", "spam", "ham", "s_o", "score"} <= set(verdict["symbols"][0])
     capsys.readouterr()
-    assert pyspamc_main(["eval", "--spam", str(SPAM_DIR), "--ham", str(HAM_DIR),
-                         "--empty-bayes", "--test-ham", str(HAM_DIR / "cur")]) == 0
+    assert pyspamc_main(["-c", str(config), "eval", "--spam", str(SPAM_DIR), "--ham",
+                         str(HAM_DIR), "--empty-bayes", "--test-ham", str(HAM_DIR / "cur")]) == 0
     out = capsys.readouterr().out
     assert "empty Bayes store" in out and "Verdict on the test-only folders: 0 spam, 100 ham" in out
 

@@ -217,12 +217,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             print(f"Error for file: {source.label}: scan failed: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             continue
+        data = why.to_json(source.label)
         if args.json:
-            print(json.dumps(why.to_json(source.label), ensure_ascii=False))
+            print(json.dumps(data, ensure_ascii=False))
             continue
         if number:
             print()
-        print("\n".join(render_text(source.label, why)))
+        print("\n".join(render_text(data)))
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlencode
 
-from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
+from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from pyspamd.cli.learn import LEARN_ORDER, Summary
 from pyspamd.config import split_host_port
 from pyspamd.result import ScanResult, Symbol, text_report
@@ -28,8 +28,8 @@ from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
 DEFAULT_PORT = 11334
-COMMANDS = ("symbols", "learn_spam", "learn_ham", "stat", "history", "counters", "fuzzy_add",
-            "fuzzy_del")
+COMMANDS = ("symbols", "explain", "learn_spam", "learn_ham", "stat", "history", "counters",
+            "fuzzy_add", "fuzzy_del")
 
 
 class ControllerError(Exception):
@@ -171,7 +171,37 @@ def _skip_errors(work: Callable[[MessageSource], Any]) -> Callable[[MessageSourc
     return run
 
 
+def cmd_explain(args: argparse.Namespace, client: Client) -> int:
+    from pyspamd.explain import render_text
+
+    def explain(source: MessageSource) -> Any:
+        assert source.data is not None
+        return client.request("POST", "/explain", source.data)
+
+    failed = 0
+    first = True
+    for source, answer in _ordered(client, args.parallel, iter_messages(args.paths),
+                                   _skip_errors(explain)):
+        if source.error is not None or isinstance(answer, Exception):
+            failed += 1
+            print(f"Error for file: {source.label}: {source.error or answer}", file=sys.stderr)
+            continue
+        answer["file"] = source.label
+        if args.json:
+            print(json.dumps(answer, ensure_ascii=False))
+            continue
+        if not first:
+            print()
+        first = False
+        print("\n".join(render_text(answer)))
+    return EXIT_FAILED if failed else EXIT_OK
+
+
 def cmd_learn(args: argparse.Namespace, client: Client) -> int:
+    if getattr(args, "rescore", None) is not None:
+        print("pyspamc: --rescore works in-process only (run it on the host of the store)",
+              file=sys.stderr)
+        return EXIT_USAGE
     label = "spam" if args.command == "learn_spam" else "ham"
     cutoff = time.time() - args.newer_than if args.newer_than is not None else None
 
@@ -243,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "symbols":
             return cmd_symbols(args, client)
+        if args.command == "explain":
+            return cmd_explain(args, client)
         if args.command in ("learn_spam", "learn_ham"):
             return cmd_learn(args, client)
         if args.command in ("fuzzy_add", "fuzzy_del"):

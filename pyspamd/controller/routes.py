@@ -315,11 +315,28 @@ async def fuzzydel(request: web.Request) -> web.Response:
     return await _fuzzy(request, adding=False)
 
 
+@access(READ)
+async def explain_message(request: web.Request) -> web.Response:
+    """`pyspamc -h HOST explain`: the scan of /checkv2 with each symbol's rule, match, score
+    source and Bayes tokens (pyspamd/explain.py); not recorded in the history."""
+    from pyspamd.explain import explain
+
+    c = request.app[CONTROLLER]
+    envelope = _envelope(request, c.config.controller.max_rcpts)
+    body = await request.read()
+    if not body.strip():
+        return json_error(400, "empty body: send the message as the request body")
+    scanner = c.scanner
+    why = await c.run(explain, scanner, scanner.task(body, envelope))
+    return web.json_response(why.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
 ROUTES = [
     web.get("/healthy", healthy),
     web.get("/ready", ready),
     web.get("/auth", auth),
     web.post("/checkv2", checkv2),
+    web.post("/explain", explain_message),
     web.post("/learnspam", learnspam),
     web.post("/learnham", learnham),
     web.post("/fuzzyadd", fuzzyadd),

@@ -78,10 +78,13 @@ def _loss(w: np.ndarray, x: np.ndarray, z: np.ndarray, y: np.ndarray, cost: np.n
 
 
 def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
-               pinned: set[str], params: FitParams | None = None) -> FitResult:
+               pinned: set[str], params: FitParams | None = None,
+               ranges: Mapping[str, tuple[float, float]] | None = None) -> FitResult:
     """Fit the score of each symbol that fired in `vectors`. `defaults`: the scores in force
-    (rules, checks, config); `pinned`: symbols whose score must stay. Deterministic: the
-    symbols are taken in name order and the optimiser has no randomness."""
+    (rules, checks, config); `pinned`: symbols whose score must stay; `ranges`: tighter
+    (low, high) limits for some symbols than +/- max_score (the sign bound still applies).
+    Deterministic: the symbols are taken in name order and the optimiser has no
+    randomness."""
     p = params or FitParams()
     if p.untrained_weight > 0 and any(p.untrained & v.factors.keys() for v in vectors):
         stripped = [SymbolVector(v.spam, {n: f for n, f in v.factors.items()
@@ -128,10 +131,12 @@ def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
     cost *= len(y) / cost.sum()  # the penalty means the same whatever the corpus size
     sign = np.array([np.sign(defaults[n]) for n in free])
     a = float(np.log(p.reject_odds) / max(p.reject - p.threshold, 1.0))
-    limit = p.max_score * a
+    bounds = []
+    for n, s in zip(free, sign, strict=True):
+        low, high = (ranges or {}).get(n, (-p.max_score, p.max_score))
+        bounds.append((0.0, high * a) if s > 0 else (low * a, 0.0))
     fitted = minimize(_loss, np.zeros(len(free)), args=(x, z, y, cost, p.l2, a), jac=True,
-                      method="L-BFGS-B",
-                      bounds=[(0.0, limit) if s > 0 else (-limit, 0.0) for s in sign])
+                      method="L-BFGS-B", bounds=bounds)
     result.scale = a
     for s in result.scores:
         if s.name in col:

@@ -3,8 +3,9 @@
     python bench/ab_scan.py OTHER_TREE [--rounds N] [--limit N] [DIR ...]
 
 Runs bench/scan.py of this tree and of OTHER_TREE (e.g. /work/main) one after the other,
-N rounds, each in its own process with its own tree first on PYTHONPATH, on the same
-messages. Speed here drifts 2x within an hour, so only the ratio of neighbouring runs
+N rounds, each in its own process with the tree's own virtualenv (TREE/.venv, where
+pyspamd is installed from that tree; else this interpreter with the tree on PYTHONPATH),
+on the same messages. Speed here drifts 2x within an hour, so only the ratio of neighbouring runs
 means something: the table shows each round's mean ms per message (wall time of the scan
 loop over the message count; one core, no network) and the difference B - A.
 """
@@ -25,9 +26,11 @@ _RATE = re.compile(r"msgs/s \(one core\)\s*\|\s*([\d.]+)")
 
 def run_scan(tree: Path, args: list[str]) -> float:
     """Mean ms per message of one bench/scan.py run of `tree`."""
+    venv = tree / ".venv" / "bin" / "python"
+    python = str(venv) if venv.exists() else sys.executable
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run(
-        [sys.executable, str(tree / "bench" / "scan.py"), *args],
+        [python, str(tree / "bench" / "scan.py"), *args],
         cwd=tree, env=env, capture_output=True, text=True, check=True,
     ).stdout
     found = _RATE.search(out)

@@ -1,12 +1,15 @@
 """A/B scan cost of two source trees, measured alternately in one run.
 
-    python bench/ab_scan.py OTHER_TREE [--rounds N] [--limit N] [DIR ...]
+    python bench/ab_scan.py OTHER_TREE [--rounds N] [--repeat N] [DIR ...]
 
-Runs bench/scan.py of this tree and of OTHER_TREE (e.g. /work/main) one after the other,
-N rounds, each in its own process with its own tree first on PYTHONPATH, on the same
-messages. Speed here drifts 2x within an hour, so only the ratio of neighbouring runs
-means something: the table shows each round's mean ms per message (wall time of the scan
-loop over the message count; one core, no network) and the difference B - A.
+Runs this tree's bench/scan.py against the pyspamd (code and shipped rules) of this tree
+and of OTHER_TREE (e.g. /work/main) one after the other, N rounds, each in its own
+process with the tree's own virtualenv (TREE/.venv, where pyspamd is installed from that
+tree; else this interpreter with the tree on PYTHONPATH), on the same messages. Speed
+here drifts 2x within an hour, so only neighbouring runs compare: the table shows each
+round's CPU ms per message (process time of the scan loop over the message count, which
+the other sessions on the machine disturb less than wall time; one core, no network) and
+the difference B - A.
 """
 
 from __future__ import annotations
@@ -20,20 +23,22 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
-_RATE = re.compile(r"msgs/s \(one core\)\s*\|\s*([\d.]+)")
+_CPU = re.compile(r"CPU ms/msg\s*\|\s*([\d.]+)")
 
 
 def run_scan(tree: Path, args: list[str]) -> float:
-    """Mean ms per message of one bench/scan.py run of `tree`."""
+    """CPU ms per message of one bench/scan.py run on `tree`'s pyspamd (scan loop only)."""
+    venv = tree / ".venv" / "bin" / "python"
+    python = str(venv) if venv.exists() else sys.executable
     env = dict(os.environ, PYTHONPATH=str(tree))
     out = subprocess.run(
-        [sys.executable, str(tree / "bench" / "scan.py"), *args],
+        [python, str(HERE / "bench" / "scan.py"), *args],
         cwd=tree, env=env, capture_output=True, text=True, check=True,
     ).stdout
-    found = _RATE.search(out)
+    found = _CPU.search(out)
     if not found:
-        raise SystemExit(f"no msgs/s in the output of {tree}/bench/scan.py:\n{out}")
-    return 1000.0 / float(found.group(1))
+        raise SystemExit(f"no CPU ms/msg in the output of bench/scan.py on {tree}:\n{out}")
+    return float(found.group(1))
 
 
 def main() -> int:

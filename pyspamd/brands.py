@@ -88,8 +88,10 @@ _BRANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (r"xfinity|comcast", ("xfinity", "comcast")),
 )
 
-_BRAND_RES = tuple((re.compile(rf"(?:^|[^a-z0-9])(?:{pattern})(?:$|[^a-z0-9])", re.I), domains)
-                   for pattern, domains in _BRANDS)
+# One alternation with a group per brand: one search per display name, not one per brand.
+_BRAND_RE = re.compile(
+    "(?:^|[^a-z0-9])(?:" + "|".join(f"({pattern})" for pattern, _ in _BRANDS)
+    + ")(?:$|[^a-z0-9])", re.I)
 
 _FREEMAIL_LIST = """
 gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de yahoo.it yahoo.es yahoo.ca
@@ -113,10 +115,10 @@ FREEMAIL_DOMAINS = frozenset(_FREEMAIL_LIST.split())
 
 def brand_domains(display: str) -> tuple[str, ...] | None:
     """The domains of the first brand `display` names, or None when it names none."""
-    for pattern, domains in _BRAND_RES:
-        if pattern.search(display):
-            return domains
-    return None
+    found = _BRAND_RE.search(display)
+    if found is None or found.lastindex is None:
+        return None
+    return _BRANDS[found.lastindex - 1][1]
 
 
 @functools.lru_cache(maxsize=4096)

@@ -68,9 +68,11 @@ class Scanner:
         self.config = config
         self.ruleset = ruleset
         self.services = services or Services(config)
-        self.checks = [*(c for c in checks if not c.runs_after_scoring),
-                       RegexRules(ruleset, config.scan.fallback_regex_max_bytes,
-                                  config.scan.fallback_regex_timeout)]
+        # The rules run first: they are cheap (RE2) and carry GTUBE and most of the verdict,
+        # so a scan whose time budget runs out still has them.
+        self.checks = [RegexRules(ruleset, config.scan.fallback_regex_max_bytes,
+                                  config.scan.fallback_regex_timeout),
+                       *(c for c in checks if not c.runs_after_scoring)]
         self.post_checks = [c for c in checks if c.runs_after_scoring]
         # Only the checks that learn from results (autolearn) are called after each scan.
         self.learners = [c for c in checks if type(c).after_scan is not Check.after_scan]

@@ -4,6 +4,12 @@ Rules reading the same text ("target") are matched together: all RE2 patterns of
 go into one re2.Set, so each text is read once however many rules look at it (measured:
 0.01 ms for 60 body patterns on a typical message, against 0.5 ms one pattern at a time).
 Only the rules the Set reports are searched again, to get the matched text as option.
+
+Body and rawbody patterns that RE2 can compile for Latin-1 (ASCII patterns, the common case)
+run on the text encoded as Latin-1, characters beyond it replaced by "?": case folding
+then stays one byte per letter, which made the DFA of 150 phrase patterns four times faster
+on the SpamAssassin corpus than on UTF-8 (0.16 against 0.66 ms a message). Patterns that
+name characters beyond Latin-1 (look-alike scripts, zero-width characters) run on UTF-8.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import re2
 
 from pyspamd.checks.base import Check
 from pyspamd.ruleset.loader import PSEUDO_HEADERS, Rule, RuleSet
-from pyspamd.ruleset.regex import re2_options
+from pyspamd.ruleset.regex import CompiledRegex, RegexError, compile_spec, re2_options
 from pyspamd.symbols import SCAN_TIMEOUT, Hits, SymbolDef, shorten
 from pyspamd.task import Task
 
 _SET_CHUNK = 32  # patterns per re2.Set, keeps each DFA well inside its memory budget
 _MAX_MULTIPLE = 10
 _MATCHED_TEXT_KINDS = frozenset(("body", "rawbody", "full"))
+_LATIN1_TEXT_KINDS = frozenset(("body", "rawbody"))
 
 TargetKey = tuple[str, str, str]  # (kind, target, variant)
 
@@ -32,18 +39,25 @@ class _Group:
     key: TargetKey
     latin1: bool
     rules: list[Rule] = field(default_factory=list)
+    # the regex each rule runs with here (its Latin-1 compilation in a Latin-1 text group)
+    regexes: dict[str, CompiledRegex] = field(default_factory=dict)
+    encode_text: bool = False  # str values are encoded as Latin-1 for this group
     sets: list[tuple[re2.Set, list[Rule]]] = field(default_factory=list)
     fallback_rules: list[Rule] = field(default_factory=list)
 
     def build(self) -> None:
         re2_rules = [r for r in self.rules if r.regex is not None and not r.regex.uses_fallback]
         self.fallback_rules = [r for r in self.rules if r.regex and r.regex.uses_fallback]
+        for rule in re2_rules:
+            assert rule.regex is not None
+            self.regexes.setdefault(rule.name, rule.regex)
         for start in range(0, len(re2_rules), _SET_CHUNK):
             chunk = re2_rules[start : start + _SET_CHUNK]
             matcher = re2.Set.SearchSet(re2_options(self.latin1))
             for rule in chunk:
-                assert rule.regex is not None and rule.regex.re2_pattern is not None
-                matcher.Add(rule.regex.re2_pattern)
+                pattern = self.regexes[rule.name].re2_pattern
+                assert pattern is not None
+                matcher.Add(pattern)
             matcher.Compile()
             self.sets.append((matcher, chunk))
 
@@ -74,10 +88,16 @@ class RegexRules(Check):
             if rule.variant in ("exists", "missing"):
                 self.presence.append(rule)
                 continue
+            latin1 = _latin1_regex(rule) if rule.kind in _LATIN1_TEXT_KINDS else None
             key = (rule.kind, rule.target, rule.variant)
-            group = groups.get(key)
+            group_key = (*key, "latin1") if latin1 is not None else key
+            group = groups.get(group_key)
             if group is None:
-                group = groups[key] = _Group(key, latin1=rule.kind == "full")
+                group = groups[group_key] = _Group(
+                    key, latin1=rule.kind == "full" or latin1 is not None,
+                    encode_text=latin1 is not None)
+            if latin1 is not None:
+                group.regexes[rule.name] = latin1
             group.rules.append(rule)
         for group in groups.values():
             group.build()
@@ -92,19 +112,22 @@ class RegexRules(Check):
                 present = rule.target in headers
             if present == (rule.variant == "exists"):
                 hits.add(rule.name)
+        # Every RE2 set first (linear time), then the opted-in backtracking rules, so a
+        # budget that the slow ones spend never costs a rule RE2 would have run.
+        values_of = {group.key: _target_values(task, group.key) for group in self.groups}
         for group in self.groups:
-            values = _target_values(task, group.key)
+            self._match_sets(group, values_of[group.key], hits)
+        for group in self.groups:
             try:
-                self._match_group(group, values, hits, task)
+                self._match_fallback(group, values_of[group.key], hits, task)
             except _OutOfTime as exc:
                 hits.add(SCAN_TIMEOUT, f"{self.name}:{exc}")
                 return
 
-    def _match_group(
-        self, group: _Group, values: list[str] | list[bytes], hits: Hits, task: Task
-    ) -> None:
+    def _match_sets(self, group: _Group, values: list[str] | list[bytes], hits: Hits) -> None:
+        codec = "latin-1" if group.encode_text else "utf-8"
         encoded: list[bytes] = [
-            v if isinstance(v, bytes) else v.encode("utf-8", "replace") for v in values
+            v if isinstance(v, bytes) else v.encode(codec, "replace") for v in values
         ]
         for matcher, rules in group.sets:
             matched: set[int] = set()
@@ -117,7 +140,11 @@ class RegexRules(Check):
                     if index not in matched:
                         hits.add(rule.name)
                 elif index in matched:
-                    self._report(rule, encoded, hits, group.latin1)
+                    self._report(rule, group.regexes[rule.name], encoded, hits, group.latin1)
+
+    def _match_fallback(
+        self, group: _Group, values: list[str] | list[bytes], hits: Hits, task: Task
+    ) -> None:
         for rule in group.fallback_rules:
             try:
                 found_text = self._search_fallback(rule, values, task)
@@ -158,12 +185,12 @@ class RegexRules(Check):
                 return g.decode("latin-1") if isinstance(g, bytes) else g
         return None
 
-    def _report(self, rule: Rule, encoded: list[bytes], hits: Hits, latin1: bool) -> None:
+    def _report(self, rule: Rule, compiled: CompiledRegex, encoded: list[bytes], hits: Hits,
+                latin1: bool) -> None:
         """Add a hit with its option: the matched text for body-like rules (the value may be
         a whole message), the whole value for header, uri and mime rules (a URL or a file
         name says more than the fragment that matched)."""
-        assert rule.regex is not None
-        regex = rule.regex.re2_regex
+        regex = compiled.re2_regex
         symbol_def = self.ruleset.defs.get(rule.name)
         multiple = symbol_def is not None and symbol_def.multiple
         codec = "latin-1" if latin1 else "utf-8"
@@ -179,6 +206,18 @@ class RegexRules(Check):
                     break
         if not reported:  # the Set and the single regex disagree only on empty matches
             hits.add(rule.name)
+
+
+def _latin1_regex(rule: Rule) -> CompiledRegex | None:
+    """The rule's regex compiled for Latin-1 text, or None when it must stay on UTF-8."""
+    regex = rule.regex
+    if regex is None or regex.uses_fallback or not regex.spec.pattern.isascii():
+        return None
+    try:
+        latin1 = compile_spec(regex.spec, latin1=True)
+    except RegexError:
+        return None
+    return None if latin1.uses_fallback else latin1
 
 
 # Envelope data and composite views that `header` rules read like headers.

@@ -272,3 +272,28 @@ def test_version_of_both_commands() -> None:
                              text=True, env=ENV)
         assert out.stdout.strip() == f"{name} 0.1.0"
 
+
+
+def test_root_configtest_checks_as_the_state_directorys_owner(tmp_path: Path) -> None:
+    # root's pyspamc left a root-owned store in the daemon user's directory: the admin's
+    # configtest (as root) says the daemon will not write it; root's own pyspamc still works
+    # and hands the file back.
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\npath = "{state}/s.sqlite"\n')
+    store = state / "s.sqlite"
+    from pyspamd.storage.sqlite_store import SqliteStorage
+
+    with SqliteStorage(store) as made:  # by root, as a root pyspamc before the package
+        made.set("x", b"1")
+    assert store.stat().st_uid == 0
+    out = _pyspamd("--config", str(config), "configtest")
+    assert out.returncode == 1
+    assert f"storage.path {store}: not writable by user nobody (owner root" in out.stdout
+    assert pyspamc(["-c", str(config), "learn_spam", str(GTUBE)]) == 0
+    assert store.stat().st_uid == 65534
+    assert _pyspamd("--config", str(config), "configtest").returncode == 0

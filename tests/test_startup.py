@@ -297,3 +297,19 @@ def test_root_configtest_checks_as_the_state_directorys_owner(tmp_path: Path) ->
     assert pyspamc(["-c", str(config), "learn_spam", str(GTUBE)]) == 0
     assert store.stat().st_uid == 65534
     assert _pyspamd("--config", str(config), "configtest").returncode == 0
+
+
+def test_pidfile_naming_a_live_pyspamd_without_a_lock_is_respected(
+        daemon: Daemon, tmp_path: Path) -> None:
+    # A daemon of an older version wrote its pid and took no lock.
+    assert daemon.proc is not None
+    pidfile = tmp_path / "old.pid"
+    pidfile.write_text(f"{daemon.proc.pid}\n")
+    config = tmp_path / "other.toml"
+    config.write_text(f'[milter]\nlisten = ["inet:{free_port()}@127.0.0.1"]\n'
+                      '[controller]\nenabled = false\n'
+                      f'[storage]\npath = "{tmp_path}/s.sqlite"\n')
+    out = _pyspamd("--config", str(config), "--daemon", "--pidfile", str(pidfile))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"pyspamd is already running (pid {daemon.proc.pid} in {pidfile})"
+    assert pidfile.read_text() == f"{daemon.proc.pid}\n"

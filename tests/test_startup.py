@@ -203,9 +203,19 @@ def test_unix_socket_directory_must_be_writable(tmp_path: Path) -> None:
 
 # --- logging ----------------------------------------------------------------------------
 
-def test_auto_target_follows_how_pyspamd_was_started() -> None:
+def test_auto_target_follows_how_pyspamd_was_started(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syslog = tmp_path / "log.sock"
+    logfile = tmp_path / "var-log-pyspamd" / "pyspamd.log"
+    monkeypatch.setattr("pyspamd.logsetup.SYSLOG_SOCKET", str(syslog))
+    monkeypatch.setattr("pyspamd.logsetup.DAEMON_LOG_FILE", logfile)
     assert resolve_target("auto", daemon=False) == "stderr"
-    assert resolve_target("auto", daemon=True) == "syslog"
+    assert resolve_target("auto", daemon=True) == "syslog"  # no syslog, no log directory
+    logfile.parent.mkdir()
+    assert resolve_target("auto", daemon=True) == str(logfile)  # a container
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(syslog))
+        assert resolve_target("auto", daemon=True) == "syslog"
     assert resolve_target("/var/log/x.log", daemon=True) == "/var/log/x.log"
 
 

@@ -3,7 +3,8 @@
 target = "auto" (the default) follows how pyspamd was started, as Postfix's own logging does:
 in the foreground (under systemd, whose journal reads stderr, or in a terminal) to stderr;
 detached with --daemon, where stderr is /dev/null, to syslog's mail facility, next to
-Postfix's lines in /var/log/mail.log or `journalctl -t pyspamd`.
+Postfix's lines in /var/log/mail.log or `journalctl -t pyspamd` (in a container with no
+syslog daemon: /var/log/pyspamd/pyspamd.log when the package made that directory).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import logging.handlers
 import os
 import sys
+from pathlib import Path
 
 from pyspamd.config import LoggingConfig
 
@@ -19,13 +21,21 @@ _FORMAT = "%(asctime)s pyspamd[%(process)d]: %(levelname)s %(name)s: %(message)s
 # The journal and syslog stamp time, program and pid themselves.
 _BARE_FORMAT = "%(levelname)s %(name)s: %(message)s"
 SYSLOG_SOCKET = "/dev/log"
+# The Debian package makes this directory (owned by pyspamd) and rotates the file.
+DAEMON_LOG_FILE = Path("/var/log/pyspamd/pyspamd.log")
 
 
 def resolve_target(target: str, daemon: bool) -> str:
-    """The target "auto" stands for: "syslog" when detaching, else "stderr"."""
+    """The target "auto" stands for: "syslog" when detaching, else "stderr". Detaching on a
+    machine with no syslog daemon (a container: no /dev/log), the package's log file, when
+    this user may write its directory; else syslog all the same (and a warning)."""
     if target != "auto":
         return target
-    return "syslog" if daemon else "stderr"
+    if not daemon:
+        return "stderr"
+    if not os.path.exists(SYSLOG_SOCKET) and os.access(DAEMON_LOG_FILE.parent, os.W_OK):
+        return str(DAEMON_LOG_FILE)
+    return "syslog"
 
 
 def stderr_is_journal() -> bool:

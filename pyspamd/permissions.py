@@ -52,14 +52,47 @@ def _not_writable(path: Path, what: str, user: str) -> str:
             f"run pyspamd as its owner, or: chown {user} {path}")
 
 
-def store_problems(config: Config) -> list[str]:
-    """The store's file and directory, as the current user sees them."""
+def _daemon_user(directory: Path) -> pwd.struct_passwd | None:
+    """Run as root (an admin's configtest) over a state directory that belongs to another
+    user (the package's pyspamd): that user is the one the daemon runs as."""
+    if os.geteuid() != 0 or not directory.is_dir():
+        return None
+    uid = directory.stat().st_uid
+    try:
+        return pwd.getpwuid(uid) if uid != 0 else None
+    except KeyError:
+        return None
+
+
+def _can_write_as(path: Path, user: pwd.struct_passwd) -> bool:
+    """The mode bits as the kernel reads them for `user` (os.access answers for root)."""
+    import grp
+
+    st = path.stat()
+    if st.st_uid == user.pw_uid:
+        return bool(st.st_mode & stat.S_IWUSR)
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem}
+    if st.st_gid in groups:
+        return bool(st.st_mode & stat.S_IWGRP)
+    return bool(st.st_mode & stat.S_IWOTH)
+
+
+def store_problems(config: Config, as_owner: bool = False) -> list[str]:
+    """The store's file and directory, as the current user sees them. as_owner (configtest):
+    as the state directory's owner when root checks another user's directory, which is the
+    user the daemon will run as."""
     path = sqlite_store_path(config)
     if path is None:
         return []
     user = _user()
     problems = []
     directory = path.parent
+    owner = _daemon_user(directory) if as_owner else None
+    if owner is not None:
+        for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if candidate.exists() and not _can_write_as(candidate, owner):
+                problems.append(_not_writable(candidate, "storage.path", owner.pw_name))
+        return problems
     if path.exists():
         for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
             if candidate.exists() and not os.access(candidate, os.R_OK | os.W_OK):
@@ -91,9 +124,9 @@ def socket_problems(config: Config) -> list[str]:
     return problems
 
 
-def write_problems(config: Config) -> list[str]:
+def write_problems(config: Config, as_owner: bool = False) -> list[str]:
     """Everything the daemon writes; one line per problem."""
-    return store_problems(config) + socket_problems(config)
+    return store_problems(config, as_owner) + socket_problems(config)
 
 
 def give_store_back(config: Config) -> None:

@@ -16,6 +16,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,8 @@ LOCAL = Path("/etc/pyspamd/local.d/90-package-test.toml")
 PACKAGE_PATHS = [Path(p) for p in (
     "/opt/pyspamd", "/usr/bin/pyspamd", "/usr/bin/pyspamc", "/usr/share/pyspamd",
     "/usr/lib/pyspamd", "/lib/systemd/system/pyspamd.service", "/etc/cron.d/pyspamd",
-    "/etc/default/pyspamd", "/etc/pyspamd", "/var/lib/pyspamd",
+    "/etc/default/pyspamd", "/etc/pyspamd", "/var/lib/pyspamd", "/var/log/pyspamd",
+    "/etc/logrotate.d/pyspamd",
     "/etc/systemd/system/multi-user.target.wants/pyspamd.service",
     "/usr/share/man/man8/pyspamd.8.gz", "/usr/share/man/man1/pyspamc.1.gz",
 )]
@@ -178,6 +180,31 @@ def test_daemon_as_the_unit_runs_it(installed: Path) -> None:
     # Started in the foreground, as systemd does: the log goes to stderr (the journal).
     assert "qid: 4PKGTEST" in output, output
     assert "GTUBE" in output
+
+
+def test_start_without_systemd_as_docs_say(installed: Path) -> None:
+    """docs/debian.md's fallback (and README command 1's, where systemctl cannot start it):
+    the pyspamd user, detached, a pidfile in /run/pyspamd; with no syslog daemon here the
+    log goes to /var/log/pyspamd/pyspamd.log."""
+    milter_port = free_port()
+    LOCAL.write_text(f'[milter]\nlisten = ["inet:{milter_port}@127.0.0.1"]\nworkers = 1\n'
+                     '[controller]\nenabled = false\n')
+    pidfile = Path("/run/pyspamd/pyspamd.pid")
+    out = _run(["runuser", "-u", "pyspamd", "--", "pyspamd", "--daemon", "--pidfile",
+                str(pidfile)])
+    pid = int(pidfile.read_text())
+    try:
+        wait_for_port(milter_port, timeout=60)
+        if not os.path.exists("/dev/log"):
+            assert "logging to /var/log/pyspamd/pyspamd.log" in out.stderr
+            log = Path("/var/log/pyspamd/pyspamd.log").read_text()
+            assert f"listening on inet:{milter_port}@127.0.0.1" in log
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert not pidfile.exists()
 
 
 def test_remove_then_purge_leaves_nothing(installed: Path) -> None:

@@ -203,9 +203,19 @@ def test_unix_socket_directory_must_be_writable(tmp_path: Path) -> None:
 
 # --- logging ----------------------------------------------------------------------------
 
-def test_auto_target_follows_how_pyspamd_was_started() -> None:
+def test_auto_target_follows_how_pyspamd_was_started(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    syslog = tmp_path / "log.sock"
+    logfile = tmp_path / "var-log-pyspamd" / "pyspamd.log"
+    monkeypatch.setattr("pyspamd.logsetup.SYSLOG_SOCKET", str(syslog))
+    monkeypatch.setattr("pyspamd.logsetup.DAEMON_LOG_FILE", logfile)
     assert resolve_target("auto", daemon=False) == "stderr"
-    assert resolve_target("auto", daemon=True) == "syslog"
+    assert resolve_target("auto", daemon=True) == "syslog"  # no syslog, no log directory
+    logfile.parent.mkdir()
+    assert resolve_target("auto", daemon=True) == str(logfile)  # a container
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(str(syslog))
+        assert resolve_target("auto", daemon=True) == "syslog"
     assert resolve_target("/var/log/x.log", daemon=True) == "/var/log/x.log"
 
 
@@ -272,3 +282,44 @@ def test_version_of_both_commands() -> None:
                              text=True, env=ENV)
         assert out.stdout.strip() == f"{name} 0.1.0"
 
+
+
+def test_root_configtest_checks_as_the_state_directorys_owner(tmp_path: Path) -> None:
+    # root's pyspamc left a root-owned store in the daemon user's directory: the admin's
+    # configtest (as root) says the daemon will not write it; root's own pyspamc still works
+    # and hands the file back.
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, 65534, 65534)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[storage]\npath = "{state}/s.sqlite"\n')
+    store = state / "s.sqlite"
+    from pyspamd.storage.sqlite_store import SqliteStorage
+
+    with SqliteStorage(store) as made:  # by root, as a root pyspamc before the package
+        made.set("x", b"1")
+    assert store.stat().st_uid == 0
+    out = _pyspamd("--config", str(config), "configtest")
+    assert out.returncode == 1
+    assert f"storage.path {store}: not writable by user nobody (owner root" in out.stdout
+    assert pyspamc(["-c", str(config), "learn_spam", str(GTUBE)]) == 0
+    assert store.stat().st_uid == 65534
+    assert _pyspamd("--config", str(config), "configtest").returncode == 0
+
+
+def test_pidfile_naming_a_live_pyspamd_without_a_lock_is_respected(
+        daemon: Daemon, tmp_path: Path) -> None:
+    # A daemon of an older version wrote its pid and took no lock.
+    assert daemon.proc is not None
+    pidfile = tmp_path / "old.pid"
+    pidfile.write_text(f"{daemon.proc.pid}\n")
+    config = tmp_path / "other.toml"
+    config.write_text(f'[milter]\nlisten = ["inet:{free_port()}@127.0.0.1"]\n'
+                      '[controller]\nenabled = false\n'
+                      f'[storage]\npath = "{tmp_path}/s.sqlite"\n')
+    out = _pyspamd("--config", str(config), "--daemon", "--pidfile", str(pidfile))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"pyspamd is already running (pid {daemon.proc.pid} in {pidfile})"
+    assert pidfile.read_text() == f"{daemon.proc.pid}\n"

@@ -35,7 +35,7 @@ def configtest(config_arg: str | None) -> int:
             print(line)
         print(f"config test failed: {len(exc.errors)} error(s)")
         return EXIT_FAILED
-    problems = write_problems(config)
+    problems = write_problems(config, as_owner=True)
     for line in problems:
         print(line)
     if config.dns.auto_note:

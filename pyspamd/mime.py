@@ -64,7 +64,7 @@ class _ScanPolicy(Compat32):
     message_factory = _ScanMessage
     max_depth = 20
 
-    def header_fetch_parse(self, name: str, value: str) -> str:  # type: ignore[override]
+    def header_fetch_parse(self, name: str, value: str) -> str:
         return surrogates_to_text(value)[0] if isinstance(value, str) else header_text(value)
 
 
@@ -83,7 +83,7 @@ def parse_message(
 
 @lru_cache(maxsize=8)
 def _policy(max_depth: int) -> _ScanPolicy:
-    return _ScanPolicy(max_depth=max_depth)  # immutable, and not free to build per message
+    return _ScanPolicy(max_depth=max_depth)  # type: ignore[call-arg]  # policies take their attributes as keywords
 
 
 def _cut_header_block(raw: bytes, max_headers: int, anomalies: dict[str, list[str]]) -> bytes:
@@ -140,7 +140,8 @@ def walk_parts(
             if depth + 1 > max_depth:
                 anomalies.setdefault("too_deep", []).append(str(max_depth))
                 continue
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend((child, depth + 1) for child in reversed(children)
+                         if isinstance(child, Message))
     return parts
 
 

@@ -45,10 +45,11 @@ _SCANNER_SYMBOLS = {
 
 
 def builtin_symbols(checks: list[Check]) -> dict[str, SymbolDef]:
+    sources: list[Check | type[Check]] = [*checks, RegexRules]
     out: dict[str, SymbolDef] = {
         name: replace(symbol_def) for name, symbol_def in _SCANNER_SYMBOLS.items()
     }
-    for check in [*checks, RegexRules]:
+    for check in sources:
         for name, symbol_def in check.symbols.items():
             out[name] = replace(symbol_def, source=f"check:{check.name}")
     return out

@@ -87,7 +87,7 @@ class AntivirusCheck(Check):
                                 for symbol, prefixes in self.settings.families.items()
                                 for prefix in prefixes),
                                key=lambda item: -len(item[0]))  # the longest prefix wins
-        self.symbols = {
+        self.symbols = {  # type: ignore[misc]  # per instance: families come from the config
             "CLAM_VIRUS": SymbolDef(10.0, "clamd found a virus (the signature's name)"),
             "CLAM_ENCRYPTED": SymbolDef(2.0, "An encrypted archive clamd cannot look into"),
             "CLAM_LIMITS": SymbolDef(1.0, "An archive over clamd's scan limits (not scanned "

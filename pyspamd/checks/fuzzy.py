@@ -34,7 +34,8 @@ class FuzzyCheck(Check):
         self.config = config
         self._open = services.storage_opener(writes=False)
         self.settings = config.fuzzy
-        self.symbols = {spec.symbol: SymbolDef(spec.score, spec.description)
+        # per instance: the config names the symbols
+        self.symbols = {spec.symbol: SymbolDef(spec.score, spec.description)  # type: ignore[misc]
                         for spec in self.settings.flags.values()}
         self._by_flag = {int(flag): spec.symbol for flag, spec in self.settings.flags.items()}
         self._storage: Storage | None = None

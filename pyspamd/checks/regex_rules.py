@@ -81,7 +81,7 @@ class RegexRules(Check):
         self.fallback_max_bytes = fallback_max_bytes
         self.fallback_timeout = fallback_timeout
         self.presence: list[Rule] = []  # exists:/missing: header rules
-        groups: dict[TargetKey, _Group] = {}
+        groups: dict[tuple[str, ...], _Group] = {}
         for rule in ruleset.rules.values():
             if rule.kind == "meta":
                 continue
@@ -174,8 +174,9 @@ class RegexRules(Check):
             try:
                 # The regex module counts the timeout in CPU time of the process, and
                 # concurrent=True lets the worker's other sessions run meanwhile.
-                m = pattern.search(  # type: ignore[call-overload]
-                    value[: self.fallback_max_bytes], timeout=timeout, concurrent=True)
+                # value is str or bytes, as the pattern was compiled for this target
+                m = pattern.search(value[: self.fallback_max_bytes],  # type: ignore[arg-type]
+                                   timeout=timeout, concurrent=True)
             except TimeoutError:
                 if task.time_left() == 0.0:
                     raise _OutOfTime(rule.name) from None

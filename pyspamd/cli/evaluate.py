@@ -205,7 +205,7 @@ def verdict_report(scanned: Sequence[Scanned], defs: dict[str, SymbolDef]) -> di
     for s in ok:
         for name in s.factors:
             hits.setdefault(name, [0, 0])[0 if s.spam else 1] += 1
-    table = []
+    table: list[dict[str, Any]] = []
     for name, (on_spam, on_ham) in hits.items():
         spam_pct = 100.0 * on_spam / max(len(spam), 1)
         ham_pct = 100.0 * on_ham / max(len(ham), 1)

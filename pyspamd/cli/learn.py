@@ -238,7 +238,7 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
 def _count_learns(bayes: Bayes, label: str, summary: Summary) -> None:
     """The same counters the controller's learns add to (pyspamd_learns_total, stat)."""
-    changes = [(f"{keys.LEARN}{label}:{outcome}", n, None)
+    changes: list[tuple[str, int, float | None]] = [(f"{keys.LEARN}{label}:{outcome}", n, None)
                for outcome, n in summary.counts.items() if n > 0]
     if changes:
         bayes.storage.incr_many(changes)

@@ -142,14 +142,14 @@ def message_hashes(task: Task, min_shingles: int, min_bytes: int) -> list[FuzzyH
         if fh is not None and fh.id not in seen:
             seen.add(fh.id)
             out.append(fh)
-    for part in task.parts:
-        if part.content_type.startswith(("multipart/", "message/")):
+    for mime_part in task.parts:
+        if mime_part.content_type.startswith(("multipart/", "message/")):
             continue
-        if not (part.is_attachment or part.content_type.startswith("image/")):
+        if not (mime_part.is_attachment or mime_part.content_type.startswith("image/")):
             continue
-        if part.content_type in ("text/plain", "text/html") and not part.is_attachment:
+        if mime_part.content_type in ("text/plain", "text/html") and not mime_part.is_attachment:
             continue
-        data, _ = payload_bytes(part, MAX_EXACT_BYTES)
+        data, _ = payload_bytes(mime_part, MAX_EXACT_BYTES)
         if len(data) < min_bytes:
             continue
         fh = exact_hash(data)

@@ -334,7 +334,8 @@ def print_figures(report: dict[str, object]) -> None:
         if not rows:
             continue
         print(f"\n{part}: group, label, n, share >= spam, >= confident, <= ham")
-        for r in rows:  # type: ignore[union-attr]
+        assert isinstance(rows, list)
+        for r in rows:
             print(f"  {r['group']:<22} {r['label']:<6} {r['n']:>6} {r['over_spam']:>8.2%} "
                   f"{r['over_confident']:>8.2%} {r['under_ham']:>8.2%}")
 

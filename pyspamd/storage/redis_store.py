@@ -729,11 +729,11 @@ class RedisStorage(Storage):
                    int(record["ham"]), int(record["day"]))
         for digest, label in self._hscan(self.k_learned):
             yield ("learned", digest, label.decode(), 0)  # Redis keeps no learn day
-        order = {}
-        for label in (SPAM, HAM):
-            members = self._call("reading for a backup", self.client.zrange, self.k_fit[label],
+        order: dict[bytes, tuple[str, int]] = {}
+        for cls in (SPAM, HAM):
+            members = self._call("reading for a backup", self.client.zrange, self.k_fit[cls],
                                  0, -1, withscores=True)
-            order.update({digest: (label, int(seq)) for digest, seq in members})
+            order.update({digest: (cls, int(seq)) for digest, seq in members})
         for digest, packed in self._hscan(self.k_messages):
             if digest in order:
                 yield ("message", digest, *order[digest], packed)

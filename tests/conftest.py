@@ -25,6 +25,10 @@ from pyspamd.storage.sqlite_store import SqliteStorage
 # may have in /var/lib/pyspamd: point the default store at an empty directory of our own.
 os.environ["PYSPAMD_DATA_DIR"] = tempfile.mkdtemp(prefix="pyspamd-test-data-")
 atexit.register(shutil.rmtree, os.environ["PYSPAMD_DATA_DIR"], ignore_errors=True)
+# Nor the machine's /etc/pyspamd/pyspamd.toml (a pyspamd installed there): commands run
+# without --config read this empty file, which means the built-in defaults.
+os.environ["PYSPAMD_CONFIG"] = str(Path(os.environ["PYSPAMD_DATA_DIR"]) / "defaults.toml")
+Path(os.environ["PYSPAMD_CONFIG"]).write_text("")
 
 # The fixtures that start a server, and the marker (pyproject.toml) their tests get, so
 # `pytest -m "not redis"` leaves them out. Suites that start their server inside the test

@@ -107,3 +107,17 @@ def test_reply_text_is_one_safe_line() -> None:
     assert reply_text("100% free\r\nnext line") == "100 percent free next line"
     assert len(reply_text("x" * 2000)) == 400
     assert reply_text("") == "Message refused"
+
+
+def test_trusted_networks_one_decision() -> None:
+    """The milter, HELO sanity and greylisting ask the same TrustedNetworks."""
+    scanner = _scanner(Scanner, trusted_networks=["198.51.100.0/24", "2001:db8::/32"])
+    app = MilterApp(scanner, "mx.example.net")
+    assert app.is_trusted("198.51.100.7") and app.is_trusted("2001:db8::25")
+    assert app.is_trusted("::ffff:198.51.100.7")  # an IPv4 client on a dual-stack socket
+    assert not app.is_trusted("192.0.2.1") and not app.is_trusted(None)
+    assert not app.is_trusted("not an address") and not app.is_trusted("")
+    helo = next(c for c in scanner.checks if c.name == "helo_sanity")
+    grey = next(c for c in scanner.post_checks if c.name == "greylist")
+    for ip in ("198.51.100.7", "192.0.2.1"):
+        assert (ip in helo.trusted) == (ip in grey.trusted) == app.is_trusted(ip)

@@ -25,6 +25,7 @@ from pyspamd.policy.greylist import (
     client_network,
 )
 from pyspamd.policy.keyed import AddressTable, DomainTable, LoadProblems, NetworkTable
+from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.policy.verbs import Entry
 from pyspamd.services import Services
 from pyspamd.storage.base import StorageError
@@ -58,9 +59,9 @@ class Greylist(Check):
         self.timing = Timing(g.delay, g.expire, g.whitelist_expire)
         self.clock = services.clock
         self.storage = services.storage_opener(writes=True)
+        self.trusted = TrustedNetworks(config.milter.trusted_networks)
         self.networks = NetworkTable()
-        _listed(self.networks, [*config.milter.trusted_networks, *g.whitelist_networks],
-                "networks")
+        _listed(self.networks, g.whitelist_networks, "whitelist_networks")
         self.hosts = DomainTable()
         _listed(self.hosts, g.whitelist_hosts, "whitelist_hosts")
         self.sender_domains = DomainTable()
@@ -80,6 +81,8 @@ class Greylist(Check):
     def _whitelisted(self, task: Task) -> bool:
         env = task.envelope
         if env.user:
+            return True
+        if env.client_ip in self.trusted:
             return True
         if env.client_ip and self.networks.lookup(env.client_ip) is not None:
             return True

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pyspamd.checks.base import Check
 from pyspamd.config import Config
+from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -57,15 +58,13 @@ class HeloSanity(Check):
         self.our_names = {n.lower().rstrip(".") for n in names
                           if "." in n and not n.lower().startswith("localhost")}
         self.our_addresses = {ipaddress.ip_address(a) for a in config.helo.our_addresses}
-        self.trusted = [ipaddress.ip_network(n, strict=False)
-                        for n in config.milter.trusted_networks]
+        self.trusted = TrustedNetworks(config.milter.trusted_networks)
 
     def _local_client(self, ip: str | None) -> bool:
         address = _as_address(ip or "")
         if address is None:
             return True  # no client (a file scan): nothing to judge
-        return (address.is_loopback or address in self.our_addresses
-                or any(address in net for net in self.trusted))
+        return address.is_loopback or address in self.our_addresses or ip in self.trusted
 
     def run(self, task: Task, hits: Hits) -> None:
         env = task.envelope

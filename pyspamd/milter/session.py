@@ -11,7 +11,6 @@ The DATA stage is the exception: see data().
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import threading
@@ -25,6 +24,7 @@ import milter
 from pyspamd.auth.dkim_sign import Signer
 from pyspamd.faultlog import FaultLog
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
+from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.storage.sqlite_store import release_thread_connections
@@ -45,8 +45,7 @@ class MilterApp:
         self.scanner = scanner
         self.config = scanner.config
         self.server_name = server_name
-        self.trusted = [ipaddress.ip_network(n, strict=False)
-                        for n in self.config.milter.trusted_networks]
+        self.trusted = TrustedNetworks(self.config.milter.trusted_networks)
         self._active = 0
         self._idle = threading.Condition()
         self.signer: Signer | None = None
@@ -74,13 +73,7 @@ class MilterApp:
             signing.trusted_networks and self.is_trusted(client_ip))
 
     def is_trusted(self, ip: str | None) -> bool:
-        if not ip or not self.trusted:
-            return False
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in self.trusted)
+        return ip in self.trusted
 
     @property
     def active(self) -> int:

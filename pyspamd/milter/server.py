@@ -551,6 +551,9 @@ class Master:
             os._exit(code)
         self.pools[pid] = spec
         self.started[pid] = time.monotonic()
+        old = self.health.get(spec)
+        if old is not None and old.probe is not None:
+            old.probe.sock.close()  # a probe of the pool that died
         self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
 
     def _check_health(self) -> None:

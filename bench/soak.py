@@ -1,7 +1,7 @@
 """Soak: many messages through a real Postfix and the milter while workers die and Redis restarts.
 
-    python bench/soak.py [--messages 20000] [--connections 8] [--kill-every 5]
-                         [--redis-every 40] [DIR ...]
+    python bench/soak.py [--messages 20000] [--connections 8] [--per-connection 20]
+                         [--kill-every 5] [--redis-every 40] [DIR ...]
 
 A private Postfix (milter_default_action = tempfail, as docs/reliability-milter.md advises)
 hands every message to pyspamd (2 workers, storage in a private Redis). Meanwhile the youngest
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -125,7 +126,7 @@ def tag(raw: bytes, seq: int) -> bytes:
 
 
 async def send_all(postfix: Postfix, corpus: list[bytes], total: int, connections: int,
-                   tally: Tally) -> None:
+                   per_connection: int, tally: Tally) -> None:
     queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
     for seq in range(total):
         queue.put_nowait((seq, 0))
@@ -134,7 +135,14 @@ async def send_all(postfix: Postfix, corpus: list[bytes], total: int, connection
     async def sender() -> None:
         nonlocal pending
         smtp: aiosmtplib.SMTP | None = None
+        sent = 0
         while pending > 0:
+            if smtp is not None and sent >= per_connection:
+                # SMTP sessions of a few messages, as clients send them: Postfix opens a
+                # milter connection per session, so the workers see connections come and go.
+                with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                    await smtp.quit()
+                smtp, sent = None, 0
             try:
                 seq, attempt = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -146,6 +154,7 @@ async def send_all(postfix: Postfix, corpus: list[bytes], total: int, connection
                     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=postfix.smtp_port,
                                            timeout=120)
                     await smtp.connect()
+                sent += 1
                 await smtp.sendmail("soak@example.org", [MAILBOX], raw)
                 tally.accepted.add(seq)
             except aiosmtplib.SMTPResponseException as exc:
@@ -225,7 +234,8 @@ async def run(postfix: Postfix, daemon: Daemon, redis: Redis, corpus: list[bytes
     chaos_task = asyncio.create_task(chaos(daemon, redis, args, done, kills))
     watch_task = asyncio.create_task(watch())
     started = time.monotonic()
-    await send_all(postfix, corpus, args.messages, args.connections, tally)
+    await send_all(postfix, corpus, args.messages, args.connections, args.per_connection,
+                   tally)
     memory["seconds"] = time.monotonic() - started
     done.set()
     await asyncio.gather(chaos_task, watch_task)
@@ -238,10 +248,11 @@ async def run(postfix: Postfix, daemon: Daemon, redis: Redis, corpus: list[bytes
     return memory
 
 
-def read_maildir(postfix: Postfix) -> tuple[Counter[int], int]:
-    """How often each X-Soak-Seq arrived, and how many arrived without a verdict header."""
+def read_maildir(postfix: Postfix) -> tuple[Counter[int], int, int]:
+    """How often each X-Soak-Seq arrived, how many arrived without a verdict header, and
+    how many with the header saying they were not scanned."""
     seen: Counter[int] = Counter()
-    bare = 0
+    bare = flagged = 0
     seq_re = re.compile(rb"^X-Soak-Seq: (\d+)", re.M)
     for sub in ("new", "cur"):
         folder = postfix.maildir / sub
@@ -253,9 +264,11 @@ def read_maildir(postfix: Postfix) -> tuple[Counter[int], int]:
             match = seq_re.search(head)
             if match:
                 seen[int(match.group(1))] += 1
-            if b"\nX-Spamd-Result:" not in head and b"\nX-Pyspamd-Scan:" not in head:
+            if b"\nX-Pyspamd-Scan:" in head:
+                flagged += 1
+            elif b"\nX-Spamd-Result:" not in head:
                 bare += 1
-    return seen, bare
+    return seen, bare, flagged
 
 
 def wait_delivered(postfix: Postfix, count: int, timeout: float) -> None:
@@ -272,6 +285,8 @@ def main() -> int:
     parser.add_argument("dirs", nargs="*")
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--per-connection", type=int, default=20,
+                        help="messages per SMTP session before the sender reconnects")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds; 0: no kills")
     parser.add_argument("--redis-every", type=float, default=40.0,
@@ -302,7 +317,7 @@ def main() -> int:
         with running_postfix(daemon.port, default_action="tempfail") as postfix:
             memory = asyncio.run(run(postfix, daemon, redis, corpus, args, tally))
             wait_delivered(postfix, len(tally.accepted), timeout=600)
-            seen, bare = read_maildir(postfix)
+            seen, bare, flagged = read_maildir(postfix)
             log = daemon.log()
     finally:
         daemon.stop()
@@ -317,7 +332,8 @@ def main() -> int:
     seconds = float(memory["seconds"])  # type: ignore[arg-type]
     rows = [
         ("messages sent", str(args.messages), f"{seconds:.0f} s, "
-         f"{args.messages / seconds:.0f} msgs/s, {args.connections} SMTP connections"),
+         f"{args.messages / seconds:.0f} msgs/s, {args.connections} SMTP connections at a "
+         f"time, {args.per_connection} messages each"),
         ("accepted (250)", str(len(tally.accepted)), ""),
         ("delivered to the Maildir", str(sum(seen.values())), ""),
         ("refused (5xx)", str(len(tally.refused)), "by verdict"),
@@ -328,6 +344,7 @@ def main() -> int:
         ("delivered twice", str(len(twice)), ""),
         ("never answered", str(unanswered), "must be 0"),
         ("delivered without verdict header", str(bare), "must be 0"),
+        ("delivered marked not scanned", str(flagged), "X-Pyspamd-Scan (fail_action)"),
         ("workers killed (SIGKILL)", str(memory["kills"]), f"every {args.kill_every:g} s"),
         ("Redis restarts", str(redis.restarts), f"every {args.redis_every:g} s, 3 s down"),
         ("oldest worker RSS after ~1,000", f"{rss1 / 1024:.1f} MiB",

@@ -196,3 +196,33 @@ def _readlink(path: str) -> str:
         return os.readlink(path)
     except OSError:
         return ""
+
+
+def test_probe_addresses_and_a_socket_that_never_answers() -> None:
+    import socket
+
+    from pyspamd.milter.health import Probe, address
+
+    assert address("inet:11332@127.0.0.1") == (socket.AF_INET, ("127.0.0.1", 11332))
+    assert address("inet:11332") == (socket.AF_INET, ("127.0.0.1", 11332))
+    assert address("inet:11332@0.0.0.0") == (socket.AF_INET, ("127.0.0.1", 11332))
+    assert address("inet6:11332@[::]") == (socket.AF_INET6, ("::1", 11332))
+    assert address("unix:/run/pyspamd.sock") == (socket.AF_UNIX, "/run/pyspamd.sock")
+    with socket.socket() as silent:  # listens (the kernel completes connects), never accepts
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        probe = Probe(f"inet:{silent.getsockname()[1]}@127.0.0.1", timeout=0.5)
+        outcome = None
+        while outcome is None:
+            time.sleep(0.05)
+            outcome = probe.step()
+        assert outcome == "no OPTNEG reply within the timeout"
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    probe = Probe(f"inet:{port}@127.0.0.1", timeout=2)
+    outcome = None
+    while outcome is None:
+        time.sleep(0.05)
+        outcome = probe.step()
+    assert "ECONNREFUSED" in outcome

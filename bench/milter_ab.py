@@ -64,7 +64,8 @@ class CheckoutDaemon(Daemon):
 
 def measure(checkout: Path, messages: list[bytes]) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="pyspamd-ab-"))
-    daemon = CheckoutDaemon(workdir, "[actions]\ngreylist = false\n", workers=1,
+    # Reject off too: the one-connection client stops at a rejected message.
+    daemon = CheckoutDaemon(workdir, "[actions]\ngreylist = false\nreject = false\n", workers=1,
                             checkout=checkout)
     daemon.start()
     assert daemon.proc is not None

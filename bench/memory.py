@@ -28,8 +28,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"
 sys.path.insert(0, str(REPO / "tests"))
 
 import mta  # noqa: E402
-from mta import Daemon, MtaSession  # noqa: E402
-from ports import free_port, wait_for_port  # noqa: E402
+from support.mta import Daemon, MtaSession  # noqa: E402
+from support.ports import free_port, wait_for_port  # noqa: E402
 
 from pyspamd.sources import iter_messages  # noqa: E402
 

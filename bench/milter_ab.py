@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO / "tests"))
 
-from mta import Daemon  # noqa: E402
+from support.mta import Daemon  # noqa: E402
 
 # bench/milter.py imported under another name: as `milter` it would stand in for pymilter's
 # C module of that name.
@@ -64,7 +64,8 @@ class CheckoutDaemon(Daemon):
 
 def measure(checkout: Path, messages: list[bytes]) -> float:
     workdir = Path(tempfile.mkdtemp(prefix="pyspamd-ab-"))
-    daemon = CheckoutDaemon(workdir, "[actions]\ngreylist = false\n", workers=1,
+    # Reject off too: the one-connection client stops at a rejected message.
+    daemon = CheckoutDaemon(workdir, "[actions]\ngreylist = false\nreject = false\n", workers=1,
                             checkout=checkout)
     daemon.start()
     assert daemon.proc is not None

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.messages import make_message
 from support.paths import CORPUS
 from support.redis_server import RedisServer
 
@@ -17,6 +18,7 @@ from pyspamd.rescore.fit import FitParams, fit_scores
 from pyspamd.rescore.vectors import SymbolVector, stored_vectors
 from pyspamd.scanner import Scanner
 from pyspamd.storage import open_storage
+from pyspamd.storage.base import NO_TOKENS
 
 SPAM_DIR = CORPUS / "spam"
 HAM_DIR = CORPUS / "ham"
@@ -179,3 +181,22 @@ def test_refit_from_store_same_on_sqlite_and_redis(
         assert (sum(v.spam for v in after), sum(not v.spam for v in after)) == (99, 100)
     assert fits[0] == fits[1]
     assert any(s["why"] == "fitted" for s in fits[0]["scores"])
+
+
+def test_autolearn_keeps_the_vector_of_what_it_learns(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "t.rules").write_text("body VERY_BAD /autolearn-me-spam/\nscore VERY_BAD 20\n")
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(f'[rules]\ndirs = ["{rules}"]\n[storage]\npath = "a.sqlite"\n'
+                      "[bayes.autolearn]\nenabled = true\n")
+    loaded = load_config(config)
+    with open_storage(loaded.storage, create=True) as store:  # made: autolearn runs
+        store.token_counts(NO_TOKENS)
+    scanner = Scanner.from_config(loaded)
+    scanner.scan(make_message({"Subject": "s"}, "autolearn-me-spam\n"))
+    scanner.scan(make_message())  # neutral: not learned, no vector
+    storage = open_storage(loaded.storage, create=False)
+    vectors = list(stored_vectors(storage, 0))
+    storage.close()
+    assert [(v.spam, v.factors.get("VERY_BAD")) for v in vectors] == [(True, 1.0)]

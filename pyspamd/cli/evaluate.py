@@ -127,12 +127,12 @@ def split_indices(messages: list[Message], args: argparse.Namespace) -> tuple[np
                                                                                np.ndarray]:
     labels = np.array([m.spam for m in messages])
     if args.by_mtime or args.by_date:
-        # load_messages reads the Date header; --by-mtime wants the file's time instead.
         train: list[int] = []
         test: list[int] = []
         for cls in (True, False):
             idx = np.flatnonzero(labels == cls)
-            idx = idx[np.argsort([messages[i].when for i in idx], kind="stable")]
+            times = [messages[i].mtime if args.by_mtime else messages[i].when for i in idx]
+            idx = idx[np.argsort(times, kind="stable")]
             cut = round(len(idx) * args.train_share)
             train.extend(idx[:cut])
             test.extend(idx[cut:])

@@ -32,6 +32,7 @@ class Message:
     data: bytes
     spam: bool
     when: float  # Date header (or mtime), for a time-ordered split
+    mtime: float  # the file's, for --by-mtime
     tokens: Tokens | None = None  # the Bayes tokens, made once per run
 
 
@@ -66,7 +67,7 @@ def load_messages(paths: Sequence[str], spam: bool, errors: list[str]) -> list[M
             errors.append(f"{source.label}: {reason}")
             continue
         when = message_time(Task(source.data), source.mtime)
-        out.append(Message(source.label, source.data, spam, when))
+        out.append(Message(source.label, source.data, spam, when, source.mtime or 0.0))
     return out
 
 

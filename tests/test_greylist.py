@@ -115,7 +115,7 @@ def _scanner(tmp_path: Path, storage: StorageConfig, extra: str = "") -> tuple[S
     (rules / "grey.rules").write_text(GREY_RULES)
     path = tmp_path / "pyspamd.toml"
     path.write_text(f'[rules]\ndirs = ["{REPO / "rules"}", "{rules}"]\n[bayes]\n'
-                    f'enabled = false\n{extra}')
+                    f'enabled = false\n[model]\nenabled = false\n{extra}')
     config = load_config(path)
     config.storage = storage
     clock = Clock()

@@ -34,7 +34,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     rules.mkdir()
     (rules / "test.rules").write_text(TEST_RULES)
     shipped = Path(__file__).resolve().parent.parent / "rules"
-    config = (f'[rules]\ndirs = ["{shipped}", "{rules}"]\n'
+    # The actions are reached by the test rules' exact scores: no content model vote.
+    config = (f'[rules]\ndirs = ["{shipped}", "{rules}"]\n[model]\nenabled = false\n'
               "[actions]\nsoft_reject = 11.0\nrewrite_subject = 8.0\n"
               'subject_template = "[SPAM] %s"\n')
     with running_daemon(workdir, config) as d:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support.messages import make_message
 
-from pyspamd.config import Config, RulesConfig
+from pyspamd.config import Config, ModelConfig, RulesConfig
 from pyspamd.ruleset.loader import load_rules
 from pyspamd.ruleset.meta import MetaError, parse_meta
 from pyspamd.ruleset.regex import RegexError, parse_literal
@@ -169,7 +169,7 @@ def test_group_max_score_limits_total(tmp_path: Path) -> None:
     rules.write_text("body P1 /one/\nbody P2 /two/\nbody P3 /three/\n"
                      "group P1 phrases\ngroup P2 phrases\ngroup P3 phrases\n"
                      "score P1 3\nscore P2 3\nscore P3 3\n")
-    config = Config(rules=RulesConfig(dirs=[str(rules)]))
+    config = Config(rules=RulesConfig(dirs=[str(rules)]), model=ModelConfig(enabled=False))
     from pyspamd.config import GroupConfig
     config.groups["phrases"] = GroupConfig(max_score=4.0)
     config.model.enabled = False  # its MODEL_HAM would move the total this test adds up

@@ -90,6 +90,8 @@ def weights_for(p: np.ndarray, t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
 
 def verdict_symbol(p: float, t: Thresholds) -> tuple[str, float] | None:
     """(symbol, weight) for one probability of spam, or None in the unsure middle."""
+    if t.ham < p < t.spam:
+        return None
     spam_w, ham_w = weights_for(np.array([p]), t)
     if spam_w[0] > 0:
         return "MODEL_SPAM", float(spam_w[0])

@@ -222,8 +222,13 @@ def header_value_tokens(name: str, values: list[str]) -> list[str]:
 
 
 def received_tokens(task: Task) -> list[str]:
-    """The Received chain: hosts, networks, protocols and its length."""
+    """The Received chain: hosts, networks, protocols and its length; made once per task
+    (tokenize and the content model both ask)."""
+    cached: list[str] | None = task.__dict__.get("_received_tokens")
+    if cached is not None:
+        return cached
     out: list[str] = []
+    task.__dict__["_received_tokens"] = out
     for hop in task.received[:6]:
         for host in (hop.rdns, hop.helo, hop.by):
             if host:
@@ -253,7 +258,7 @@ RECEIVING_HEADERS = (
 
 def receiving_side_tokens(task: Task) -> list[str]:
     """The tokens of the Received chain and of RECEIVING_HEADERS, as tokenize makes them."""
-    out = received_tokens(task)
+    out = list(received_tokens(task))
     headers = task.headers
     for name in RECEIVING_HEADERS:
         if name in headers:

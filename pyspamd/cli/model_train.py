@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
+from pyspamd.config import resolve_config_path
 from pyspamd.model.train import (
     DEFAULT_C,
     DEFAULT_HASH_BITS,
@@ -43,6 +44,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--c", type=float, default=DEFAULT_C,
                    help=f"inverse regularisation strength (default {DEFAULT_C})")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="choose the thresholds on the verdict of the training mail with "
+                        "this config's rules (scans it once more; docs/model.md)")
 
 
 def cmd_model_train(args: argparse.Namespace) -> int:
@@ -58,8 +62,10 @@ def cmd_model_train(args: argparse.Namespace) -> int:
     test = itertools.chain(read_paths(args.test_spam, "spam", "spam"),
                            read_paths(args.test_ham, "ham", "ham"))
     try:
+        config_path = resolve_config_path(args.config)
         report = train_model(train, test, version, args.output, args.hash_bits, args.c,
-                             jobs=args.jobs)
+                             jobs=args.jobs, calibrate=args.calibrate,
+                             config_path=str(config_path) if config_path else None)
     except TrainError as exc:
         print(f"pyspamc model-train: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -97,10 +97,11 @@ def feature_index(tokens: Tokens, task: Task, hash_bits: int) -> np.ndarray:
     """Distinct weight indices of a message: its Bayes tokens less the receiving side's
     (recipients, Received chain: the corpora's collectors, not the senders), plus the
     structure tokens."""
-    hashes = tokens.hashes
+    hashes = tokens.hashes  # sorted and distinct (np.unique in tokenize)
     site = _hashes(receiving_side_tokens(task))
-    if len(site):
-        hashes = hashes[~np.isin(hashes, site)]
+    if len(site) and len(hashes):
+        at = np.minimum(np.searchsorted(hashes, site), len(hashes) - 1)
+        hashes = np.delete(hashes, at[hashes[at] == site])
     hashes = np.concatenate([hashes, _hashes(structure_tokens(task))])
     return np.unique(hashes & np.uint64((1 << hash_bits) - 1)).astype(np.intp)
 

@@ -148,6 +148,10 @@ def calibrated(p: np.ndarray, ds: Dataset, own: dict[str, float], jobs: int,
 
     log(f"scanning {len(ds.raws)} training messages with the model off, for the thresholds")
     rules, spam_score = calibrate.rule_scores(ds.raws, jobs, config_path)
+    cache = os.environ.get("PYSPAMD_CALIBRATION_CACHE")
+    if cache:  # the inputs of the choice, to study it without training again
+        np.savez(cache, p=p, rules=rules, spam=ds.y.astype(bool), groups=np.array(ds.groups),
+                 spam_score=np.array([spam_score]))
     t, figures = calibrate.choose(p, rules, ds.y.astype(bool), np.array(ds.groups),
                                   spam_score, own["ham"])
     log(f"calibrated on the training verdict: mean spam recall {figures['mean_recall']:.1%}, "

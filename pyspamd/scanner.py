@@ -85,6 +85,9 @@ class Scanner:
             max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
+        # What each meta is when none of its operands hit: most metas on most messages, so
+        # only a set test is paid for them, not an evaluation.
+        self.meta_idle = [bool(r.expr and r.expr.evaluate({})) for r in self.metas]
         # Called with every finished result (autolearn); a failure is logged, not raised.
         self.after_scan: list[Callable[[Task, ScanResult], object]] = []
 
@@ -187,9 +190,9 @@ class Scanner:
 
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}
-        for rule in self.metas:
+        for rule, idle in zip(self.metas, self.meta_idle, strict=True):
             assert rule.expr is not None
-            if rule.expr.evaluate(counts):
+            if idle if rule.expr.names.isdisjoint(counts) else rule.expr.evaluate(counts):
                 hits.add(rule.name)
                 counts[rule.name] = 1
         symbols, total = self._score(hits)

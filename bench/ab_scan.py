@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("dirs", nargs="*", help="message folders (default: scan.py's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="passed to scan.py")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     scan_args = [*args.dirs, "--repeat", str(args.repeat)]
     a_times, b_times = [], []
     print("| round | A ms/msg | B ms/msg | B - A ms |")

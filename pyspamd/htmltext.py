@@ -94,7 +94,9 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
             if value:
                 links.append(value.strip())
                 if tag == "a" and len(anchors) < _MAX_ANCHORS:
-                    anchors.append((value.strip(), node.text(deep=True).strip()))
+                    text = node.text(deep=True)
+                    # only a text that could be a domain is compared with its link
+                    anchors.append((value.strip(), text.strip() if "." in text else ""))
                 break
     hidden = _hidden_chars(tree)
     passwords = len(tree.css('input[type="password" i]')) if forms or "<input" in markup else 0

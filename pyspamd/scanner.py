@@ -94,6 +94,9 @@ class Scanner:
             max_headers=scan.max_headers, max_html_depth=scan.max_html_depth,
         )
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
+        # What each meta is when none of its operands hit: most metas on most messages, so
+        # only a set test is paid for them, not an evaluation.
+        self.meta_idle = [bool(r.expr and r.expr.evaluate({})) for r in self.metas]
 
     @classmethod
     def from_config(cls, config: Config, extra_checks: list[Check] | None = None,
@@ -211,9 +214,9 @@ class Scanner:
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
                 after_scan: bool = True) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}
-        for rule in self.metas:
+        for rule, idle in zip(self.metas, self.meta_idle, strict=True):
             assert rule.expr is not None
-            if rule.expr.evaluate(counts):
+            if idle if rule.expr.names.isdisjoint(counts) else rule.expr.evaluate(counts):
                 hits.add(rule.name)
                 counts[rule.name] = 1
         symbols, total = self._score(hits)

@@ -187,8 +187,6 @@ ATTACHMENT_CASES: list[tuple[list[str], bytes]] = [
      mime_message(TEXT, [("etrade-Notification.html", "application/octet-stream", b"<p>")])),
     (["ATT_CT_MISMATCH_PDF"],
      mime_message(TEXT, [("statement.html", "application/pdf", b"<p>")])),
-    (["ATT_SHORT_TEXT_ARCHIVE"],
-     mime_message("See attached.", [("doc.zip", "application/zip", zip_of("doc.txt"))])),
 ]
 
 

@@ -36,7 +36,9 @@ PACKAGE_PATHS = [Path(p) for p in (
     "/etc/systemd/system/multi-user.target.wants/pyspamd.service",
     "/usr/share/man/man8/pyspamd.8.gz", "/usr/share/man/man1/pyspamc.1.gz",
 )]
-APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "--no-install-recommends"]
+# unsafe-io: no fsync per file while unpacking (a throw-away install; halves its time here).
+APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", "-o",
+       "DPkg::Options::=--force-unsafe-io", "--no-install-recommends"]
 
 
 def _installed(package: str) -> bool:

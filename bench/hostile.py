@@ -107,6 +107,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pyspamd-hostile-") as scratch:
         a40 = Path(scratch) / "a40.eml"
         a40.write_bytes(A40)
+        # Explicit, or pyspamc would read /etc/pyspamd/pyspamd.toml where one is installed.
+        shipped_only = Path(scratch) / "shipped.toml"
+        shipped_only.write_text(f'[rules]\ndirs = ["{shipped}"]\n')
         inputs = sorted(Path(args.dir).iterdir())
         if args.generated:
             for name, raw in (("subject_100k_encoded_words.eml", messages.many_encoded_words()),
@@ -115,7 +118,7 @@ def main() -> int:
                 inputs.append(Path(scratch) / name)
         for path in inputs:
             if path.suffix == ".eml":
-                wall, scan, action = pyspamc(path, None, args.timeout)
+                wall, scan, action = pyspamc(path, shipped_only, args.timeout)
                 latency, verdict = milter(path.read_bytes(), "", args.timeout)
                 rows.append([path.name, wall, scan, action, latency, verdict])
             elif path.suffix == ".rules":

@@ -15,7 +15,7 @@ import pytest
 from support import messages
 from support.controller_proc import ControllerProc, running_controller
 from support.mta import Daemon, MtaSession, running_daemon
-from support.paths import CORPUS
+from support.paths import CORPUS, REPO
 from support.postfix import Postfix, running_postfix
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
@@ -51,15 +51,20 @@ def test_hostile_message_is_scanned_and_gtube_rejected(default_scanner: Scanner,
 
 def test_hostile_messages_through_pyspamc(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
+    mail = tmp_path / "mail"
+    mail.mkdir()
     for name, (make, _) in HOSTILE.items():
-        (tmp_path / f"{name}.eml").write_bytes(make())
-    assert pyspamc_main(["symbols", "--json", str(tmp_path)]) == 0
+        (mail / f"{name}.eml").write_bytes(make())
+    # An explicit config: without one pyspamc reads /etc/pyspamd/pyspamd.toml when it exists.
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(f'[rules]\ndirs = ["{REPO / "rules"}"]\n')
+    assert pyspamc_main(["--config", str(config), "symbols", "--json", str(mail)]) == 0
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(out) == len(HOSTILE)
     for item in out:
         name = Path(item["file"]).stem
         assert "errors" not in item and "error" not in item, item
-        assert item["action"] == "reject", (name, item["action"])
+        assert item["action"] == "reject", (name, item["action"], item["symbols"])
         assert {"GTUBE", HOSTILE[name][1]} <= item["symbols"].keys(), (name, item["symbols"])
 
 
@@ -106,7 +111,8 @@ def test_headers_beyond_the_budget_are_not_read(default_scanner: Scanner) -> Non
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    with running_daemon(tmp_path_factory.mktemp("hostile")) as d:
+    rules_only = f'[rules]\ndirs = ["{REPO / "rules"}"]\n'  # not /etc/pyspamd/rules.d
+    with running_daemon(tmp_path_factory.mktemp("hostile"), rules_only) as d:
         yield d
 
 
@@ -150,7 +156,8 @@ def test_gtube_with_8bit_parameter_through_postfix(postfix: Postfix, name: str) 
 
 @pytest.fixture(scope="module")
 def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerProc]:
-    with running_controller(tmp_path_factory.mktemp("hostile-controller")) as c:
+    rules_only = f'[rules]\ndirs = ["{REPO / "rules"}"]\n'
+    with running_controller(tmp_path_factory.mktemp("hostile-controller"), rules_only) as c:
         yield c
 
 

@@ -98,6 +98,16 @@ class RegexRules(Check):
         for group in groups.values():
             group.build()
         self.groups = list(groups.values())
+        # What each header group adds when its header is absent (it reads as ""): most
+        # messages lack most of the headers rules look at, and this skips their matching.
+        self.absent_hits: dict[int, list[str]] = {}
+        for group in self.groups:
+            kind, target, variant = group.key
+            if kind == "header" and variant != "count" and target not in PSEUDO_HEADERS \
+                    and not group.fallback_rules:
+                found = Hits()
+                self._match_group(group, [""], found)
+                self.absent_hits[id(group)] = list(found.hits)
 
     def run(self, task: Task, hits: Hits) -> None:
         headers = task.headers
@@ -109,6 +119,11 @@ class RegexRules(Check):
             if present == (rule.variant == "exists"):
                 hits.add(rule.name)
         for group in self.groups:
+            absent = self.absent_hits.get(id(group))
+            if absent is not None and group.key[1] not in headers:
+                for name in absent:
+                    hits.add(name)
+                continue
             values = _target_values(task, group.key)
             self._match_group(group, values, hits)
 

@@ -3,7 +3,7 @@
 All workers of a pool inherit one listening socket. libmilter's listener (in each worker's
 main thread, C code that needs no GIL) polls it and accept()s, and left alone one worker
 takes a burst of connections while the others idle: 8 connections opened at once went 7+1
-or 8+0 in 8 of 15 tries. So each worker publishes its open-session count in a shared page
+or 8+0 in 7 of 15 tries. So each worker publishes its open-session count in a shared page
 and stops accepting while it has more sessions than the least loaded worker.
 
 "Stop accepting" puts a decoy socket (that nobody connects to) under the worker's listening

@@ -8,13 +8,12 @@ import itertools
 import mailbox
 import sys
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 from support.paths import REPO
-from support.redis_server import RedisCluster, RedisServer
+from support.redis_server import RedisServer
 
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import FuzzyConfig, load_config
@@ -23,7 +22,6 @@ from pyspamd.fuzzy.store import find_matches, fuzzy_add, fuzzy_delete, hashes_of
 from pyspamd.scanner import Scanner
 from pyspamd.storage.base import Storage
 from pyspamd.storage.redis_store import RedisStorage
-from pyspamd.storage.sqlite_store import SqliteStorage
 from pyspamd.task import Task
 
 _prefixes = itertools.count()
@@ -87,18 +85,6 @@ TEMPLATE_HAM = message(SAME_TEMPLATE.format(name="John Smith"))
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
 
 
-@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
-    if request.param == "sqlite":
-        storage: Storage = SqliteStorage(tmp_path / "store.sqlite")
-    elif request.param == "redis-cluster":
-        cluster: RedisCluster = request.getfixturevalue("redis_cluster_proc")
-        storage = RedisStorage(cluster.url, prefix=f"fz{next(_prefixes)}", cluster=True)
-    else:
-        server: RedisServer = request.getfixturevalue("redis_proc")
-        storage = RedisStorage(server.url, prefix=f"fz{next(_prefixes)}")
-    yield storage
-    storage.close()
 
 
 SETTINGS = FuzzyConfig()

@@ -62,7 +62,13 @@ pytestmark = [pytest.mark.package, pytest.mark.timeout(900),
               pytest.mark.skipif(_why_not() is not None, reason=_why_not() or "")]
 
 
+# conftest.py points PYSPAMD_CONFIG and PYSPAMD_DATA_DIR at a private empty config for the
+# other tests; the installed package must run as it would on the machine, without them.
+_ENV = {k: v for k, v in os.environ.items() if k not in ("PYSPAMD_CONFIG", "PYSPAMD_DATA_DIR")}
+
+
 def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("env", _ENV)
     out = subprocess.run(cmd, capture_output=True, text=True, **kw)  # type: ignore[call-overload]
     assert out.returncode == 0, (f"{shlex.join(cmd)}: exit {out.returncode}\n{out.stdout}\n"
                                  f"{out.stderr}")
@@ -134,7 +140,7 @@ def test_layout(installed: Path) -> None:
                 if "pyspamd.service" in line]
     assert not problems, problems
     for page in ("pyspamd", "pyspamc"):
-        out = _run(["man", "-P", "cat", page], env={**os.environ, "MANWIDTH": "80"}).stdout
+        out = _run(["man", "-P", "cat", page], env={**_ENV, "MANWIDTH": "80"}).stdout
         assert "SYNOPSIS" in out
     version = _run(["/usr/bin/pyspamc", "--version"]).stdout
     assert version.startswith("pyspamc 0.1.0")

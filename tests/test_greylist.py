@@ -255,11 +255,14 @@ def test_retried_band_message_keeps_the_headers_its_score_earns(tmp_path: Path) 
     assert decide(scanner.scan(GREY_BODY, ENV), scanner.config, "Q1", "mx",
                   {}).disposition == "tempfail"
     clock.now += 301
-    verdict = decide(scanner.scan(GREY_BODY, ENV), scanner.config, "Q2", "mx", {})
+    result = scanner.scan(GREY_BODY, ENV)
+    verdict = decide(result, scanner.config, "Q2", "mx", {})
     assert verdict.disposition == "accept"
     headers = dict(verdict.add_headers)
     assert headers["X-Spam-Flag"] == "NO"
-    assert headers["X-Spam-Status"] == "No, score=4.5 required=6.0"
+    # GREY_BAND's 4.5 plus what the shipped (fitted) scores give this plain message
+    assert 4.0 <= result.score < 6.0
+    assert headers["X-Spam-Status"] == f"No, score={result.score:.1f} required=6.0"
     assert headers["X-Spam-Level"] == "****"
     assert "GREY_BAND(4.50)" in headers["X-Spamd-Result"]
     assert "GREYLIST(0.00)[pass]" in headers["X-Spamd-Result"]

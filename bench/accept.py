@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from support import mta  # noqa: E402
 from support.milter_load import Figures, churn, load, one_per_connection, percentile  # noqa: E402
 from support.mta import Daemon, MtaSession  # noqa: E402
+from support.paths import corpus_dirs  # noqa: E402
 
 from pyspamd.sources import iter_messages  # noqa: E402
 
@@ -104,10 +105,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.repo:
         mta.REPO = args.repo.resolve()
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    messages = [s.data for s in iter_messages([str(base / "ham"), str(base / "spam")])
-                if s.data][: args.messages]
+    messages = [s.data for s in iter_messages(corpus_dirs([])) if s.data][: args.messages]
     rows: list[tuple[str, ...]] = []
     for workers in args.workers:
         rows += run(workers, messages, args)

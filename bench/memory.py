@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 sys.path.insert(0, str(REPO / "tests"))
 
-import mta  # noqa: E402
+from support import mta  # noqa: E402
 from support.mta import Daemon, MtaSession  # noqa: E402
+from support.paths import corpus_dirs  # noqa: E402
 from support.ports import free_port, wait_for_port  # noqa: E402
 
 from pyspamd.sources import iter_messages  # noqa: E402
@@ -94,9 +95,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.repo:
         mta.REPO = args.repo.resolve()
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    dirs = args.dirs or [str(base / "ham"), str(base / "spam")]
+    dirs = corpus_dirs(args.dirs)
     messages = [s.data for s in iter_messages(dirs) if s.data]
     workdir = Path(tempfile.mkdtemp(prefix="pyspamd-bench-memory-"))
     redis = None

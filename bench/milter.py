@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import aiosmtplib  # noqa: E402
 from support import mta  # noqa: E402
 from support.mta import Daemon, MtaSession, free_port  # noqa: E402
+from support.paths import corpus_dirs  # noqa: E402
 from support.postfix import MAILBOX, Postfix, running_postfix  # noqa: E402
 
 from pyspamd.sources import iter_messages  # noqa: E402
@@ -177,9 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.repo:
         mta.REPO = args.repo.resolve()
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    dirs = args.dirs or [str(base / "ham"), str(base / "spam")]
+    dirs = corpus_dirs(args.dirs)
     raw_messages = load_messages(dirs, args.messages)
     smtp_messages = [for_smtp(m) for m in raw_messages]
     rows: list[tuple[str, ...]] = []

@@ -24,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"
 sys.path.insert(0, str(REPO / "tests"))
 
 from support.mta import Daemon  # noqa: E402
+from support.paths import corpus_dirs  # noqa: E402
 
 # bench/milter.py imported under another name: as `milter` it would stand in for pymilter's
 # C module of that name.
@@ -86,9 +87,7 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    dirs = args.dirs or [str(base / "ham"), str(base / "spam")]
+    dirs = corpus_dirs(args.dirs)
     messages = load_messages(dirs, args.messages)
     sides = {"A (base)": args.base.resolve(), "B (this)": REPO}
     cpu: dict[str, list[float]] = {name: [] for name in sides}

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO / "tests"))
 import aiosmtplib  # noqa: E402
 from support import mta  # noqa: E402
 from support.mta import Daemon  # noqa: E402
+from support.paths import corpus_dirs  # noqa: E402
 from support.ports import free_port  # noqa: E402
 from support.postfix import MAILBOX, Postfix, running_postfix  # noqa: E402
 
@@ -296,9 +297,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.repo:
         mta.REPO = args.repo.resolve()
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    dirs = args.dirs or [str(base / "ham"), str(base / "spam")]
+    dirs = corpus_dirs(args.dirs)
     corpus = [s.data for s in iter_messages(dirs) if s.data][: args.corpus_size]
     random.Random(42).shuffle(corpus)
 

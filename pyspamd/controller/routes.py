@@ -80,15 +80,24 @@ async def auth(request: web.Request) -> web.Response:
                               "read_only": request["level"] != WRITE})
 
 
-@access(READ)
-async def checkv2(request: web.Request) -> web.Response:
+async def _posted_task(request: web.Request) -> Task | web.Response:
+    """The message of a /checkv2 or /explain request with its envelope headers, as a task of
+    the running scanner, or the 400 that says why there is none."""
     c = request.app[CONTROLLER]
     envelope = _envelope(request, c.config.controller.max_rcpts)
     body = await request.read()
     if not body.strip():
         return json_error(400, "empty body: send the message as the request body")
-    scanner = c.scanner
-    task = scanner.task(body, envelope)
+    return c.scanner.task(body, envelope)
+
+
+@access(READ)
+async def checkv2(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    task = await _posted_task(request)
+    if isinstance(task, web.Response):
+        return task
+    envelope, body, scanner = task.envelope, task.raw, c.scanner
     result: ScanResult = await c.run(scanner.scan_task, task,
                                      c.config.milter.scan_timeout)
     if c.config.controller.record_scans:
@@ -322,12 +331,10 @@ async def explain_message(request: web.Request) -> web.Response:
     from pyspamd.explain import explain
 
     c = request.app[CONTROLLER]
-    envelope = _envelope(request, c.config.controller.max_rcpts)
-    body = await request.read()
-    if not body.strip():
-        return json_error(400, "empty body: send the message as the request body")
-    scanner = c.scanner
-    why = await c.run(explain, scanner, scanner.task(body, envelope))
+    task = await _posted_task(request)
+    if isinstance(task, web.Response):
+        return task
+    why = await c.run(explain, c.scanner, task)
     return web.json_response(why.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 

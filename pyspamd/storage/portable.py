@@ -65,7 +65,7 @@ def write_backup(storage: Storage, path: Path) -> Counter[str]:
     try:
         with gzip.open(partial, "wt", encoding="utf-8", compresslevel=6) as out:
             out.write(json.dumps(header) + "\n")
-            for record in storage.bayes_records():  # type: ignore[attr-defined]
+            for record in storage.bayes_records():
                 counts[record[0]] += 1
                 out.write(json.dumps(_line(record), separators=(",", ":")) + "\n")
             out.write(json.dumps({"end": dict(counts)}) + "\n")
@@ -140,7 +140,7 @@ def read_backup(path: Path) -> tuple[dict, list[tuple]]:
 
 def restore_backup(storage: Storage, path: Path) -> tuple[dict, Counter[str]]:
     header, records = read_backup(path)
-    storage.bayes_replace(records)  # type: ignore[attr-defined]
+    storage.bayes_replace(records)
     if header.get("tokenizer"):
         storage.set(TOKENIZER_KEY, str(header["tokenizer"]).encode())
     return header, Counter(r[0] for r in records)

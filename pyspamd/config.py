@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyspamd.storage.backends import storage_errors
+
 DEFAULT_CONFIG_PATH = Path("/etc/pyspamd/pyspamd.toml")
 LOCAL_DIR_NAME = "local.d"  # *.toml here are merged over the main file, in name order
 ENV_CONFIG = "PYSPAMD_CONFIG"
@@ -547,14 +549,9 @@ def load_config(path: str | Path | None) -> Config:
 
 def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str]) -> None:
     storage, bayes = config.storage, config.bayes
-    if storage.backend not in ("sqlite", "redis"):
-        errors.append(f"{locator.where(('storage', 'backend'))}: storage.backend must be "
-                      f"\"sqlite\" or \"redis\", got {storage.backend!r}")
+    errors.extend(storage_errors(storage, lambda name: locator.where(("storage", name))))
     if storage.path and not Path(storage.path).is_absolute() and config.path is not None:
         storage.path = str(config.path.parent / storage.path)
-    if not storage.redis_url.startswith(("redis://", "rediss://", "unix://")):
-        errors.append(f"{locator.where(('storage', 'redis_url'))}: storage.redis_url must "
-                      "start with redis://, rediss:// or unix://")
     if bayes.classifier not in ("logistic", "chi2"):
         errors.append(f"{locator.where(('bayes', 'classifier'))}: bayes.classifier must be "
                       f"\"logistic\" or \"chi2\", got {bayes.classifier!r}")

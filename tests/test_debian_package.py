@@ -144,6 +144,10 @@ def test_layout(installed: Path) -> None:
         assert "SYNOPSIS" in out
     version = _run(["/usr/bin/pyspamc", "--version"]).stdout
     assert version.startswith("pyspamc 0.1.0")
+    # The Redis backend's Lua scripts are package data: all there, and read as it reads them.
+    scripts = _run(["/opt/pyspamd/bin/python3", "-c", "from pyspamd.storage.redis_conn import "
+                    "read_scripts; print(' '.join(sorted(read_scripts())))"]).stdout.split()
+    assert "learn" in scripts and "take_token" in scripts and len(scripts) >= 10, scripts
 
 
 def test_daemon_as_the_unit_runs_it(installed: Path) -> None:

@@ -17,7 +17,7 @@ from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult
 from pyspamd.services import Services
 from pyspamd.storage import StorageMissing, open_storage
-from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, LearnOutcome, Storage
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, BayesStore, LearnOutcome, StateStore
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -32,7 +32,7 @@ def bayes_from_config(config: Config, create: bool) -> Bayes:
     return bayes_on(config, open_storage(config.storage, create=create))
 
 
-def bayes_on(config: Config, storage: Storage) -> Bayes:
+def bayes_on(config: Config, storage: BayesStore) -> Bayes:
     bayes = config.bayes
     return Bayes(
         storage,
@@ -73,11 +73,14 @@ class BayesCheck(Check):
     def build(cls, config: Config, services: Services) -> BayesCheck | None:
         if not config.bayes.enabled:
             return None
-        return cls(config, services.storage_opener(writes=False))
+        opener = services.storage_opener(writes=False)
+        return cls(config, opener, opener)
 
-    def __init__(self, config: Config, storage: Callable[[], Storage]) -> None:
+    def __init__(self, config: Config, storage: Callable[[], BayesStore],
+                 vectors: Callable[[], StateStore]) -> None:
         self.config = config
         self.storage = storage
+        self.vectors = vectors  # where autolearn keeps the symbol vectors (rescore)
         self._bayes: Bayes | None = None
         self._missing_until = 0.0
         self._ready = False  # min_learns of each class seen in the store once
@@ -154,6 +157,6 @@ class BayesCheck(Check):
         outcome = self._bayes.learn_tokens(tokens, label)
         if self.config.bayes.symbol_vectors and outcome in (LearnOutcome.LEARNED,
                                                              LearnOutcome.MOVED):
-            keep_vector(self._bayes.storage, label, tokens.digest(), result,
+            keep_vector(self.vectors(), label, tokens.digest(), result,
                         self.config.bayes.max_fit_messages)
         return label

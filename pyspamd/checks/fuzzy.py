@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from pyspamd.checks.base import Check
 from pyspamd.config import Config
 from pyspamd.fuzzy.store import find_matches, hashes_of
 from pyspamd.services import Services
 from pyspamd.storage import StorageError, StorageMissing
-from pyspamd.storage.base import Storage
+from pyspamd.storage.base import FuzzyStore
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -32,17 +33,17 @@ class FuzzyCheck(Check):
 
     def __init__(self, config: Config, services: Services) -> None:
         self.config = config
-        self._open = services.storage_opener(writes=False)
+        self._open: Callable[[], FuzzyStore] = services.storage_opener(writes=False)
         self.settings = config.fuzzy
         # per instance: the config names the symbols
         self.symbols = {spec.symbol: SymbolDef(spec.score, spec.description)  # type: ignore[misc]
                         for spec in self.settings.flags.values()}
         self._by_flag = {int(flag): spec.symbol for flag, spec in self.settings.flags.items()}
-        self._storage: Storage | None = None
+        self._storage: FuzzyStore | None = None
         self._idle_until = 0.0  # no store, or an empty one, until then: skip the hashing
         self._logged = 0.0
 
-    def _store(self) -> Storage | None:
+    def _store(self) -> FuzzyStore | None:
         """The store, or None while it is missing or holds no fuzzy hash: then the
         hashing (most of this check's cost) is skipped, and the store looked at again
         after EMPTY_RECHECK seconds."""

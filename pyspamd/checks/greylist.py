@@ -10,6 +10,7 @@ whose verified host name is in `whitelist_hosts` are never deferred.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import ClassVar
 
 from pyspamd import actions
@@ -28,7 +29,7 @@ from pyspamd.policy.keyed import AddressTable, DomainTable, LoadProblems, Networ
 from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.policy.verbs import Entry
 from pyspamd.services import Services
-from pyspamd.storage.base import StorageError
+from pyspamd.storage.base import StateStore, StorageError
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -58,7 +59,7 @@ class Greylist(Check):
         g = config.greylist
         self.timing = Timing(g.delay, g.expire, g.whitelist_expire)
         self.clock = services.clock
-        self.storage = services.storage_opener(writes=True)
+        self.storage: Callable[[], StateStore] = services.storage_opener(writes=True)
         self.trusted = TrustedNetworks(config.milter.trusted_networks)
         self.networks = NetworkTable()
         _listed(self.networks, g.whitelist_networks, "whitelist_networks")

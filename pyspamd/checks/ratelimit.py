@@ -6,7 +6,7 @@ that keeps retrying too fast stays deferred only until the bucket refills."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 from pyspamd import actions
@@ -17,7 +17,7 @@ from pyspamd.policy.keyed import LoadProblems, NetworkTable
 from pyspamd.policy.ratelimit import NOUNS, Limit, parse_limit
 from pyspamd.policy.verbs import Entry
 from pyspamd.services import Services
-from pyspamd.storage.base import StorageError
+from pyspamd.storage.base import StateStore, StorageError
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Envelope, Task
 
@@ -65,7 +65,7 @@ class RateLimit(Check):
     def __init__(self, config: Config, services: Services) -> None:
         self.config = config
         self.clock = services.clock
-        self.storage = services.storage_opener(writes=True)
+        self.storage: Callable[[], StateStore] = services.storage_opener(writes=True)
         self.limits = [parse_limit(k, v) for k, v in config.ratelimit.limits.items()]
         self.exempt = NetworkTable()
         problems = LoadProblems()

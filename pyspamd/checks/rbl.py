@@ -14,13 +14,14 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 
 from pyspamd.checks.base import Check
 from pyspamd.config import Config, RblListConfig
 from pyspamd.dns import DnsServerFailure, DnsTimeout, MessageDns, Resolver, message_dns
 from pyspamd.dns.domains import normalize_domain, registrable_domain
 from pyspamd.services import Services
+from pyspamd.storage.base import StateStore
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -76,15 +77,16 @@ class RblCheck(Check):
     @classmethod
     def build(cls, config: Config, services: Services) -> RblCheck | None:
         if config.dns.enabled and config.rbl.lists:
-            return cls(config, services.resolver)
+            return cls(config, services.resolver, services.storage_opener(writes=True))
         return None
 
-    def __init__(self, config: Config, resolver: Resolver) -> None:
+    def __init__(self, config: Config, resolver: Resolver,
+                 storage: Callable[[], StateStore]) -> None:
         self.lists = config.rbl.lists
         self.max_domains = config.rbl.max_domains
         self.max_received = config.rbl.max_received
         self.resolver = resolver
-        self.storage_config = config.storage
+        self.storage = storage  # the process's store: who warns first (_first_to_warn)
         symbols: dict[str, SymbolDef] = {
             "RBL_ERROR": SymbolDef(0.0, "A blocklist refused the query (public resolver or "
                                         "over quota): not a listing"),
@@ -197,11 +199,8 @@ class RblCheck(Check):
     def _first_to_warn(self, key: str) -> bool:
         """True for the first process to meet this refusal today: a counter with a TTL in
         the shared store. Without a store every worker says it once."""
-        from pyspamd.storage import open_storage
-
         try:
-            with open_storage(self.storage_config, create=True) as storage:
-                return storage.incr(key, ttl=_WARN_INTERVAL) == 1
+            return self.storage().incr(key, ttl=_WARN_INTERVAL) == 1
         except Exception:  # the warning must not cost the scan
             return True
 

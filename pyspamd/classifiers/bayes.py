@@ -12,7 +12,7 @@ from pyspamd.classifiers import logistic
 from pyspamd.classifiers.chi2 import Chi2Params, classify_counts
 from pyspamd.classifiers.logistic import LogisticParams
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION, TokenizerLimits, Tokens, task_tokens
-from pyspamd.storage.base import NO_TOKENS, LearnOutcome, Storage
+from pyspamd.storage.base import NO_TOKENS, BayesStore, LearnOutcome
 from pyspamd.task import Task
 
 
@@ -26,14 +26,14 @@ class Verdict:
     ready: bool  # enough of each class learned to vote
 
 
-# Generic-state key holding the tokenizer version the store was learned with.
+# The Bayes marker holding the tokenizer version the store was learned with.
 TOKENIZER_KEY = "bayes:tokenizer"
 
 
-def learned_tokenizer(storage: Storage) -> int | None:
+def learned_tokenizer(storage: BayesStore) -> int | None:
     """Tokenizer version the store's messages were learned with: None for a store with
     nothing learned yet, 1 for one from before versions were recorded."""
-    stored = storage.get(TOKENIZER_KEY)
+    stored = storage.bayes_marker(TOKENIZER_KEY)
     if stored is not None:
         try:
             return int(stored)
@@ -50,7 +50,7 @@ def today() -> int:
 class Bayes:
     def __init__(
         self,
-        storage: Storage,
+        storage: BayesStore,
         min_learns: int = 200,
         params: Chi2Params | None = None,
         limits: TokenizerLimits | None = None,
@@ -80,7 +80,7 @@ class Bayes:
         self._tokenizer_checked = True
         learned = learned_tokenizer(self.storage)
         if learned is None:
-            self.storage.set(TOKENIZER_KEY, str(TOKENIZER_VERSION).encode())
+            self.storage.set_bayes_marker(TOKENIZER_KEY, str(TOKENIZER_VERSION).encode())
             return None
         if learned == TOKENIZER_VERSION:
             return None

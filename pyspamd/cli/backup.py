@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"restored: {args.file} (from {header.get('from')}, "
                       f"{header.get('created')}): {_summary(counts)}")
             else:
-                storage.bayes_clear()  # type: ignore[attr-defined]
+                storage.bayes_clear()
                 print("cleared: the Bayes store is empty")
     except (StorageError, BackupError) as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)

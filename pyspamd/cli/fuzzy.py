@@ -11,7 +11,7 @@ from pyspamd.config import Config
 from pyspamd.fuzzy.store import fuzzy_add, fuzzy_delete
 from pyspamd.sources import iter_messages
 from pyspamd.storage import StorageError, open_storage
-from pyspamd.storage.base import Storage
+from pyspamd.storage.base import FuzzyStore
 from pyspamd.task import Task
 
 COMMANDS = ("fuzzy_add", "fuzzy_del")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         storage.close()
 
 
-def _run(storage: Storage, config: Config, args: argparse.Namespace, adding: bool) -> int:
+def _run(storage: FuzzyStore, config: Config, args: argparse.Namespace, adding: bool) -> int:
     messages = hashes = changed = 0
     skipped: list[str] = []
     failed: list[tuple[str, str]] = []

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pyspamd.checks.bayes import bayes_from_config
+from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.fuzzy.store import learned_spam_hook
 from pyspamd.sources import iter_messages, not_a_message
 from pyspamd.stats import keys
 from pyspamd.stats.render import size_text
-from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StorageError
+from pyspamd.storage import open_storage
+from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StateStore, StorageError
 from pyspamd.task import Task
 
 if TYPE_CHECKING:
@@ -115,13 +116,14 @@ class Progress:
             print(file=sys.stderr)
 
 
-def run_learn(bayes: Bayes, paths: list[str], label: str | None,
+def run_learn(bayes: Bayes, state: StateStore, paths: list[str], label: str | None,
               newer_than: float | None = None, tty: bool = False,
               vectors: LearnedVectors | None = None,
               on_learned: Callable[[Task], object] | None = None) -> Summary:
     """Learn (label = "spam"/"ham") or unlearn (label None) every message under `paths`;
     `on_learned` is called with each message learned or moved (the fuzzy_add of learned
-    spam). Raises StorageError when the store itself fails (the run cannot go on)."""
+    spam); `state` keeps the symbol vectors (the same store as Bayes'). Raises StorageError
+    when the store itself fails (the run cannot go on)."""
     summary = Summary()
     order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
@@ -144,7 +146,7 @@ def run_learn(bayes: Bayes, paths: list[str], label: str | None,
         _batch_lost(summary, exc, counted=len(exc.labels))
     progress.end()
     if vectors is not None:
-        vectors.push(bayes.storage)
+        vectors.push(state)
     changed = (LearnOutcome.LEARNED, LearnOutcome.MOVED, LearnOutcome.UNLEARNED)
     if any(summary.counts.get(outcome.value, 0) > 0 for outcome in changed):
         bayes.fit_model()  # the model reflects the learned messages as of now
@@ -209,18 +211,19 @@ def cmd_learn(args: argparse.Namespace) -> int:
 
         scanner_or_exit(config)  # rule errors are told here, not as a traceback
         vectors = LearnedVectors(config)
-    bayes = bayes_from_config(config, create=label is not None)
-    on_learned = learned_spam_hook(config, bayes.storage) if label == SPAM else None
+    storage = open_storage(config.storage, create=label is not None)
+    bayes = bayes_on(config, storage)
+    on_learned = learned_spam_hook(config, storage) if label == SPAM else None
     try:
-        summary = run_learn(bayes, args.paths, label, getattr(args, "newer_than", None),
+        summary = run_learn(bayes, storage, args.paths, label, getattr(args, "newer_than", None),
                             tty=sys.stderr.isatty(), vectors=vectors, on_learned=on_learned)
         if label is not None:
-            _count_learns(bayes, label, summary)
+            _count_learns(storage, label, summary)
     except StorageError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
     finally:
-        bayes.storage.close()
+        storage.close()
         if vectors is not None:
             vectors.close()
     order = (LEARN_ORDER if label
@@ -236,12 +239,12 @@ def cmd_learn(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-def _count_learns(bayes: Bayes, label: str, summary: Summary) -> None:
+def _count_learns(state: StateStore, label: str, summary: Summary) -> None:
     """The same counters the controller's learns add to (pyspamd_learns_total, stat)."""
     changes: list[tuple[str, int, float | None]] = [(f"{keys.LEARN}{label}:{outcome}", n, None)
                for outcome, n in summary.counts.items() if n > 0]
     if changes:
-        bayes.storage.incr_many(changes)
+        state.incr_many(changes)
 
 
 def cmd_stat(args: argparse.Namespace) -> int:
@@ -253,8 +256,8 @@ def cmd_stat(args: argparse.Namespace) -> int:
 def cmd_expire(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     days = config.bayes.expire_days if args.days is None else args.days
-    bayes = bayes_from_config(config, create=False)
-    storage = bayes.storage
+    storage = open_storage(config.storage, create=False)
+    bayes = bayes_on(config, storage)
     try:
         dropped = storage.expire_tokens(today() - days)
         fuzzy_dropped, fuzzy_left = storage.fuzzy_expire(), storage.fuzzy_count()

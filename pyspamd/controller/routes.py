@@ -125,7 +125,7 @@ async def _learn(request: web.Request, label: str) -> web.Response:
                   if c.config.bayes.symbol_vectors else None)
         outcome = bayes.learn_tokens(tokens, label)
         if result is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
-            keep_vector(bayes.storage, label, tokens.digest(), result,
+            keep_vector(c.storage, label, tokens.digest(), result,
                         c.config.bayes.max_fit_messages)
         c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
         hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None

@@ -9,7 +9,7 @@ import numpy as np
 
 from pyspamd.config import Config, FuzzyConfig
 from pyspamd.fuzzy.hashing import EXACT, TEXT, FuzzyHash, message_hashes, similarity
-from pyspamd.storage.base import FuzzyEntry, Storage
+from pyspamd.storage.base import FuzzyEntry, FuzzyStore
 from pyspamd.task import Task
 
 
@@ -31,7 +31,7 @@ def entries(hashes: list[FuzzyHash], flag: int, weight: float) -> list[FuzzyEntr
                        h.buckets) for h in hashes]
 
 
-def fuzzy_add(storage: Storage, task: Task, config: FuzzyConfig, flag: int,
+def fuzzy_add(storage: FuzzyStore, task: Task, config: FuzzyConfig, flag: int,
               weight: float = 1.0) -> tuple[int, int]:
     """(hashes the message has, of which new to the store)."""
     hashes = hashes_of(task, config)
@@ -41,7 +41,8 @@ def fuzzy_add(storage: Storage, task: Task, config: FuzzyConfig, flag: int,
     return len(hashes), added
 
 
-def fuzzy_delete(storage: Storage, task: Task, config: FuzzyConfig, flag: int) -> tuple[int, int]:
+def fuzzy_delete(storage: FuzzyStore, task: Task, config: FuzzyConfig,
+                 flag: int) -> tuple[int, int]:
     """(hashes the message has, of which were stored with `flag` and are now gone)."""
     hashes = hashes_of(task, config)
     if not hashes:
@@ -49,7 +50,7 @@ def fuzzy_delete(storage: Storage, task: Task, config: FuzzyConfig, flag: int) -
     return len(hashes), storage.fuzzy_delete([h.id for h in hashes], flag)
 
 
-def find_matches(storage: Storage, hashes: list[FuzzyHash],
+def find_matches(storage: FuzzyStore, hashes: list[FuzzyHash],
                  min_similarity: float) -> list[FuzzyMatch]:
     """The best match per flag among the stored hashes like `hashes`."""
     if not hashes:
@@ -76,7 +77,7 @@ def find_matches(storage: Storage, hashes: list[FuzzyHash],
     return sorted(best.values(), key=lambda m: m.flag)
 
 
-def learned_spam_hook(config: Config, storage: Storage) -> Callable[[Task], object] | None:
+def learned_spam_hook(config: Config, storage: FuzzyStore) -> Callable[[Task], object] | None:
     """What learn_spam calls with each message it learns, when [fuzzy] learn_spam is on:
     a message reported as spam is also a campaign whose variants should match."""
     settings = config.fuzzy

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from pyspamd.storage.base import Storage
+from pyspamd.storage.base import StateStore
 
 GREYLISTED = "greylisted"
 PASS = "pass"
@@ -60,7 +60,7 @@ class Timing:
 
 
 class Greylister:
-    def __init__(self, storage: Storage, timing: Timing,
+    def __init__(self, storage: StateStore, timing: Timing,
                  clock: Callable[[], float] = time.time) -> None:
         self.storage = storage
         self.timing = timing
@@ -113,7 +113,7 @@ class Listed:
     stamp: float  # first seen, or last pass
 
 
-def list_triplets(storage: Storage, limit: int = 10000) -> list[Listed]:
+def list_triplets(storage: StateStore, limit: int = 10000) -> list[Listed]:
     out = []
     for prefix, state in (("greylist:seen:", "waiting"), ("greylist:ok:", "passed")):
         for key, value in storage.scan_prefix(prefix, limit):

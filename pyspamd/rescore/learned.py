@@ -15,7 +15,7 @@ from pyspamd.config import Config
 from pyspamd.rescore.vectors import factors_of, push_vectors, store_item
 from pyspamd.scanner import Scanner
 from pyspamd.sources import MessageSource, not_a_message
-from pyspamd.storage.base import HAM, SPAM, Storage
+from pyspamd.storage.base import HAM, SPAM, StateStore
 from pyspamd.task import Task
 
 log = logging.getLogger("pyspamd.rescore")
@@ -53,7 +53,7 @@ class LearnedVectors:
         if factors is not None:
             self.items[label].append(store_item(digest, factors))
 
-    def push(self, storage: Storage) -> int:
+    def push(self, storage: StateStore) -> int:
         for label, items in self.items.items():
             push_vectors(storage, label, items, self.keep)
         return sum(len(items) for items in self.items.values())

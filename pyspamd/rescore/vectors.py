@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyspamd.result import ScanResult
-from pyspamd.storage.base import HAM, SPAM, Storage
+from pyspamd.storage.base import HAM, SPAM, StateStore, Storage
 from pyspamd.symbols import is_hidden
 
 # Store lists (Storage.list_push) holding the vectors of learned messages, one per class.
@@ -77,13 +77,13 @@ def store_item(digest: bytes, factors: dict[str, float]) -> bytes:
                       sort_keys=True).encode()
 
 
-def push_vectors(storage: Storage, label: str, items: list[bytes], keep: int) -> None:
+def push_vectors(storage: StateStore, label: str, items: list[bytes], keep: int) -> None:
     """Add vectors (store_item) of messages learned as `label`, keeping the newest `keep`
     of the class ([bayes] max_fit_messages, as for the Bayes model's fit messages)."""
     storage.list_push(STORE_KEYS[label], items, keep or 1_000_000)
 
 
-def keep_vector(storage: Storage, label: str, digest: bytes, result: ScanResult,
+def keep_vector(storage: StateStore, label: str, digest: bytes, result: ScanResult,
                 keep: int) -> None:
     """Keep one learned message's vector (autolearn, the controller's learn)."""
     push_vectors(storage, label, [store_item(digest, factors_of(result))], keep)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pyspamd.faultlog import FaultLog
 from pyspamd.result import ScanResult
 from pyspamd.stats import keys
-from pyspamd.storage.base import Storage, StorageError
+from pyspamd.storage.base import StateStore, StorageError
 from pyspamd.task import Envelope
 
 log = logging.getLogger("pyspamd.stats")
@@ -77,7 +77,7 @@ def history_entry(raw: bytes) -> dict[str, object] | None:
 
 
 class ScanRecorder:
-    def __init__(self, storage: Storage, history_size: int = 1000,
+    def __init__(self, storage: StateStore, history_size: int = 1000,
                  flush_interval: float = 1.0, source: str = "milter",
                  clock: Callable[[], float] = time.time) -> None:
         self.storage = storage

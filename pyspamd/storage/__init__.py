@@ -1,46 +1,42 @@
-"""Storage for everything that keeps state; `open_storage` picks the configured backend."""
+"""Storage for everything that keeps state; `open_storage` picks the configured backend from
+the table in backends.py. Light to import (no numpy, no backend): the interfaces are in
+base.py, the backends' modules load when opened."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pyspamd.config import StorageConfig
-from pyspamd.storage.base import Storage, StorageError, StorageMissing
+from pyspamd.storage.backends import (
+    BACKENDS,
+    DATA_DIR_ENV,
+    SYSTEM_DIR,
+    backend_names,
+    default_sqlite_path,
+)
+from pyspamd.storage.errors import StorageError, StorageMissing
 
-SYSTEM_DIR = Path("/var/lib/pyspamd")
-DATA_DIR_ENV = "PYSPAMD_DATA_DIR"
-
-
-def default_sqlite_path() -> Path:
-    """$PYSPAMD_DATA_DIR if set (packages, tests); else /var/lib/pyspamd when it exists or can
-    be made (a system install); else the user's data dir, so `pyspamc learn_*` works for a
-    non-root admin too."""
-    override = os.environ.get(DATA_DIR_ENV)
-    if override:
-        return Path(override) / "pyspamd.sqlite"
-    if os.access(SYSTEM_DIR, os.W_OK) or (
-        not SYSTEM_DIR.exists() and os.access(SYSTEM_DIR.parent, os.W_OK)
-    ):
-        return SYSTEM_DIR / "pyspamd.sqlite"
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "pyspamd" / "pyspamd.sqlite"
-
+if TYPE_CHECKING:
+    from pyspamd.config import StorageConfig
+    from pyspamd.storage.base import Storage
 
 def open_storage(config: StorageConfig, create: bool = True) -> Storage:
-    """`create=False` (scanning) never makes a SQLite file; the first learn does."""
-    if config.backend == "sqlite":
-        from pyspamd.storage.sqlite_store import SqliteStorage
-
-        return SqliteStorage(config.path or default_sqlite_path(), create=create,
-                             busy_timeout=config.busy_timeout)
-    if config.backend == "redis":
-        from pyspamd.storage.redis_store import RedisStorage
-
-        return RedisStorage(config.redis_url, prefix=config.redis_prefix,
-                            timeout=config.redis_timeout, cluster=config.redis_cluster)
-    raise StorageError(f"unknown storage backend {config.backend!r}; use \"sqlite\" or "
-                       "\"redis\"")
+    """`create=False` (scanning) never makes a SQLite file; the first learn does. A daemon
+    process opens its store through pyspamd.services.Services, once."""
+    backend = BACKENDS.get(config.backend)
+    if backend is None:
+        raise StorageError(f"unknown storage backend {config.backend!r}; use "
+                           f"{backend_names()}")
+    return backend.make(backend.load(), config, create)
 
 
-__all__ = ["Storage", "StorageError", "StorageMissing", "default_sqlite_path", "open_storage"]
+def __getattr__(name: str) -> Any:
+    # `from pyspamd.storage import Storage` without loading numpy for everyone else.
+    if name == "Storage":
+        from pyspamd.storage.base import Storage
+
+        return Storage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["DATA_DIR_ENV", "SYSTEM_DIR", "Storage", "StorageError", "StorageMissing",
+           "default_sqlite_path", "open_storage"]

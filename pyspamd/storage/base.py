@@ -1,41 +1,38 @@
-"""The one storage interface every stateful part uses: Bayes token counts, and generic
-keyed counters and values with a time to live (greylisting, rate limits, history).
+"""The storage interfaces, one per purpose, and what they exchange:
 
-Two backends implement it with the same results: SQLite (embedded, the default) and Redis.
-Token hashes travel as numpy uint64 arrays; counts come back as int64 arrays in the same
-order, so the classifier never loops in Python over tokens.
+- BayesStore: token counts, learn/unlearn, the learned model, Bayes stats and backups
+  (checks/bayes.py, classifiers/, cli learn);
+- StateStore: counters, token buckets, values with a time to live and bounded lists
+  (greylisting, rate limits, scan statistics and history);
+- FuzzyStore: fuzzy hashes of reported messages (pyspamd/fuzzy);
+- Storage: all three, which each backend implements in one class over one connection
+  handling; pyspamd.services.Services opens it once per process.
+
+Callers type against the narrow interface they use. Two backends implement them with the
+same results: SQLite (embedded, the default) and Redis (pyspamd/storage/backends.py lists
+them). Token hashes travel as numpy uint64 arrays; counts come back as int64 arrays in the
+same order, so the classifier never loops in Python over tokens.
 """
 
 from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
+from typing import Self
 
 import numpy as np
+
+from pyspamd.storage.errors import BatchError, StorageError, StorageMissing
+
+__all__ = ["BatchError", "StorageError", "StorageMissing"]  # re-exported: callers import them here
 
 SPAM = "spam"
 HAM = "ham"
 CLASSES = (SPAM, HAM)
-
-
-class StorageError(Exception):
-    """The store cannot be used (down, locked, corrupt, unwritable); the message says which
-    store and what to do, and nothing was half-written."""
-
-
-class StorageMissing(StorageError):
-    """The store does not exist yet (nothing learned); scanning goes on without Bayes."""
-
-
-class BatchError(StorageError):
-    """A batch of learns could not be committed; none of `labels` were stored."""
-
-    def __init__(self, message: str, labels: list[str]) -> None:
-        super().__init__(message)
-        self.labels = labels
 
 
 class LearnOutcome(Enum):
@@ -163,14 +160,29 @@ def check_label(label: str) -> None:
         raise ValueError(f"class must be one of {CLASSES}, got {label!r}")
 
 
-class Storage(ABC):
+
+
+class Handle(ABC):
+    """What every store interface shares: closing, also as a context manager. Handles
+    must be safe to use again after a fork (each process opens its own connection on
+    first use)."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BayesStore(Handle):
     """Implementations must make each learn/unlearn atomic (all of a message's tokens and
-    its digest, or nothing) and must be safe to use again after a fork (each process opens
-    its own connection on first use)."""
+    its digest, or nothing)."""
 
     backend: str
 
-    # --- Bayes ---
     @abstractmethod
     def token_counts(self, tokens: np.ndarray, model_only: bool = False) -> TokenCounts:
         """Counts, model weights and totals for `tokens`, from one snapshot. `model_only`:
@@ -222,13 +234,39 @@ class Storage(ABC):
         """Drop tokens seen at most `max_hits` times and last learned before `before_day`;
         returns how many were dropped."""
 
+    @abstractmethod
+    def bayes_marker(self, key: str) -> bytes | None:
+        """A small value that describes what is stored (the tokenizer version learned
+        with), kept beside the Bayes data."""
+
+    @abstractmethod
+    def set_bayes_marker(self, key: str, value: bytes) -> None: ...
+
+    @abstractmethod
+    def bayes_records(self) -> Iterator[tuple]:
+        """Everything Bayes holds as portable records (pyspamd/storage/portable.py), from
+        one snapshot where the backend has them."""
+
+    @abstractmethod
+    def bayes_replace(self, records: Iterable[tuple]) -> None:
+        """Replace everything Bayes holds with `records` (a restore)."""
+
+    def bayes_clear(self) -> None:
+        self.bayes_replace(())
+
     def batch(self) -> AbstractContextManager[object]:
         """Context for many learns in a row; a backend may group them into one commit.
         A learn inside may be stored only when the batch ends (or fills up); if that commit
         fails, BatchError names what was lost (by the `name` given to learn())."""
         return nullcontext()
 
-    # --- generic keyed state, for greylisting, rate limits and history ---
+
+class StateStore(Handle):
+    """Generic keyed state: greylist triplets, rate-limit buckets, counters, scan statistics
+    and history. Keys are plain strings; values bytes."""
+
+    backend: str
+
     @abstractmethod
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Add to a counter and return the new value; `ttl` (seconds) is set when the key
@@ -256,7 +294,6 @@ class Storage(ABC):
         before is full. `now` comes from the caller so tests can move the clock; the
         stored value is "TOKENS|LAST_TIME" on both backends."""
 
-    # --- batched counters and bounded lists: scan statistics and history (pyspamd/stats) ---
     @abstractmethod
     def incr_many(self, changes: list[tuple[str, int, float | None]]) -> None:
         """Many (key, amount, ttl) incr()s as one write: one transaction or one pipeline, so
@@ -271,7 +308,10 @@ class Storage(ABC):
     def list_recent(self, key: str, count: int) -> list[bytes]:
         """The newest `count` items of a list, newest first."""
 
-    # --- fuzzy hashes of reported messages (pyspamd/fuzzy) ---
+
+class FuzzyStore(Handle):
+    """Fuzzy hashes of reported messages (pyspamd/fuzzy)."""
+
     @abstractmethod
     def fuzzy_add(self, entries: list[FuzzyEntry], ttl: float) -> int:
         """Store hashes for `ttl` seconds (an existing one lives `ttl` from now). Adding a
@@ -296,11 +336,13 @@ class Storage(ABC):
     def fuzzy_count(self) -> int:
         """Unexpired hashes stored."""
 
-    @abstractmethod
-    def close(self) -> None: ...
 
-    def __enter__(self) -> Storage:
-        return self
+class Storage(BayesStore, StateStore, FuzzyStore):
+    """One backend's handle for every purpose: what Services opens once per process. The
+    Bayes markers live in the generic state, under the key they are given."""
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def bayes_marker(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    def set_bayes_marker(self, key: str, value: bytes) -> None:
+        self.set(key, value)

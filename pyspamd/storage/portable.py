@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pyspamd.classifiers.bayes import TOKENIZER_KEY
-from pyspamd.storage.base import CLASSES, Storage
+from pyspamd.storage.base import CLASSES, BayesStore
 
 FORMAT = "pyspamd-bayes-backup"
 VERSION = 1
@@ -52,11 +52,11 @@ def _line(record: tuple) -> dict:
     return {"model": f"{record[1]:016x}", "weight": record[2]}
 
 
-def write_backup(storage: Storage, path: Path) -> Counter[str]:
+def write_backup(storage: BayesStore, path: Path) -> Counter[str]:
     """Write the store's Bayes state to `path` (a temporary file renamed at the end, so a
     failed backup never leaves a half file under the name). Returns records per kind."""
     counts: Counter[str] = Counter()
-    tokenizer = storage.get(TOKENIZER_KEY)
+    tokenizer = storage.bayes_marker(TOKENIZER_KEY)
     header = {"format": FORMAT, "version": VERSION,
               "tokenizer": int(tokenizer) if tokenizer else None,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -65,7 +65,7 @@ def write_backup(storage: Storage, path: Path) -> Counter[str]:
     try:
         with gzip.open(partial, "wt", encoding="utf-8", compresslevel=6) as out:
             out.write(json.dumps(header) + "\n")
-            for record in storage.bayes_records():  # type: ignore[attr-defined]
+            for record in storage.bayes_records():
                 counts[record[0]] += 1
                 out.write(json.dumps(_line(record), separators=(",", ":")) + "\n")
             out.write(json.dumps({"end": dict(counts)}) + "\n")
@@ -138,9 +138,9 @@ def read_backup(path: Path) -> tuple[dict, list[tuple]]:
     return header, records
 
 
-def restore_backup(storage: Storage, path: Path) -> tuple[dict, Counter[str]]:
+def restore_backup(storage: BayesStore, path: Path) -> tuple[dict, Counter[str]]:
     header, records = read_backup(path)
-    storage.bayes_replace(records)  # type: ignore[attr-defined]
+    storage.bayes_replace(records)
     if header.get("tokenizer"):
-        storage.set(TOKENIZER_KEY, str(header["tokenizer"]).encode())
+        storage.set_bayes_marker(TOKENIZER_KEY, str(header["tokenizer"]).encode())
     return header, Counter(r[0] for r in records)

@@ -1,0 +1,208 @@
+"""The master process: starts a pool per listener and the controller, restarts them with a
+back-off when they die, probes each pool the way the MTA would (health.py) and replaces the
+workers of, then restarts, a pool that stopped answering; passes SIGHUP on."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspamd.config import Config
+from pyspamd.milter.children import TICK, Backoff, describe_status, exited_children, kill_child
+from pyspamd.milter.health import Probe
+from pyspamd.milter.instance import EXIT_NO_SOCKET
+from pyspamd.milter.pool import REPLACE_SIGNAL, Pool
+from pyspamd.scanner import Scanner, reload_pipeline
+from pyspamd.services import Services
+from pyspamd.stats.keys import STARTED
+
+log = logging.getLogger("pyspamd.master")  # one logger for the daemon's supervision
+
+# Probes failed in a row before the master acts: a pool starved of CPU answers late, one
+# that stopped accepting never does.
+_HEALTH_FAILURES = 3
+
+
+@dataclass
+class _Health:
+    """The master's view of one pool: the probe under way and the failures in a row."""
+
+    next_probe: float
+    probe: Probe | None = None
+    failures: int = 0
+    replaced: bool = False  # its workers were replaced after failures; next step: restart
+
+
+@dataclass
+class Master:
+    config_path: Path | None
+    config: Config
+    scanner: Scanner
+    pools: dict[int, str] = field(default_factory=dict)  # pid -> listener spec
+    backoff: dict[str, Backoff] = field(default_factory=dict)
+    started: dict[int, float] = field(default_factory=dict)
+    health: dict[str, _Health] = field(default_factory=dict)
+    stopping: bool = False
+    reload_requested: bool = False
+    exit_code: int = 0
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        if self.config.dns.auto_note:
+            log.info("%s", self.config.dns.auto_note)
+        _mark_started(self.scanner.services)
+        while not self.stopping:
+            self._reap()
+            if self.stopping:  # a pool could not listen: no respawn
+                break
+            if self.reload_requested:
+                self.reload_requested = False
+                self._reload()
+            running = set(self.pools.values())
+            self._stop_unwanted_controller()
+            for spec in self._children_wanted():
+                backoff = self.backoff.setdefault(spec, Backoff())
+                if spec not in running and time.monotonic() >= backoff.not_before:
+                    self._spawn_pool(spec)
+            self._check_health()
+            time.sleep(TICK)
+        for pid in self.pools:
+            kill_child(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.config.milter.shutdown_timeout + 15
+        while self.pools and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.05)
+        for pid in list(self.pools):
+            kill_child(pid, signal.SIGKILL)
+        log.info("pyspamd stopped")
+        return self.exit_code
+
+    def _on_stop(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def _on_reload(self, signum: int, frame: object) -> None:
+        self.reload_requested = True
+
+    def _children_wanted(self) -> list[str]:
+        """The listeners' pools, and the controller (a child of its own, so scanning
+        workers never wait on it; restarted with the same back-off)."""
+        wanted = list(self.config.milter.listen)
+        if self.config.controller.enabled:
+            wanted.append(CONTROLLER)
+        return wanted
+
+    def _stop_unwanted_controller(self) -> None:
+        if not self.config.controller.enabled:
+            for pid, spec in self.pools.items():
+                if spec == CONTROLLER:
+                    kill_child(pid, signal.SIGTERM)
+
+    def _spawn_pool(self, spec: str) -> None:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                if spec == CONTROLLER:
+                    code = _controller_main(self.config_path, self.config, self.scanner)
+                else:
+                    Pool(spec, self.config_path, self.config, self.scanner).run()
+            except Exception:
+                log.exception("%s failed", spec if spec == CONTROLLER else f"pool for {spec}")
+                code = 1
+            logging.shutdown()
+            os._exit(code)
+        self.pools[pid] = spec
+        self.started[pid] = time.monotonic()
+        old = self.health.get(spec)
+        if old is not None and old.probe is not None:
+            old.probe.sock.close()  # a probe of the pool that died
+        self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
+
+    def _check_health(self) -> None:
+        """Probe each pool now and then; a pool that fails _HEALTH_FAILURES times in a row
+        gets new workers, and one that fails as often again after that is killed and
+        started again."""
+        m = self.config.milter
+        if m.health_check_interval <= 0:
+            return
+        now = time.monotonic()
+        for pid, spec in list(self.pools.items()):
+            health = self.health.get(spec)
+            if spec == CONTROLLER or health is None:
+                continue
+            if health.probe is None:
+                if now >= health.next_probe:
+                    health.probe = Probe(spec, m.health_check_timeout)
+                continue
+            outcome = health.probe.step()
+            if outcome is None:
+                continue
+            health.probe = None
+            health.next_probe = now + m.health_check_interval
+            if not outcome:
+                health.failures, health.replaced = 0, False
+                continue
+            health.failures += 1
+            log.warning("health check of %s failed (%d in a row): %s", spec, health.failures,
+                        outcome)
+            if health.failures < _HEALTH_FAILURES:
+                continue
+            health.failures = 0
+            if not health.replaced:
+                log.error("pool for %s stopped answering; replacing its workers", spec)
+                health.replaced = True
+                kill_child(pid, REPLACE_SIGNAL)
+            else:
+                log.error("pool for %s still not answering; killing it to start it again",
+                          spec)
+                kill_child(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
+
+    def _reap(self) -> None:
+        for pid, status in exited_children():
+            spec = self.pools.pop(pid, None)
+            if spec is None or self.stopping:
+                continue
+            if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_SOCKET:
+                self.stopping, self.exit_code = True, 1  # the pool said why
+                continue
+            backoff = self.backoff.setdefault(spec, Backoff())
+            backoff.crashed(time.monotonic() - self.started.pop(pid, time.monotonic()))
+            log.error("pool for %s died (%s); restarting in %.1fs", spec,
+                      describe_status(status), backoff.delay)
+
+    def _reload(self) -> None:
+        reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
+        if reloaded is None:
+            return
+        self.config = reloaded[0]
+        for pid in self.pools:
+            kill_child(pid, signal.SIGHUP)
+
+
+CONTROLLER = "controller"  # the controller's entry among the master's children
+
+
+def _controller_main(config_path: Path | None, config: Config, scanner: Scanner) -> int:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    from pyspamd.controller.server import run_controller  # aiohttp only in this process
+
+    return run_controller(config_path, config, scanner)
+
+
+def _mark_started(services: Services) -> None:
+    """The daemon's start time, for the controller's uptime. The master writes nothing
+    else, so it lets its handle go: its children open their own."""
+    try:
+        services.storage().set(STARTED, str(int(time.time())).encode())
+    except Exception as exc:
+        log.warning("start time not recorded: %s", exc)
+    finally:
+        services.close()

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from pyspamd import actions
 from pyspamd.checks.base import Check
-from pyspamd.config import Config, MapConfig
+from pyspamd.config import Config
 from pyspamd.policy.keyed import MapUnavailable
+from pyspamd.policy.map_settings import MapConfig
 from pyspamd.policy.maps import MapSource, load_maps
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyspamd.maps")
 
 MAX_BODY_LINES = 5000  # body lines looked up per map; beyond that is not a mail a human wrote
-_ACCEPT_WORDS = {"accept": actions.NO_ACTION}
 
 
 def _domain(address: str) -> str:
@@ -140,7 +140,7 @@ class MultiMap(Check):
                 action = entry.action
                 text = entry.text or config.message
                 if entry.verb == "" and config.action:
-                    action = _ACCEPT_WORDS.get(config.action, config.action)
+                    action = actions.ACCEPT_WORDS.get(config.action, config.action)
                 if action is not None:
                     hits.force_action(action, text, config.symbol)
                 log.info("map %s: %s matched %s: %s", name, key, config.match, entry.describe())

@@ -17,7 +17,8 @@ import time
 from collections.abc import Coroutine, Iterator
 
 from pyspamd.checks.base import Check
-from pyspamd.config import Config, RblListConfig
+from pyspamd.checks.rbl_settings import RblListConfig
+from pyspamd.config import Config
 from pyspamd.dns import DnsServerFailure, DnsTimeout, MessageDns, Resolver, message_dns
 from pyspamd.dns.domains import normalize_domain, registrable_domain
 from pyspamd.services import Services

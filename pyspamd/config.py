@@ -82,8 +82,6 @@ class RulesConfig:
     )
 
 
-
-
 @dataclass
 class ScanConfig(ParseLimits):
     """`[scan]`: the parse limits a Task gets (the scanner hands this to each Task as it is),
@@ -102,7 +100,6 @@ class HeadersConfig:
     spam_bar: bool = False
     level_char: str = "*"
     max_level: int = 50
-
 
 
 @dataclass
@@ -154,7 +151,6 @@ class BayesConfig:
     # --from-store` (docs/scores.md).
     symbol_vectors: bool = True
     autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
-
 
 
 @dataclass
@@ -228,7 +224,6 @@ def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -339,7 +334,6 @@ def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str
     if bayes.autolearn.max_ratio < 1.0:
         errors.append(f"{locator.where(('bayes', 'autolearn', 'max_ratio'))}: "
                       "autolearn.max_ratio must be at least 1.0")
-
 
 
 def _type_name(tp: Any) -> str:

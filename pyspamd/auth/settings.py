@@ -76,7 +76,6 @@ def check_dkim_signing(signing: DkimSigningConfig, config_path: Path | None,
     return errors
 
 
-
 def _key_table_line(loc: Locator, domain: str) -> str:
     """FILE:LINE of [dkim_signing.keys."DOMAIN"] (the locator splits names at their dots)."""
     for path, lines in [*reversed(loc.overlays), (loc.path, loc.lines)]:

@@ -61,7 +61,6 @@ class RblConfig:
     max_received: int = 3  # Received hops (after the client) looked up, for match "received"
 
 
-
 def check_rbl(rbl_config: RblConfig, loc: Locator) -> list[str]:
     errors: list[str] = []
     for index, rbl in enumerate(rbl_config.lists):

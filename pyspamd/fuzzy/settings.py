@@ -36,8 +36,6 @@ class FuzzyConfig:
     learn_flag: int = 1
 
 
-
-
 def check_fuzzy(f: FuzzyConfig, loc: Locator) -> list[str]:
     errors: list[str] = []
 

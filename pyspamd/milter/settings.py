@@ -34,7 +34,6 @@ class MilterConfig:
     health_check_timeout: float = 10.0
 
 
-
 _LISTEN = re.compile(r"(?:inet6?:\d{1,5}(?:@\S+)?|(?:unix|local):/\S+)\Z")
 _TEMPLATE_FIELDS = {"score": 0.0, "required": 0.0, "symbols": "", "action": "", "queue_id": ""}
 

@@ -25,7 +25,6 @@ class ModelConfig:
     ham_threshold: float = 0.0
 
 
-
 def check_model(model: ModelConfig, config_path: Path | None, loc: Locator) -> list[str]:
     """Also resolves model.path beside the config file."""
     errors: list[str] = []

@@ -47,7 +47,6 @@ class MapConfig:
     ldap: LdapConfig = field(default_factory=LdapConfig)
 
 
-
 MAP_TYPES = ("ip", "address", "domain", "regexp", "ldap")
 # What a map can be looked up with, and which types fit each.
 MAP_MATCHES: dict[str, tuple[str, ...]] = {

@@ -23,7 +23,7 @@ def test_every_map_match_the_config_accepts_is_looked_up() -> None:
 
 
 def test_every_rbl_match_the_config_accepts_is_looked_up() -> None:
-    assert set(rbl._TARGETS) == {m for matches in RBL_MATCHES.values() for m in matches}
+    assert set(rbl.TARGETS) == {m for matches in RBL_MATCHES.values() for m in matches}
 
 
 def test_forceable_actions_are_actions() -> None:

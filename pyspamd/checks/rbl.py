@@ -135,7 +135,7 @@ class RblCheck(Check):
 
     def _items(self, rbl: RblListConfig, task: Task) -> Iterator[str]:
         for match in rbl.match:
-            yield from _TARGETS[match](self, rbl, task)
+            yield from TARGETS[match](self, rbl, task)
 
     def _received(self, rbl: RblListConfig, task: Task) -> Iterator[str]:
         hops = [h.ip for h in task.received
@@ -231,7 +231,7 @@ def _envelope_from(check: RblCheck, rbl: RblListConfig, task: Task) -> Iterator[
 
 
 # What each `match` of a list (rbl_settings.RBL_MATCHES names them all) looks up.
-_TARGETS: dict[str, Callable[[RblCheck, RblListConfig, Task], Iterator[str]]] = {
+TARGETS: dict[str, Callable[[RblCheck, RblListConfig, Task], Iterator[str]]] = {
     "client_ip": _client_ip,
     "received": RblCheck._received,
     "urls": RblCheck._urls,

@@ -1,10 +1,13 @@
-"""Actions and their score thresholds."""
+"""Actions and their score thresholds; `[actions]` and its checks.
+
+A leaf module: pyspamd.config and the settings modules import the action names from here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from pyspamd.config import ActionsConfig
+from pyspamd.config_schema import Locator
 
 NO_ACTION = "no action"
 GREYLIST = "greylist"
@@ -24,6 +27,35 @@ ALL_ACTIONS = frozenset(STRENGTH)
 SPAM_ACTIONS = frozenset((REJECT, DISCARD, QUARANTINE, REWRITE_SUBJECT, ADD_HEADER))
 _CONFIG_KEYS = {REJECT: "reject", SOFT_REJECT: "soft_reject", REWRITE_SUBJECT: "rewrite_subject",
                 ADD_HEADER: "add_header", GREYLIST: "greylist"}
+# What a map entry or [antivirus] virus_action may force, in the order errors list them;
+# "accept" is the admin's word for no action there (ACCEPT_WORDS turns it into one).
+ACCEPT = "accept"
+FORCEABLE = (REJECT, SOFT_REJECT, DISCARD, QUARANTINE, REWRITE_SUBJECT, ADD_HEADER, GREYLIST,
+             NO_ACTION, ACCEPT)
+ACCEPT_WORDS = {ACCEPT: NO_ACTION}
+
+
+@dataclass
+class ActionsConfig:
+    # A threshold of false turns the action off.
+    reject: float | bool = 15.0
+    add_header: float | bool = 6.0
+    rewrite_subject: float | bool = False
+    greylist: float | bool = 4.0
+    soft_reject: float | bool = False
+    subject_template: str = "***SPAM*** %s"
+
+
+def check_actions(config: ActionsConfig, loc: Locator) -> list[str]:
+    errors = []
+    for name in [f.name for f in fields(config) if f.name != "subject_template"]:
+        if getattr(config, name) is True:
+            errors.append(f"{loc.where(('actions', name))}: actions.{name} must be a "
+                          "score threshold (a number) or false to turn the action off")
+    if "%s" not in config.subject_template:
+        errors.append(f"{loc.where(('actions', 'subject_template'))}: subject_template "
+                      "needs %s where the original subject goes")
+    return errors
 
 
 @dataclass(frozen=True, slots=True)

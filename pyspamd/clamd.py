@@ -16,7 +16,7 @@ import contextlib
 import struct
 from dataclasses import dataclass
 
-from pyspamd.config import split_host_port
+from pyspamd.config_schema import split_host_port
 
 CHUNK = 64 << 10  # bytes per INSTREAM chunk; StreamMaxLength bounds the sum, not a chunk
 MAX_REPLY = 4096

@@ -85,14 +85,7 @@ class Scanner:
             name: float(g.max_score) for name, g in config.groups.items()
             if g.max_score is not False
         }
-        scan = config.scan
-        self.limits = ParseLimits(
-            max_parts=scan.max_parts, max_depth=scan.max_depth,
-            max_part_text_bytes=scan.max_part_text_bytes,
-            max_body_text_bytes=scan.max_body_text_bytes,
-            max_full_bytes=scan.max_full_bytes, max_urls=scan.max_urls,
-            max_headers=scan.max_headers, max_html_depth=scan.max_html_depth,
-        )
+        self.limits: ParseLimits = config.scan
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
         # What each meta is when none of its operands hit: most metas on most messages, so
         # only a set test is paid for them, not an evaluation.

@@ -37,9 +37,10 @@ class Envelope:
             self.mail_from = self.mail_from.strip().strip("<>")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ParseLimits:
-    """Bounds on the work one message can cause. Defaults and reasons: pyspamd.toml.example."""
+    """Bounds on the work one message can cause. Defaults and reasons: pyspamd.toml.example.
+    The config's [scan] section (pyspamd.config.ScanConfig) is one of these."""
 
     max_parts: int = 1000
     max_depth: int = 20

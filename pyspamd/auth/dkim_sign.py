@@ -13,7 +13,7 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pyspamd.config import DkimSigningConfig
+from pyspamd.auth.settings import DkimSigningConfig
 from pyspamd.dns.domains import normalize_domain
 
 log = logging.getLogger("pyspamd.dkim")

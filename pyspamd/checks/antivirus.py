@@ -33,8 +33,6 @@ FAMILY_SCORES = {"CLAM_PHISH": 8.0, "CLAM_SPAM": 6.0}
 # A virus outranks what admin maps force (priority 0): mail from a whitelisted sender
 # with a virus is still refused. CLAM_FAIL's tempfail stays at 0, so a map's reject wins.
 VIRUS_PRIORITY = 10
-# Words the config may use for "let it through" (as maps do).
-_ACTION_WORDS = {"accept": actions.NO_ACTION}
 
 
 def display_name(name: str) -> str:
@@ -141,7 +139,7 @@ class AntivirusCheck(Check):
         log.info("virus %s found in %s", name, label)
         action = self.settings.virus_action
         if action:
-            hits.force_action(_ACTION_WORDS.get(action, action),
+            hits.force_action(actions.ACCEPT_WORDS.get(action, action),
                               self.settings.virus_message.format(virus=shown), "CLAM_VIRUS",
                               priority=VIRUS_PRIORITY)
 

@@ -16,8 +16,9 @@ from typing import ClassVar
 import numpy as np
 
 from pyspamd.checks.base import Check
-from pyspamd.config import Config, ModelConfig
+from pyspamd.config import Config
 from pyspamd.model.linear import LinearModel, ModelError, load_model
+from pyspamd.model.settings import ModelConfig
 from pyspamd.services import Services
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task

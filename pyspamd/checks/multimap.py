@@ -5,13 +5,14 @@ Postfix's access tables and header_checks)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from pyspamd import actions
 from pyspamd.checks.base import Check
-from pyspamd.config import Config, MapConfig
+from pyspamd.config import Config
 from pyspamd.policy.keyed import MapUnavailable
+from pyspamd.policy.map_settings import MapConfig
 from pyspamd.policy.maps import MapSource, load_maps
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyspamd.maps")
 
 MAX_BODY_LINES = 5000  # body lines looked up per map; beyond that is not a mail a human wrote
-_ACCEPT_WORDS = {"accept": actions.NO_ACTION}
 
 
 def _domain(address: str) -> str:
@@ -43,55 +43,61 @@ def _raw_body_lines(task: Task) -> Iterator[str]:
         yield surrogates_to_text(line)[0]
 
 
+def _addresses(config: MapConfig, addresses: Iterable[str]) -> Iterator[str]:
+    """A domain map is looked up with each address's domain, other maps with the address."""
+    for address in addresses:
+        yield _domain(address) if config.type == "domain" else address
+
+
+def _present(*values: str | None) -> Iterator[str]:
+    return (v for v in values if v)
+
+
+def _header(config: MapConfig, task: Task) -> Iterator[str]:
+    if config.type == "regexp":
+        return iter(task.headers.decoded(config.header))
+    return _addresses(config, (a for _, a in task.headers.addresses(config.header)))
+
+
+def _headers(config: MapConfig, task: Task) -> Iterator[str]:
+    # header_checks sees each header as one logical line, "Name: value".
+    for name, value in task.headers.items:
+        yield f"{name}: {unfold(surrogates_to_text(value)[0])}"
+
+
+def _body(config: MapConfig, task: Task) -> Iterator[str]:
+    lines = list(dict.fromkeys(_raw_body_lines(task)))
+    yield from lines
+    seen = set(lines)
+    for part in task.text_parts:
+        for line in part.text.splitlines()[:MAX_BODY_LINES]:
+            if line not in seen:
+                seen.add(line)
+                yield line
+
+
+_Values = Callable[[MapConfig, Task], Iterator[str]]
+# What each match (map_settings.MAP_MATCHES names them all) looks a map up with.
+VALUES: dict[str, _Values] = {
+    "client_ip": lambda c, t: _present(t.envelope.client_ip),
+    "received_ip": lambda c, t: iter(dict.fromkeys(hop.ip for hop in t.received if hop.ip)),
+    "envelope_from": lambda c, t: _addresses(
+        c, [] if t.envelope.mail_from is None else [t.envelope.mail_from]),
+    "header_from": lambda c, t: _addresses(c, (a for _, a in t.headers.addresses("from"))),
+    "rcpt": lambda c, t: _addresses(c, (r.strip("<>") for r in t.envelope.rcpts)),
+    "helo": lambda c, t: _present(t.envelope.helo),
+    "hostname": lambda c, t: _present(t.envelope.client_hostname),
+    "user": lambda c, t: _present(t.envelope.user),
+    "url_hosts": lambda c, t: iter(dict.fromkeys(url.host for url in t.urls if url.host)),
+    "header": _header,
+    "headers": _headers,
+    "body": _body,
+}
+
+
 def values_for(config: MapConfig, task: Task) -> Iterator[str]:
     """What a map is looked up with, for one message."""
-    env = task.envelope
-    match = config.match
-    domain_only = config.type == "domain"
-    if match == "client_ip":
-        if env.client_ip:
-            yield env.client_ip
-    elif match == "received_ip":
-        yield from dict.fromkeys(hop.ip for hop in task.received if hop.ip)
-    elif match == "envelope_from":
-        if env.mail_from is not None:
-            yield _domain(env.mail_from) if domain_only else env.mail_from
-    elif match == "header_from":
-        for _, address in task.headers.addresses("from"):
-            yield _domain(address) if domain_only else address
-    elif match == "rcpt":
-        for rcpt in env.rcpts:
-            yield _domain(rcpt.strip("<>")) if domain_only else rcpt.strip("<>")
-    elif match == "helo":
-        if env.helo:
-            yield env.helo
-    elif match == "hostname":
-        if env.client_hostname:
-            yield env.client_hostname
-    elif match == "user":
-        if env.user:
-            yield env.user
-    elif match == "url_hosts":
-        yield from dict.fromkeys(url.host for url in task.urls if url.host)
-    elif match == "header":
-        if config.type == "regexp":
-            yield from task.headers.decoded(config.header)
-        else:
-            for _, address in task.headers.addresses(config.header):
-                yield _domain(address) if domain_only else address
-    elif match == "headers":
-        # header_checks sees each header as one logical line, "Name: value".
-        for name, value in task.headers.items:
-            yield f"{name}: {unfold(surrogates_to_text(value)[0])}"
-    elif match == "body":
-        lines = list(dict.fromkeys(_raw_body_lines(task)))
-        yield from lines
-        seen = set(lines)
-        for part in task.text_parts:
-            for line in part.text.splitlines()[:MAX_BODY_LINES]:
-                if line not in seen:
-                    seen.add(line)
-                    yield line
+    return VALUES[config.match](config, task)
 
 
 class MultiMap(Check):
@@ -140,7 +146,7 @@ class MultiMap(Check):
                 action = entry.action
                 text = entry.text or config.message
                 if entry.verb == "" and config.action:
-                    action = _ACCEPT_WORDS.get(config.action, config.action)
+                    action = actions.ACCEPT_WORDS.get(config.action, config.action)
                 if action is not None:
                     hits.force_action(action, text, config.symbol)
                 log.info("map %s: %s matched %s: %s", name, key, config.match, entry.describe())

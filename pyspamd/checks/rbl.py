@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Coroutine, Iterator
 
 from pyspamd.checks.base import Check
-from pyspamd.config import Config, RblListConfig
+from pyspamd.checks.rbl_settings import RblListConfig
+from pyspamd.config import Config
 from pyspamd.dns import DnsServerFailure, DnsTimeout, MessageDns, Resolver, message_dns
 from pyspamd.dns.domains import normalize_domain, registrable_domain
 from pyspamd.services import Services
@@ -135,35 +136,21 @@ class RblCheck(Check):
                 yield f"{item}.{zone}", item
 
     def _items(self, rbl: RblListConfig, task: Task) -> Iterator[str]:
-        env = task.envelope
         for match in rbl.match:
-            if match == "client_ip":
-                if env.client_ip and worth_looking_up(env.client_ip):
-                    yield env.client_ip
-            elif match == "received":
-                hops = [h.ip for h in task.received
-                        if h.ip and h.ip != env.client_ip and worth_looking_up(h.ip)]
-                yield from list(dict.fromkeys(hops))[: self.max_received]
-            elif match == "urls":
-                domains = dict.fromkeys(d for url in task.urls if not url.is_ip
-                                        if (d := registrable_domain(url.host)))
-                if len(domains) > self.max_domains:
-                    log.debug("rbl %s: %d URL domains, looking up the first %d", rbl.name,
-                              len(domains), self.max_domains)
-                yield from list(domains)[: self.max_domains]
-            elif match == "helo":
-                helo = normalize_domain(env.helo or "")
-                if "." in helo:
-                    yield helo
-            elif match == "from":
-                for _, address in task.headers.addresses("from")[:1]:
-                    domain = normalize_domain(address.rpartition("@")[2])
-                    if "." in domain:
-                        yield domain
-            elif match == "envelope_from" and env.mail_from:
-                domain = normalize_domain(env.mail_from.rpartition("@")[2])
-                if "." in domain:
-                    yield domain
+            yield from TARGETS[match](self, rbl, task)
+
+    def _received(self, rbl: RblListConfig, task: Task) -> Iterator[str]:
+        hops = [h.ip for h in task.received
+                if h.ip and h.ip != task.envelope.client_ip and worth_looking_up(h.ip)]
+        return iter(list(dict.fromkeys(hops))[: self.max_received])
+
+    def _urls(self, rbl: RblListConfig, task: Task) -> Iterator[str]:
+        domains = dict.fromkeys(d for url in task.urls if not url.is_ip
+                                if (d := registrable_domain(url.host)))
+        if len(domains) > self.max_domains:
+            log.debug("rbl %s: %d URL domains, looking up the first %d", rbl.name,
+                      len(domains), self.max_domains)
+        return iter(list(domains)[: self.max_domains])
 
     async def _one(self, index: int, query: str, item: str, lookups: MessageDns, task: Task,
                    hits: Hits) -> None:
@@ -217,3 +204,37 @@ class RblCheck(Check):
             "Run a local caching resolver (unbound, or bind9 with recursion) that queries the "
             "list's servers directly and set [dns] nameservers to it; until then %s gives no "
             "score.", rbl.name, rbl.zone, code, rbl.zone)
+
+
+def _dotted(*domains: str | None) -> Iterator[str]:
+    """Names worth asking a domain list about: normalised, with a dot in them."""
+    for domain in domains:
+        name = normalize_domain(domain or "")
+        if "." in name:
+            yield name
+
+
+def _client_ip(check: RblCheck, rbl: RblListConfig, task: Task) -> Iterator[str]:
+    ip = task.envelope.client_ip
+    if ip and worth_looking_up(ip):
+        yield ip
+
+
+def _from(check: RblCheck, rbl: RblListConfig, task: Task) -> Iterator[str]:
+    return _dotted(*(a.rpartition("@")[2] for _, a in task.headers.addresses("from")[:1]))
+
+
+def _envelope_from(check: RblCheck, rbl: RblListConfig, task: Task) -> Iterator[str]:
+    sender = task.envelope.mail_from
+    return _dotted(sender.rpartition("@")[2]) if sender else iter(())
+
+
+# What each `match` of a list (rbl_settings.RBL_MATCHES names them all) looks up.
+TARGETS: dict[str, Callable[[RblCheck, RblListConfig, Task], Iterator[str]]] = {
+    "client_ip": _client_ip,
+    "received": RblCheck._received,
+    "urls": RblCheck._urls,
+    "helo": lambda check, rbl, task: _dotted(task.envelope.helo),
+    "from": _from,
+    "envelope_from": _envelope_from,
+}

@@ -27,9 +27,9 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 
-from pyspamd.config import DnsConfig
 from pyspamd.dns.cache import TtlCache
 from pyspamd.dns.nameservers import parse_nameserver, system_nameservers
+from pyspamd.dns_settings import DnsConfig
 from pyspamd.stats.recorder import count_event
 
 log = logging.getLogger("pyspamd.dns")

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyspamd.config import Config, FuzzyConfig
+from pyspamd.config import Config
 from pyspamd.fuzzy.hashing import EXACT, TEXT, FuzzyHash, message_hashes, similarity
+from pyspamd.fuzzy.settings import FuzzyConfig
 from pyspamd.storage.base import FuzzyEntry, FuzzyStore
 from pyspamd.task import Task
 

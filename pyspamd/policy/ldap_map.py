@@ -25,8 +25,8 @@ import ldap3
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.conv import escape_filter_chars
 
-from pyspamd.config import LdapConfig
 from pyspamd.policy.keyed import MapUnavailable
+from pyspamd.policy.map_settings import LdapConfig
 from pyspamd.policy.verbs import Entry, VerbError, VerbUnsupported, parse_result
 
 log = logging.getLogger("pyspamd.maps")

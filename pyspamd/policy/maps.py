@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pyspamd.config import MapConfig
 from pyspamd.policy.keyed import (
     AddressTable,
     DomainTable,
@@ -24,14 +23,11 @@ from pyspamd.policy.keyed import (
     parse_entries,
 )
 from pyspamd.policy.lines import inline_lines, logical_lines
+from pyspamd.policy.map_settings import CONTENT_MATCHES, MapConfig
 from pyspamd.policy.regexp_table import RegexpTable
 from pyspamd.policy.verbs import Entry
 
 log = logging.getLogger("pyspamd.maps")
-
-# header_checks(5) semantics (OK means DUNNO) for maps over message content; access(5)
-# semantics (OK means accept) for maps over the envelope.
-CONTENT_MATCHES = frozenset({"headers", "header", "body"})
 
 
 class Table(Protocol):

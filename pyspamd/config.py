@@ -33,6 +33,7 @@ from pyspamd.auth.settings import (
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
+from pyspamd.classifiers.settings import AutolearnConfig, BayesConfig, check_bayes
 from pyspamd.config_schema import (
     ConfigError,
     Locator,
@@ -56,7 +57,7 @@ from pyspamd.policy.map_settings import (
     check_maps,
 )
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
-from pyspamd.storage.backends import storage_errors
+from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 
 __all__ = [
@@ -113,45 +114,6 @@ class LoggingConfig:
 @dataclass
 class GroupConfig:
     max_score: float | bool = False
-
-
-@dataclass
-class StorageConfig:
-    backend: str = "sqlite"
-    path: str = ""  # empty: /var/lib/pyspamd/pyspamd.sqlite, else the user's data dir
-    busy_timeout: float = 10.0
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "pyspamd"
-    redis_timeout: float = 2.0
-    redis_cluster: bool = False
-
-
-@dataclass
-class AutolearnConfig:
-    enabled: bool = False
-    spam_score: float = 12.0
-    ham_score: float = -2.0
-    max_ratio: float = 3.0
-
-
-@dataclass
-class BayesConfig:
-    enabled: bool = True
-    min_learns: int = 200
-    classifier: str = "logistic"  # or "chi2"
-    model_c: float = 1.0
-    spam_threshold: float = 0.9
-    ham_threshold: float = 0.5  # 0.1 suits classifier = "chi2"
-    osb_window: int = 1
-    max_words: int = 1500
-    max_tokens: int = 8000
-    expire_days: int = 60
-    # Newest messages per class whose tokens are kept for the logistic model's fit; 0: all.
-    max_fit_messages: int = 10000
-    # Each learned message's symbol vector is kept too (as many), for `pyspamc rescore
-    # --from-store` (docs/scores.md).
-    symbol_vectors: bool = True
-    autolearn: AutolearnConfig = field(default_factory=AutolearnConfig)
 
 
 @dataclass
@@ -268,12 +230,6 @@ def _check_groups(config: Config, loc: Locator) -> list[str]:
             for name, group in config.groups.items() if group.max_score is True]
 
 
-def _storage_and_bayes(config: Config, loc: Locator) -> list[str]:
-    errors: list[str] = []
-    _check_storage_and_bayes(config, loc, errors)
-    return errors
-
-
 # Each section's checks, in the order their errors are listed. A check gets the whole Config
 # and passes on what its section's validator needs (another section's value, the file's path).
 Validator = Callable[["Config", Locator], list[str]]
@@ -283,7 +239,8 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("logging", _check_logging),
     ("scan", _check_scan),
     ("groups", _check_groups),
-    ("storage", _storage_and_bayes),
+    ("storage", lambda c, loc: check_storage(c.storage, c.path, loc)),
+    ("bayes", lambda c, loc: check_bayes(c.bayes, loc)),
     ("model", lambda c, loc: check_model(c.model, c.path, loc)),
     ("maps", lambda c, loc: check_maps(c.maps, c.path, loc)),
     ("greylist", lambda c, loc: check_greylist(c.greylist, loc)),
@@ -297,40 +254,6 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
 )
-
-# The name the storage and Bayes checks below were written with.
-_Locator = Locator
-
-
-def _check_storage_and_bayes(config: Config, locator: _Locator, errors: list[str]) -> None:
-    storage, bayes = config.storage, config.bayes
-    errors.extend(storage_errors(storage, lambda name: locator.where(("storage", name))))
-    if storage.path and not Path(storage.path).is_absolute() and config.path is not None:
-        storage.path = str(config.path.parent / storage.path)
-    if bayes.classifier not in ("logistic", "chi2"):
-        errors.append(f"{locator.where(('bayes', 'classifier'))}: bayes.classifier must be "
-                      f"\"logistic\" or \"chi2\", got {bayes.classifier!r}")
-    if not bayes.model_c > 0.0:
-        errors.append(f"{locator.where(('bayes', 'model_c'))}: bayes.model_c must be above 0")
-    if not 0.5 <= bayes.spam_threshold <= 1.0:
-        errors.append(f"{locator.where(('bayes', 'spam_threshold'))}: bayes.spam_threshold "
-                      "must be between 0.5 and 1.0")
-    if not 0.0 <= bayes.ham_threshold <= 0.5:
-        errors.append(f"{locator.where(('bayes', 'ham_threshold'))}: bayes.ham_threshold "
-                      "must be between 0.0 and 0.5")
-    if not 1 <= bayes.osb_window <= 5:
-        errors.append(f"{locator.where(('bayes', 'osb_window'))}: bayes.osb_window must be "
-                      "1 (single words) to 5")
-    for name in ("min_learns", "max_words", "max_tokens", "expire_days", "max_fit_messages"):
-        if getattr(bayes, name) < 0:
-            errors.append(f"{locator.where(('bayes', name))}: bayes.{name} must be >= 0")
-    if bayes.autolearn.spam_score <= bayes.autolearn.ham_score:
-        errors.append(f"{locator.where(('bayes', 'autolearn', 'spam_score'))}: "
-                      "autolearn.spam_score must be above autolearn.ham_score")
-    if bayes.autolearn.max_ratio < 1.0:
-        errors.append(f"{locator.where(('bayes', 'autolearn', 'max_ratio'))}: "
-                      "autolearn.max_ratio must be at least 1.0")
-
 
 def _type_name(tp: Any) -> str:
     if tp is bool:
@@ -377,7 +300,7 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
+def _build(cls: type, data: Any, keys: tuple[str, ...], loc: Locator, errors: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
     # Config.path is where the file was read from, not an option; [storage] path is one.
     known = {f.name for f in dataclasses.fields(cls)
@@ -415,7 +338,7 @@ def _build(cls: type, data: Any, keys: tuple[str, ...], loc: _Locator, errors: l
     return cls(**kwargs)
 
 
-def _build_tables(item_type: type, value: Any, keys: tuple[str, ...], loc: _Locator,
+def _build_tables(item_type: type, value: Any, keys: tuple[str, ...], loc: Locator,
                   errors: list[str]) -> list[Any]:
     """An array of tables (`[[maps]]`): each item is built like a section."""
     if not isinstance(value, list):
@@ -426,7 +349,7 @@ def _build_tables(item_type: type, value: Any, keys: tuple[str, ...], loc: _Loca
             for index, item in enumerate(value)]
 
 
-def _build_map(tp: Any, value: Any, keys: tuple[str, ...], loc: _Locator, errors: list[str]) -> Any:
+def _build_map(tp: Any, value: Any, keys: tuple[str, ...], loc: Locator, errors: list[str]) -> Any:
     _, item_type = typing.get_args(tp)
     if not isinstance(value, dict):
         errors.append(f"{loc.where(keys)}: [{'.'.join(keys)}] must be a table")

@@ -16,8 +16,8 @@ from pyspamd.storage.backends import (
 from pyspamd.storage.errors import StorageError, StorageMissing
 
 if TYPE_CHECKING:
-    from pyspamd.config import StorageConfig
     from pyspamd.storage.base import Storage
+    from pyspamd.storage.settings import StorageConfig
 
 def open_storage(config: StorageConfig, create: bool = True) -> Storage:
     """`create=False` (scanning) never makes a SQLite file; the first learn does. A daemon

@@ -24,7 +24,7 @@ DATA_DIR_ENV = "PYSPAMD_DATA_DIR"
 
 
 class StorageConfig(Protocol):
-    """The [storage] section as pyspamd.config.StorageConfig holds it (named by shape, so
+    """The [storage] section as pyspamd.storage.settings.StorageConfig holds it (named by shape, so
     that config.py can import this module without an import loop)."""
 
     backend: str

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pyspamd.config import load_config
@@ -38,9 +39,16 @@ from pyspamd.permissions import write_problems
 from pyspamd.scanner import Scanner
 
 
-def _daemonize(pidfile: Path | None) -> None:
+def _daemonize() -> Callable[[], None]:
+    """Detach from the terminal. The first process waits, and exits only when the daemon
+    calls the function returned here (after writing its pidfile): an init script or test
+    that reads the pidfile as soon as `pyspamd --daemon` returns finds the pid in it. If the
+    daemon dies before, the first process exits 1."""
+    read_end, write_end = os.pipe()
     if os.fork():
-        os._exit(0)
+        os.close(write_end)
+        os._exit(0 if os.read(read_end, 1) == b"1" else 1)
+    os.close(read_end)
     os.setsid()
     if os.fork():
         os._exit(0)
@@ -48,6 +56,12 @@ def _daemonize(pidfile: Path | None) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+
+    def ready() -> None:
+        os.write(write_end, b"1")
+        os.close(write_end)
+
+    return ready
 
 
 def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None = None) -> int:
@@ -61,10 +75,11 @@ def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None =
         raise StartupError("pyspamd not started: " + "; ".join(problems))
     claimed = claim_instance(config, pidfile)  # StartupError: another daemon runs here
     setup_logging(config.logging, daemon=daemon)
-    if daemon:
-        _daemonize(pidfile)
+    ready = _daemonize() if daemon else None
     if claimed is not None:
         claimed.write(os.getpid())
+    if ready is not None:
+        ready()
     try:
         return Master(config_path, config, scanner).run()
     finally:

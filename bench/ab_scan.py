@@ -1,6 +1,6 @@
 """A/B scan cost of two source trees, measured alternately in one run.
 
-    python bench/ab_scan.py OTHER_TREE [--rounds N] [--repeat N] [DIR ...]
+    python bench/ab_scan.py OTHER_TREE [--rounds N] [--repeat N] [--config PATH] [DIR ...]
 
 Runs this tree's bench/scan.py against the pyspamd (code and shipped rules) of this tree
 and of OTHER_TREE (e.g. /work/main) one after the other, N rounds, each in its own
@@ -9,7 +9,8 @@ tree; else this interpreter with the tree on PYTHONPATH), on the same messages. 
 here drifts 2x within an hour, so only neighbouring runs compare: the table shows each
 round's CPU ms per message (process time of the scan loop over the message count, which
 the other sessions on the machine disturb less than wall time; one core, no network) and
-the difference B - A.
+the difference B - A. --config gives both trees the same pyspamd config, e.g. one whose
+[storage] is a trained Bayes store, so that Bayes votes (and tokenizes) in both.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def main() -> int:
     parser.add_argument("dirs", nargs="*", help="message folders (default: scan.py's)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=1, help="passed to scan.py")
+    parser.add_argument("--config", help="pyspamd config for both trees (scan.py --config)")
     args = parser.parse_intermixed_args()
     scan_args = [*args.dirs, "--repeat", str(args.repeat)]
+    if args.config:
+        scan_args += ["--config", str(Path(args.config).resolve())]
     a_times, b_times = [], []
     print("| round | A ms/msg | B ms/msg | B - A ms |")
     print("|---:|---:|---:|---:|")

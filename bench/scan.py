@@ -34,17 +34,18 @@ from pathlib import Path
 
 from tables import print_measures
 
-from pyspamd.config import load_config
-from pyspamd.scanner import Scanner
-from pyspamd.sources import iter_messages
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from support.paths import corpus_dirs  # noqa: E402
+
+from pyspamd.config import load_config  # noqa: E402
+from pyspamd.scanner import Scanner  # noqa: E402
+from pyspamd.sources import iter_messages  # noqa: E402
 
 
 def default_dirs() -> list[str]:
-    shared = REPO.parent / "shared" / "corpus" / "spamassassin"
-    base = shared if shared.is_dir() else REPO / "corpus"
-    return [str(base / "ham"), str(base / "spam")]  # Maildirs; skips MANIFEST.tsv beside them
+    return corpus_dirs([])
 
 
 def peak_rss_mib() -> float:
@@ -67,7 +68,7 @@ def main() -> int:
                         help="with --dns: delay added to each query the local resolver sends "
                              "to the authoritative server, as the internet would (0: none)")
     args = parser.parse_args()
-    dirs = args.dirs or default_dirs()
+    dirs = corpus_dirs(args.dirs)
     if args.dns:
         from bench_dns import run_dns_bench
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -72,16 +73,26 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+@lru_cache(maxsize=8)
+def _threshold_logits(t: Thresholds) -> tuple[float, float, float, float]:
+    """Log-odds of the spam, confident, ham and 1 - confident thresholds: the same for every
+    message, and five of weights_for's six logits."""
+    spam, confident, ham, not_confident = (
+        float(_logit(np.array(x))) for x in (t.spam, t.confident, t.ham, 1 - t.confident))
+    return spam, confident, ham, not_confident
+
+
 def weights_for(p: np.ndarray, t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
     """(MODEL_SPAM weight, MODEL_HAM weight) per probability of spam, 0 where the symbol is
     not given. A weight goes from min_weight at its threshold to 1 at `confident` (for ham:
     as far under the ham threshold as `confident` is over 1/2), linearly in log-odds."""
     p = np.asarray(p, dtype=np.float64)
     lp = _logit(p)
-    spam_span = float(_logit(np.array(t.confident)) - _logit(np.array(t.spam)))
-    ham_span = float(_logit(np.array(t.ham)) - _logit(np.array(1 - t.confident)))
-    x_spam = np.ones_like(p) if spam_span <= 0 else (lp - _logit(np.array(t.spam))) / spam_span
-    x_ham = np.ones_like(p) if ham_span <= 0 else (_logit(np.array(t.ham)) - lp) / ham_span
+    spam_logit, confident_logit, ham_logit, not_confident_logit = _threshold_logits(t)
+    spam_span = confident_logit - spam_logit
+    ham_span = ham_logit - not_confident_logit
+    x_spam = np.ones_like(p) if spam_span <= 0 else (lp - spam_logit) / spam_span
+    x_ham = np.ones_like(p) if ham_span <= 0 else (ham_logit - lp) / ham_span
     ramp = 1 - t.min_weight
     spam_w = np.where(p >= t.spam, t.min_weight + ramp * np.minimum(x_spam, 1.0), 0.0)
     ham_w = np.where((p <= t.ham) & (p < t.spam), t.min_weight + ramp * np.minimum(x_ham, 1.0),
@@ -90,14 +101,25 @@ def weights_for(p: np.ndarray, t: Thresholds) -> tuple[np.ndarray, np.ndarray]:
 
 
 def verdict_symbol(p: float, t: Thresholds) -> tuple[str, float] | None:
-    """(symbol, weight) for one probability of spam, or None in the unsure middle."""
+    """(symbol, weight) for one probability of spam, or None in the unsure middle: what
+    weights_for gives for [p], in Python floats (the same IEEE operations) rather than a
+    dozen numpy calls on one-element arrays, which cost a scan 0.05 ms."""
     if t.ham < p < t.spam:
         return None
-    spam_w, ham_w = weights_for(np.array([p]), t)
-    if spam_w[0] > 0:
-        return "MODEL_SPAM", float(spam_w[0])
-    if ham_w[0] > 0:
-        return "MODEL_HAM", float(ham_w[0])
+    spam_logit, confident_logit, ham_logit, not_confident_logit = _threshold_logits(t)
+    clipped = min(max(p, 1e-9), 1 - 1e-9)
+    lp = float(np.log(clipped / (1 - clipped)))  # numpy's log, as weights_for takes it
+    ramp = 1 - t.min_weight
+    if p >= t.spam:
+        span = confident_logit - spam_logit
+        weight = t.min_weight + ramp * min(1.0 if span <= 0 else (lp - spam_logit) / span, 1.0)
+        if weight > 0:
+            return "MODEL_SPAM", weight
+    if p <= t.ham and p < t.spam:
+        span = ham_logit - not_confident_logit
+        weight = t.min_weight + ramp * min(1.0 if span <= 0 else (ham_logit - lp) / span, 1.0)
+        if weight > 0:
+            return "MODEL_HAM", weight
     return None
 
 

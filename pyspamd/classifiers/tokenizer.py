@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
 
@@ -49,7 +50,11 @@ HEADER_VALUE_WORDS = 40  # per header value; the start says what it is
 # Header values split on spaces and address punctuation, so "Joe <joe@x.org>" gives the
 # display-name words and the whole address as tokens.
 _HEADER_WORD = re.compile(r"[^\s<>\"'(),;:]+")
-_UPPER, _LOWER, _DIGIT = re.compile(r"[A-Z]"), re.compile(r"[a-z]"), re.compile(r"[0-9]")
+# ASCII letters and digits to their class, as _shape's three substitutions did one by one
+_SHAPE_CLASSES = str.maketrans({
+    **dict.fromkeys(string.ascii_uppercase, "A"), **dict.fromkeys(string.ascii_lowercase, "a"),
+    **dict.fromkeys(string.digits, "9"),
+})
 _RUN = re.compile(r"(.)\1+")
 # Every message has this token: its learned weight is the logistic model's bias.
 BIAS_TOKEN = "bias:"
@@ -94,11 +99,37 @@ def _h(text: str) -> int:
     return xxhash.xxh64_intdigest(text.encode("utf-8", "surrogatepass"))
 
 
-def _hash_all(texts: list[str]) -> np.ndarray:
-    """_h of each text, in order; a text that recurs (most body words do) is hashed once."""
-    h = xxhash.xxh64_intdigest
-    known = {text: h(text.encode("utf-8", "surrogatepass")) for text in dict.fromkeys(texts)}
-    return np.fromiter(map(known.__getitem__, texts), dtype=np.uint64, count=len(texts))
+def hash_texts(texts: list[str]) -> np.ndarray:
+    """_h of each text, in order. The 8-byte digests are joined and read as one array,
+    which is cheaper than numpy converting 64-bit Python ints one at a time; hashing a word
+    each time it recurs costs less than finding the recurrences first."""
+    h = xxhash.xxh64_digest
+    digests = b"".join([h(text.encode("utf-8", "surrogatepass")) for text in texts])
+    return np.frombuffer(digests, dtype=">u8").astype(np.uint64)
+
+
+def _starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted array starts."""
+    new = np.empty(len(ordered), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    return new
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """np.unique(values): numpy 2's hash-table way costs three times a sort on a message's
+    few hundred tokens."""
+    ordered = np.sort(values)
+    return ordered[_starts(ordered)]
+
+
+def _unique_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_index=True): sorted distinct values and where each first
+    occurs (a stable sort keeps the first of equals first), without np.unique's set-up."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    new = _starts(ordered)
+    return ordered[new], order[new]
 
 
 def _mix(a: np.ndarray, b: np.ndarray, distance: int) -> np.ndarray:
@@ -179,8 +210,13 @@ def header_tokens(task: Task) -> list[str]:
 def _shape(value: str) -> str:
     """A string's shape: A for upper, a for lower, 9 for digits, runs folded (A+a+9+@...):
     a mailer's Message-ID format recurs where the id itself never does."""
-    shape = _DIGIT.sub("9", _LOWER.sub("a", _UPPER.sub("A", value.strip())))
-    return _RUN.sub(r"\1+", shape)[:40]
+    shape = value.strip().translate(_SHAPE_CLASSES)
+    # a function, not the template r"\1+", which Python 3.11 expands in Python per match
+    return _RUN.sub(_fold_run, shape)[:40]
+
+
+def _fold_run(run: re.Match[str]) -> str:
+    return run.group(1) + "+"
 
 
 def all_header_tokens(task: Task) -> list[str]:
@@ -306,8 +342,8 @@ def tokenize(task: Task, limits: TokenizerLimits | None = None) -> Tokens:
     # Features and unigrams first, then bigrams by distance: np.unique keeps the first
     # occurrence of a hash, so a token that is both keeps its largest weight, and a cut at
     # max_tokens keeps the bias and header tokens.
-    word_hashes = _hash_all(body_words)
-    feature_hashes = _hash_all(features)
+    word_hashes = hash_texts(body_words)
+    feature_hashes = hash_texts(features)
     parts = [feature_hashes, word_hashes]
     weights = [np.full(len(word_hashes) + len(feature_hashes), UNIGRAM_WEIGHT)]
     for distance in range(1, min(limits.osb_window, len(OSB_WEIGHTS) + 1)):
@@ -318,7 +354,7 @@ def tokenize(task: Task, limits: TokenizerLimits | None = None) -> Tokens:
         weights.append(np.full(len(pairs), OSB_WEIGHTS[distance - 1]))
     all_hashes = np.concatenate(parts)
     all_weights = np.concatenate(weights)
-    unique, first = np.unique(all_hashes, return_index=True)
+    unique, first = _unique_first(all_hashes)
     if len(unique) > limits.max_tokens:
         # Keep the earliest tokens (headers, subject, first paragraphs) when cutting.
         keep = np.sort(np.argsort(first, kind="stable")[: limits.max_tokens])
@@ -332,7 +368,7 @@ def token_texts(task: Task, limits: TokenizerLimits | None = None) -> dict[int, 
     limits = limits or TokenizerLimits()
     body_words, extra = words(task.body_text, limits)
     texts = [BIAS_TOKEN, *extra, *header_tokens(task), *url_tokens(task), *body_words]
-    return {int(h): text for h, text in zip(_hash_all(texts), texts, strict=True)}
+    return {int(h): text for h, text in zip(hash_texts(texts), texts, strict=True)}
 
 
 def task_tokens(task: Task, limits: TokenizerLimits) -> Tokens:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 
+import re2
+
+from pyspamd.ruleset.regex import re2_options
 from pyspamd.task import Task
 
 # Bump when a token below changes: a model records the version it was trained with.
@@ -92,29 +95,7 @@ def _text_tokens(task: Task) -> list[str]:
             if marker in lowered:
                 out.append(token)
         out.append(f"html:imgs:{bucket(lowered.count('<img'), (1, 2, 5, 10))}")
-    scripts = scripts_of(text)
-    out.append(f"scripts:{'+'.join(scripts) or 'none'}")
-    if len(scripts) > 1:
-        out.append("scripts:mixed")
-        if ("cyrillic" in scripts or "greek" in scripts) and _MIXED_WORD.search(text):
-            out.append("text:mixed-script-word")
-    invisible = len(_INVISIBLE.findall(text))
-    if invisible:
-        out.append(f"text:invisible:{bucket(invisible, (1, 5, 20))}")
-    upper_words = len(_UPPER_RUN.findall(text))
-    out.append(f"text:capswords:{bucket(upper_words, (1, 3, 10, 30))}")
-    if text:
-        digits = len(_DIGITS.findall(text)) / len(text)
-        out.append(f"text:digits:{bucket(digits, (0.02, 0.06, 0.15))}")
-    out.append(f"text:excl:{bucket(text.count('!'), (1, 3, 10))}")
-    if _MONEY.search(text):
-        out.append("text:money")
-    if _PERCENT.search(text):
-        out.append("text:percent")
-    if _BTC.search(text):
-        out.append("text:btc-address")
-    if _PHONE.search(text):
-        out.append("text:phone")
+    out.extend(_char_tokens(text))
     charsets = {p.part.charset.lower() for p in parts if p.part.charset}
     if len(charsets) > 1:
         out.append("charset:several")
@@ -126,9 +107,63 @@ def _text_tokens(task: Task) -> list[str]:
     return out
 
 
+def _char_tokens(text: str) -> list[str]:
+    """What the characters of the text say: scripts, invisible characters, capitals, digits,
+    money, percentages, Bitcoin addresses, phone numbers. Most mail is ASCII, which has no
+    other script and no invisible character to look for, and whose digits str.count finds;
+    RE2 reads it once for the two patterns that cost most in Python's engine."""
+    ascii_only = text.isascii()
+    out: list[str] = []
+    scripts = scripts_of(text)
+    out.append(f"scripts:{'+'.join(scripts) or 'none'}")
+    if len(scripts) > 1:
+        out.append("scripts:mixed")
+        if ("cyrillic" in scripts or "greek" in scripts) and _MIXED_WORD.search(text):
+            out.append("text:mixed-script-word")
+    invisible = 0 if ascii_only else len(_INVISIBLE.findall(text))
+    if invisible:
+        out.append(f"text:invisible:{bucket(invisible, (1, 5, 20))}")
+    upper_words = len(_UPPER_RUN.findall(text))
+    out.append(f"text:capswords:{bucket(upper_words, (1, 3, 10, 30))}")
+    if text:
+        count = sum(map(text.count, "0123456789")) if ascii_only else len(_DIGITS.findall(text))
+        out.append(f"text:digits:{bucket(count / len(text), (0.02, 0.06, 0.15))}")
+    out.append(f"text:excl:{bucket(text.count('!'), (1, 3, 10))}")
+    # Each pattern needs its sign in the text; `in` looks far faster than the regex engine.
+    if ("$" in text or "€" in text or "£" in text) and _MONEY.search(text):
+        out.append("text:money")
+    if "%" in text and _PERCENT.search(text):
+        out.append("text:percent")
+    if ascii_only:
+        found = _ASCII_SET.Match(text.encode("ascii")) or ()
+        btc, phone = 0 in found, 1 in found
+    else:
+        btc, phone = bool(_BTC.search(text)), bool(_PHONE.search(text))
+    if btc:
+        out.append("text:btc-address")
+    if phone:
+        out.append("text:phone")
+    return out
+
+
+def _ascii_set() -> re2.Set:
+    """_BTC and _PHONE for ASCII text, where RE2's word boundary and digit (ASCII) are
+    Python's (Unicode), so the set finds a match exactly when the Python patterns do."""
+    patterns = re2.Set.SearchSet(re2_options())
+    for pattern in (_BTC, _PHONE):
+        patterns.Add(pattern.pattern)
+    patterns.Compile()
+    return patterns
+
+
+_ASCII_SET = _ascii_set()
+
+
 def scripts_of(text: str) -> list[str]:
     """The scripts whose letters the text uses, in a fixed order."""
     found = {"latin"} if _ASCII_LETTER.search(text) else set()
+    if text.isascii():
+        return [name for name in _SCRIPT_ORDER if name in found]
     for char in set(_NON_ASCII.findall(text)):
         code = ord(char)
         for name, low, high in _SCRIPT_RANGES:

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xxhash
 
 from pyspamd.classifiers.tokenizer import (
     TOKENIZER_VERSION,
     TokenizerLimits,
     Tokens,
+    distinct,
+    hash_texts,
     receiving_side_tokens,
     task_tokens,
 )
@@ -87,23 +88,19 @@ class LinearModel:
         return task_tokens(task, self.meta.limits)
 
 
-def _hashes(texts: list[str]) -> np.ndarray:
-    h = xxhash.xxh64_intdigest
-    return np.fromiter((h(t.encode("utf-8", "surrogatepass")) for t in texts),
-                       dtype=np.uint64, count=len(texts))
-
-
 def feature_index(tokens: Tokens, task: Task, hash_bits: int) -> np.ndarray:
     """Distinct weight indices of a message: its Bayes tokens less the receiving side's
     (recipients, Received chain: the corpora's collectors, not the senders), plus the
     structure tokens."""
     hashes = tokens.hashes  # sorted and distinct (np.unique in tokenize)
-    site = _hashes(receiving_side_tokens(task))
+    site = hash_texts(receiving_side_tokens(task))
     if len(site) and len(hashes):
         at = np.minimum(np.searchsorted(hashes, site), len(hashes) - 1)
-        hashes = np.delete(hashes, at[hashes[at] == site])
-    hashes = np.concatenate([hashes, _hashes(structure_tokens(task))])
-    return np.unique(hashes & np.uint64((1 << hash_bits) - 1)).astype(np.intp)
+        keep = np.ones(len(hashes), dtype=bool)
+        keep[at[hashes[at] == site]] = False
+        hashes = hashes[keep]
+    hashes = np.concatenate([hashes, hash_texts(structure_tokens(task))])
+    return distinct(hashes & np.uint64((1 << hash_bits) - 1)).astype(np.intp)
 
 
 def sigmoid(x: float) -> float:

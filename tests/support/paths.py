@@ -6,8 +6,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "corpus"
-# The SpamAssassin corpus beside the checkout (../shared), which benchmarks use when present.
-SHARED_SPAMASSASSIN = REPO.parent / "shared" / "corpus" / "spamassassin"
+# The SpamAssassin corpus beside the checkout (../shared), which benchmarks use when present;
+# a git worktree further down (../wt/NAME) finds it beside the checkout above it.
+SHARED_SPAMASSASSIN = next(
+    (found for up in REPO.parents if (found := up / "shared" / "corpus" / "spamassassin").is_dir()),
+    REPO.parent / "shared" / "corpus" / "spamassassin",
+)
 
 
 def corpus_dirs(given: list[str]) -> list[str]:

@@ -8,9 +8,10 @@ process with the tree's own virtualenv (TREE/.venv, where pyspamd is installed f
 tree; else this interpreter with the tree on PYTHONPATH), on the same messages. Speed
 here drifts 2x within an hour, so only neighbouring runs compare: the table shows each
 round's CPU ms per message (process time of the scan loop over the message count, which
-the other sessions on the machine disturb less than wall time; one core, no network) and
-the difference B - A. --config gives both trees the same pyspamd config, e.g. one whose
-[storage] is a trained Bayes store, so that Bayes votes (and tokenizes) in both.
+the other sessions on the machine disturb less than wall time; one core, no network), the
+difference B - A, and each process's peak RSS after the corpus (corpus in memory included).
+--config gives both trees the same pyspamd config, e.g. one whose [storage] is a trained
+Bayes store, so that Bayes votes (and tokenizes) in both.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 _CPU = re.compile(r"CPU ms/msg\s*\|\s*([\d.]+)")
+_RSS = re.compile(r"peak RSS MiB\s*\|\s*([\d.]+)")
 
 
-def run_scan(tree: Path, args: list[str]) -> float:
-    """CPU ms per message of one bench/scan.py run on `tree`'s pyspamd (scan loop only)."""
+def run_scan(tree: Path, args: list[str]) -> tuple[float, float]:
+    """CPU ms per message of one bench/scan.py run on `tree`'s pyspamd (scan loop only),
+    and the process's peak RSS in MiB after the corpus."""
     venv = tree / ".venv" / "bin" / "python"
     python = str(venv) if venv.exists() else sys.executable
     env = dict(os.environ, PYTHONPATH=str(tree))
@@ -36,10 +39,11 @@ def run_scan(tree: Path, args: list[str]) -> float:
         [python, str(HERE / "bench" / "scan.py"), *args],
         cwd=tree, env=env, capture_output=True, text=True, check=True,
     ).stdout
-    found = _CPU.search(out)
-    if not found:
-        raise SystemExit(f"no CPU ms/msg in the output of bench/scan.py on {tree}:\n{out}")
-    return float(found.group(1))
+    found, rss = _CPU.search(out), _RSS.search(out)
+    if not found or not rss:
+        raise SystemExit(f"no CPU ms/msg or peak RSS in the output of bench/scan.py on "
+                         f"{tree}:\n{out}")
+    return float(found.group(1)), float(rss.group(1))
 
 
 def main() -> int:
@@ -54,17 +58,18 @@ def main() -> int:
     if args.config:
         scan_args += ["--config", str(Path(args.config).resolve())]
     a_times, b_times = [], []
-    print("| round | A ms/msg | B ms/msg | B - A ms |")
-    print("|---:|---:|---:|---:|")
+    print("| round | A ms/msg | B ms/msg | B - A ms | A peak RSS MiB | B peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for number in range(1, args.rounds + 1):
-        a = run_scan(args.other.resolve(), scan_args)
-        b = run_scan(HERE, scan_args)
+        a, a_rss = run_scan(args.other.resolve(), scan_args)
+        b, b_rss = run_scan(HERE, scan_args)
         a_times.append(a)
         b_times.append(b)
-        print(f"| {number} | {a:.3f} | {b:.3f} | {b - a:+.3f} |", flush=True)
+        print(f"| {number} | {a:.3f} | {b:.3f} | {b - a:+.3f} | {a_rss:.0f} | {b_rss:.0f} |",
+              flush=True)
     diffs = [b - a for a, b in zip(a_times, b_times, strict=True)]
     print(f"| median | {statistics.median(a_times):.3f} | {statistics.median(b_times):.3f} "
-          f"| {statistics.median(diffs):+.3f} |")
+          f"| {statistics.median(diffs):+.3f} | | |")
     print(f"\nA = {args.other.resolve()}, B = {HERE}")
     return 0
 

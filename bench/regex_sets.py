@@ -39,7 +39,7 @@ def main() -> int:
             values = _target_values(task, group.key)
             codec = "latin-1" if group.encode_text else "utf-8"
             data = [v if isinstance(v, bytes) else v.encode(codec, "replace") for v in values]
-            for matcher, chunk in group.sets:
+            for matcher, chunk, _ in group.sets:
                 found: set[int] = set()
                 for value in data:
                     found.update(matcher.Match(value) or ())

@@ -90,6 +90,12 @@ class Scanner:
         # What each meta is when none of its operands hit: most metas on most messages, so
         # only a set test is paid for them, not an evaluation.
         self.meta_idle = [bool(r.expr and r.expr.evaluate({})) for r in self.metas]
+        # The metas reading each name, by place in meta_order: a scan evaluates those whose
+        # operands hit. Testing every meta's names against the hits cost 0.2 ms a message.
+        self.meta_readers: dict[str, list[int]] = {}
+        for place, rule in enumerate(self.metas):
+            for name in rule.expr.names if rule.expr else ():
+                self.meta_readers.setdefault(name, []).append(place)
 
     @classmethod
     def from_config(cls, config: Config, extra_checks: list[Check] | None = None,
@@ -207,11 +213,14 @@ class Scanner:
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
                 after_scan: bool = True) -> ScanResult:
         counts = {name: hit.count for name, hit in hits.hits.items()}
-        for rule, idle in zip(self.metas, self.meta_idle, strict=True):
+        readers = self.meta_readers
+        touched = {place for name in counts if name in readers for place in readers[name]}
+        for place, (rule, idle) in enumerate(zip(self.metas, self.meta_idle, strict=True)):
             assert rule.expr is not None
-            if idle if rule.expr.names.isdisjoint(counts) else rule.expr.evaluate(counts):
+            if rule.expr.evaluate(counts) if place in touched else idle:
                 hits.add(rule.name)
                 counts[rule.name] = 1
+                touched.update(readers.get(rule.name, ()))  # metas come after what they read
         symbols, total = self._score(hits)
         message = forced_by = ""
         if hits.forced:

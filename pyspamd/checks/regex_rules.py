@@ -14,6 +14,7 @@ name characters beyond Latin-1 (look-alike scripts, zero-width characters) run o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -31,9 +32,26 @@ _SET_CHUNK = 32  # patterns per re2.Set, keeps each DFA well inside its memory b
 # ran in 0.10-0.15 ms a message against 0.17 for 32 (SpamAssassin corpus; 200 a set
 # overflowed the budget and took 2.6 ms). bench/regex_sets.py checks that no set misses.
 _SET_CHUNK_LATIN1_TEXT = 64
+# Patterns with a long counted repeat or .* (`a\b.{0,200}\bb`) keep many positions alive
+# at once, and in a Set with others they multiply the DFA's states: the 42 such body
+# patterns spread among 167 made the body DFAs grow past 65 MiB over the SpamAssassin
+# corpus, still growing. Four a set, apart from the phrase patterns, they took 22 MiB in
+# all and ran a quarter faster (bench/rules_profile.py, docs/performance.md).
+_HEAVY = re.compile(rb"\{\d*,\d{2,}\}|\.\*|\.\+")
+_SET_CHUNK_HEAVY = 4
+# URL patterns (host and path shapes) make DFAs of many states however short the text: 64 a
+# set needed ~24 MiB and thrashed at 16; 16 a set ran the corpus in half the time of 64 at
+# 64 MiB (0.05 against 0.13 ms a message, first pass) in 2 MiB.
+_SET_CHUNK_URI = 16
+# A set's DFA cache grows to this and then starts again; the sets above stay below it.
+_SET_MAX_MEM = 16 << 20
 _MAX_MULTIPLE = 10
 _MATCHED_TEXT_KINDS = frozenset(("body", "rawbody", "full"))
 _LATIN1_TEXT_KINDS = frozenset(("body", "rawbody", "uri"))
+_MEMO_KINDS = frozenset(("header", "mime"))
+_UNMEMOISED = frozenset(("all",))  # the whole header block: never the same twice
+_MEMO_ENTRIES = 512  # per group; a full memo starts again
+_MEMO_MAX_CHARS = 256  # values longer than this (together) are matched, not remembered
 
 TargetKey = tuple[str, str, str]  # (kind, target, variant)
 
@@ -46,8 +64,14 @@ class _Group:
     # the regex each rule runs with here (its Latin-1 compilation in a Latin-1 text group)
     regexes: dict[str, CompiledRegex] = field(default_factory=dict)
     encode_text: bool = False  # str values are encoded as Latin-1 for this group
-    sets: list[tuple[re2.Set, list[Rule]]] = field(default_factory=list)
+    # each Set, its rules, and their places in `rules` (hits are added in rule order)
+    sets: list[tuple[re2.Set, list[Rule], list[int]]] = field(default_factory=list)
+    # the !~ rules and their places: a hit when their Set does not report them
+    negated: list[tuple[int, Rule]] = field(default_factory=list)
     fallback_rules: list[Rule] = field(default_factory=list)
+    # The hits (name, options) a header or mime group adds for a tuple of values: the same
+    # values come back message after message (counts, MIME types, mailers, relays).
+    memo: dict[tuple[str, ...], list[tuple[str, tuple[str, ...]]]] | None = None
 
     def build(self) -> None:
         re2_rules = [r for r in self.rules if r.regex is not None and not r.regex.uses_fallback]
@@ -56,15 +80,44 @@ class _Group:
             assert rule.regex is not None
             self.regexes.setdefault(rule.name, rule.regex)
         size = _SET_CHUNK_LATIN1_TEXT if self.encode_text else _SET_CHUNK
-        for start in range(0, len(re2_rules), size):
-            chunk = re2_rules[start : start + size]
-            matcher = re2.Set.SearchSet(re2_options(self.latin1))
-            for rule in chunk:
-                pattern = self.regexes[rule.name].re2_pattern
-                assert pattern is not None
-                matcher.Add(pattern)
+        if self.key[0] == "uri":
+            size = _SET_CHUNK_URI
+        light: list[int] = []
+        heavy: list[int] = []
+        for place, rule in enumerate(re2_rules):
+            pattern = self.regexes[rule.name].re2_pattern
+            assert pattern is not None
+            (heavy if _HEAVY.search(pattern) else light).append(place)
+        chunks = [light[i : i + size] for i in range(0, len(light), size)]
+        chunks += [heavy[i : i + _SET_CHUNK_HEAVY]
+                   for i in range(0, len(heavy), _SET_CHUNK_HEAVY)]
+        for places in chunks:
+            matcher = re2.Set.SearchSet(re2_options(self.latin1, _SET_MAX_MEM))
+            for place in places:
+                matcher.Add(self.regexes[re2_rules[place].name].re2_pattern)
             matcher.Compile()
-            self.sets.append((matcher, chunk))
+            self.sets.append((matcher, [re2_rules[p] for p in places], places))
+        self.negated = [(place, rule) for place, rule in enumerate(re2_rules) if rule.negate]
+        if self.key[0] in _MEMO_KINDS and not self.fallback_rules \
+                and self.key[1] not in _UNMEMOISED:
+            self.memo = {}
+
+
+def _place(item: tuple[int, Rule]) -> int:
+    return item[0]
+
+
+class _Recorder(Hits):
+    """A Hits that keeps the calls made to it, to replay them from a group's memo."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def add(self, name: str, *options: str, weight: float = 1.0) -> None:
+        self.calls.append((name, options))
 
 
 class _OutOfTime(Exception):
@@ -133,41 +186,77 @@ class RegexRules(Check):
                 hits.add(rule.name)
         # Every RE2 set first (linear time), then the opted-in backtracking rules, so a
         # budget that the slow ones spend never costs a rule RE2 would have run.
-        values_of = {group.key: _target_values(task, group.key) for group in self.groups}
+        values_of: dict[TargetKey, list[str] | list[bytes]] = {}
         for group in self.groups:
             absent = self.absent_hits.get(id(group))
             if absent is not None and group.key[1] not in headers:
                 for name in absent:
                     hits.add(name)
                 continue
-            self._match_sets(group, values_of[group.key], hits)
+            values = values_of.get(group.key)
+            if values is None:
+                values = values_of[group.key] = _target_values(task, group.key)
+            if group.memo is None:
+                self._match_sets(group, values, hits)
+            else:
+                self._match_memo(group, values, hits)  # type: ignore[arg-type]
         for group in self.groups:
+            if not group.fallback_rules:
+                continue
+            values = values_of.get(group.key)
+            if values is None:
+                values = values_of[group.key] = _target_values(task, group.key)
             try:
-                self._match_fallback(group, values_of[group.key], hits, task)
+                self._match_fallback(group, values, hits, task)
             except _OutOfTime as exc:
                 hits.add(SCAN_TIMEOUT, f"{self.name}:{exc}")
                 return
+
+    def _match_memo(self, group: _Group, values: list[str], hits: Hits) -> None:
+        """_match_sets for a header or mime group, whose hits depend on its values alone."""
+        memo = group.memo
+        assert memo is not None
+        key = tuple(values)
+        found = memo.get(key)
+        if found is None:
+            recorder = _Recorder()
+            self._match_sets(group, values, recorder)
+            found = recorder.calls
+            if sum(map(len, key)) <= _MEMO_MAX_CHARS:
+                if len(memo) >= _MEMO_ENTRIES:
+                    memo.clear()
+                memo[key] = found
+        for name, options in found:
+            hits.add(name, *options)
 
     def _match_sets(self, group: _Group, values: list[str] | list[bytes], hits: Hits) -> None:
         codec = "latin-1" if group.encode_text else "utf-8"
         encoded: list[bytes] = [
             v if isinstance(v, bytes) else v.encode(codec, "replace") for v in values
         ]
-        for matcher, rules in group.sets:
-            matched: set[int] = set()
-            for data in encoded:
-                found = matcher.Match(data)
-                if found:
-                    matched.update(found)
-            for index, rule in enumerate(rules):
-                if rule.negate:
-                    if index not in matched:
-                        hits.add(rule.name)
-                elif index in matched:
-                    if rule.name in self.quiet:
-                        hits.add(rule.name)  # a sub-rule shows no option: no second search
-                    else:
-                        self._report(rule, group.regexes[rule.name], encoded, hits, group.latin1)
+        hit: list[tuple[int, Rule]] = []
+        for matcher, rules, places in group.sets:
+            if len(encoded) == 1:
+                matched = matcher.Match(encoded[0]) or ()
+            else:
+                matched = set()
+                for data in encoded:
+                    found = matcher.Match(data)
+                    if found:
+                        matched.update(found)
+            hit += [(places[index], rules[index]) for index in matched]
+        if group.negated:  # a !~ rule hits where the Set reports nothing
+            reported = {place for place, _ in hit}
+            hit = [(place, rule) for place, rule in hit if not rule.negate]
+            hit += [(place, rule) for place, rule in group.negated if place not in reported]
+        if len(hit) > 1:
+            hit.sort(key=_place)
+        quiet = self.quiet
+        for _, rule in hit:
+            if rule.negate or rule.name in quiet:
+                hits.add(rule.name)  # a sub-rule shows no option: no second search
+            else:
+                self._report(rule, group.regexes[rule.name], encoded, hits, group.latin1)
 
     def _match_fallback(
         self, group: _Group, values: list[str] | list[bytes], hits: Hits, task: Task

@@ -60,10 +60,10 @@ def parse_literal(text: str) -> RegexSpec:
     return RegexSpec(pattern, "".join(sorted(set(flags))))
 
 
-def re2_options(latin1: bool = False) -> re2.Options:
+def re2_options(latin1: bool = False, max_mem: int = 64 << 20) -> re2.Options:
     options = re2.Options()
     options.log_errors = False
-    options.max_mem = 64 << 20  # DFA memory; sets of many patterns need more than the default
+    options.max_mem = max_mem  # DFA memory; sets of many patterns need more than the default
     if latin1:
         options.encoding = re2.Options.Encoding.LATIN1
     return options

@@ -1,56 +1,57 @@
 """Every check, in the order the scanner runs them: adding a check is a module with a Check
-subclass (and its `build`) plus one line here. The scanner, configtest, the controller and
-pyspamc all build their checks with `build_checks`."""
+subclass (and its `build`) plus its one line in CHECKS. The scanner, configtest, the
+controller and pyspamc all build their checks with `build_checks`."""
 
 from __future__ import annotations
 
-from pyspamd.checks.antivirus import AntivirusCheck
-from pyspamd.checks.attachment_content import AttachmentContent
+import importlib
+from functools import cache
+
 from pyspamd.checks.base import Check
-from pyspamd.checks.bayes import BayesCheck
-from pyspamd.checks.email_auth import EmailAuth
-from pyspamd.checks.fuzzy import FuzzyCheck
-from pyspamd.checks.greylist import Greylist
-from pyspamd.checks.header_sanity import DateCheck, EnvelopeFrom, ReceivedCount
-from pyspamd.checks.helo_sanity import HeloSanity
-from pyspamd.checks.html_features import HtmlFeatures
-from pyspamd.checks.mime_sanity import MimeSanity
-from pyspamd.checks.model import ModelCheck
-from pyspamd.checks.multimap import MultiMap
-from pyspamd.checks.ratelimit import RateLimit
-from pyspamd.checks.rbl import RblCheck
-from pyspamd.checks.sender_domain import SenderDomain
-from pyspamd.checks.sender_identity import SenderIdentity
-from pyspamd.checks.url_features import UrlFeatures
 from pyspamd.config import Config
 from pyspamd.services import Services
 
-# The order is the order of `run`; where two checks force actions of the same priority the
-# first one's text is shown, so keep policy checks ahead of the others.
-CHECKS: tuple[type[Check], ...] = (
-    MimeSanity,
-    ReceivedCount,
-    DateCheck,
-    EnvelopeFrom,
+# "module:Class" under pyspamd.checks. The order is the order of `run`; where two checks
+# force actions of the same priority the first one's text is shown, so keep policy checks
+# ahead of the others.
+CHECKS: tuple[str, ...] = (
+    "mime_sanity:MimeSanity",
+    "header_sanity:ReceivedCount",
+    "header_sanity:DateCheck",
+    "header_sanity:EnvelopeFrom",
     # what phishing and today's spam show that one regex over one value cannot see
-    UrlFeatures,
-    HtmlFeatures,
-    AttachmentContent,
-    SenderIdentity,
-    HeloSanity,
-    MultiMap,
-    RateLimit,
-    Greylist,
-    RblCheck,
-    EmailAuth,
-    SenderDomain,
-    FuzzyCheck,
-    AntivirusCheck,
-    BayesCheck,
-    ModelCheck,
+    "url_features:UrlFeatures",
+    "html_features:HtmlFeatures",
+    "attachment_content:AttachmentContent",
+    "sender_identity:SenderIdentity",
+    "helo_sanity:HeloSanity",
+    "multimap:MultiMap",
+    "ratelimit:RateLimit",
+    "greylist:Greylist",
+    "rbl:RblCheck",
+    "email_auth:EmailAuth",
+    "sender_domain:SenderDomain",
+    "fuzzy:FuzzyCheck",
+    "antivirus:AntivirusCheck",
+    "bayes:BayesCheck",
+    "model:ModelCheck",
 )
+
+
+@cache
+def check_classes() -> tuple[type[Check], ...]:
+    """The classes CHECKS names, imported on first use."""
+    classes = []
+    for entry in CHECKS:
+        module, name = entry.split(":")
+        cls = getattr(importlib.import_module(f"pyspamd.checks.{module}"), name)
+        if not (isinstance(cls, type) and issubclass(cls, Check)):
+            raise TypeError(f"checks registry: {entry} is not a Check")
+        classes.append(cls)
+    return tuple(classes)
 
 
 def build_checks(config: Config, services: Services) -> list[Check]:
     """The checks this config turns on, built with the process's shared services."""
-    return [check for cls in CHECKS if (check := cls.build(config, services)) is not None]
+    return [check for cls in check_classes()
+            if (check := cls.build(config, services)) is not None]

@@ -123,7 +123,7 @@ SOURCES: tuple[Source, ...] = (
     Source(
         name="usrp-users-list",
         repo="linux-mailinglist-archives/usrp-users.lists.ettus.com.0",
-        commit="",  # filled from the mirror's HEAD when gathered
+        commit="ca763a0eab9f857948f294e78103c609e477dc34",  # the snapshot read 2026-12-03
         licence="public mailing-list archive (usrp-users, public-inbox format); copyright in "
         "the messages stays with their senders",
         kind="public-inbox",

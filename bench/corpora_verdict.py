@@ -135,8 +135,10 @@ def main() -> int:
 def _row(corpus: str, year: str, cells: dict[str, list[int]], pct) -> list[str]:
     s, p, h = cells["spam"], cells["phish"], cells["ham"]
     model = " / ".join(pct(c, 2) or "-" for c in (s, p, h))
+    # The count beside the share: one ham in 3,214 would round to 0.0%.
+    ham_fp = f"{h[1] / h[0]:.2%} ({h[1]})" if h[0] else ""
     return [corpus, year, str(s[0] or ""), pct(s, 1), str(p[0] or ""), pct(p, 1),
-            str(h[0] or ""), pct(h, 1), model]
+            str(h[0] or ""), ham_fp, model]
 
 
 if __name__ == "__main__":

@@ -123,7 +123,7 @@ SOURCES: tuple[Source, ...] = (
     Source(
         name="usrp-users-list",
         repo="linux-mailinglist-archives/usrp-users.lists.ettus.com.0",
-        commit="",  # filled from the mirror's HEAD when gathered
+        commit="ca763a0eab9f857948f294e78103c609e477dc34",  # the snapshot read 2026-12-03
         licence="public mailing-list archive (usrp-users, public-inbox format); copyright in "
         "the messages stays with their senders",
         kind="public-inbox",
@@ -223,7 +223,10 @@ def enron_to_rfc822(data: bytes, path: str) -> bytes:
     Every message, spam and ham alike, gets the same neutral From, To, Date (the day in
     the file name, at noon UTC) and Message-ID: without them, rules for missing headers
     would fire on all of it, which real mail never shows, and the same headers on both
-    classes teach a model nothing either way. Only the body and Subject are evidence."""
+    classes teach a model nothing either way. Only the body and Subject are evidence.
+    It also gets the one Received header a receiving MTA adds, dated as the Date: with
+    none, the Date check measures the age against now and every message (1999-2005)
+    would score DATE_IN_PAST, which mail arriving today does not."""
     data = data.replace(b"\r\n", b"\n")
     first, _, rest = data.partition(b"\n")
     if first.lower().startswith(b"subject:"):
@@ -235,7 +238,8 @@ def enron_to_rfc822(data: bytes, path: str) -> bytes:
                                                     tzinfo=dt.UTC))
             if m else "Thu, 01 Jan 2004 12:00:00 +0000")
     digest = hashlib.sha1(data).hexdigest()[:20]
-    head = (f"From: Enron-Spam Sender <sender@enron-spam.invalid>\n"
+    head = (f"Received: by mx.enron-spam.invalid; {when}\n"
+            f"From: Enron-Spam Sender <sender@enron-spam.invalid>\n"
             f"To: Enron-Spam Recipient <recipient@enron-spam.invalid>\n"
             f"Date: {when}\nMessage-ID: <{digest}@enron-spam.invalid>\n").encode()
     return head + subject + b"\n\n" + body

@@ -47,6 +47,9 @@ FOLDS = 5
 SPAM_FP_TARGET = 0.004
 CONFIDENT_FP_TARGET = 0.0005
 HAM_MISS_TARGET = 0.02  # share of spam allowed under the MODEL_HAM threshold
+# With `rules_offset`, the rule score enters the fit as one more column, scaled so that its
+# weight is barely held back by the regularization; the shipped weights leave it out.
+RULES_COLUMN_SCALE = 10.0
 
 
 class TrainError(Exception):
@@ -124,12 +127,14 @@ def vectorize(examples: Iterable[Example], limits: TokenizerLimits, hash_bits: i
     return ds
 
 
-def group_weights(ds: Dataset) -> np.ndarray:
+def group_weights(ds: Dataset, scale: dict[str, float] | None = None) -> np.ndarray:
     """Each (group, label) weighs in with the square root of its size: a big corpus counts
-    for more than a small one, but not so much that a small recent one is drowned out."""
+    for more than a small one, but not so much that a small recent one is drowned out.
+    `scale` multiplies a "group:label" on top (the plan's `weight`)."""
     keys = [f"{g}:{lab}" for g, lab in zip(ds.groups, ds.labels, strict=True)]
     sizes = Counter(keys)
-    w = np.array([math.sqrt(sizes[k]) / sizes[k] for k in keys])
+    scale = scale or {}
+    w = np.array([math.sqrt(sizes[k]) / sizes[k] * scale.get(k, 1.0) for k in keys])
     return w * (len(w) / w.sum())
 
 
@@ -142,12 +147,23 @@ def fit(x: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray, c: float) -> t
     return clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
 
 
-def calibrated(p: np.ndarray, ds: Dataset, own: dict[str, float], jobs: int,
-               config_path: str | None, log) -> tuple[dict[str, float], dict[str, float]]:
+def training_rule_scores(ds: Dataset, jobs: int, config_path: str | None,
+                         log) -> tuple[np.ndarray, float]:
     from pyspamd.model import calibrate
 
-    log(f"scanning {len(ds.raws)} training messages with the model off, for the thresholds")
-    rules, spam_score = calibrate.rule_scores(ds.raws, jobs, config_path)
+    log(f"scanning {len(ds.raws)} training messages with the model off (rules, empty Bayes)")
+    return calibrate.rule_scores(ds.raws, jobs, config_path)
+
+
+def with_rules_column(x: sparse.csr_matrix, rules: np.ndarray) -> sparse.csr_matrix:
+    column = sparse.csr_matrix(rules.reshape(-1, 1) * RULES_COLUMN_SCALE)
+    return sparse.hstack([x, column], format="csr")
+
+
+def calibrated(p: np.ndarray, ds: Dataset, own: dict[str, float], rules: np.ndarray,
+               spam_score: float, log) -> tuple[dict[str, float], dict[str, float]]:
+    from pyspamd.model import calibrate
+
     cache = os.environ.get("PYSPAMD_CALIBRATION_CACHE")
     if cache:  # the inputs of the choice, to study it without training again
         np.savez(cache, p=p, rules=rules, spam=ds.y.astype(bool), groups=np.array(ds.groups),
@@ -164,15 +180,18 @@ def fold_of(n: int) -> np.ndarray:
     return np.arange(n) % FOLDS
 
 
-def out_of_fold(x: sparse.csr_matrix, y: np.ndarray, w: np.ndarray, c: float) -> np.ndarray:
-    """Each message's probability from a model fitted without its fold."""
+def out_of_fold(x: sparse.csr_matrix, y: np.ndarray, w: np.ndarray, c: float,
+                keep: int | None = None) -> np.ndarray:
+    """Each message's probability from a model fitted without its fold, from the first
+    `keep` columns' weights (all by default: the others are fit-only offsets)."""
     rng = np.random.default_rng(42)
     folds = fold_of(len(y))[rng.permutation(len(y))]
+    keep = x.shape[1] if keep is None else keep
     p = np.zeros(len(y))
     for k in range(FOLDS):
         test = folds == k
         coef, bias = fit(x[~test], y[~test], w[~test], c)
-        p[test] = _sigmoid(x[test] @ coef + bias)
+        p[test] = _sigmoid(x[test][:, :keep] @ coef[:keep] + bias)
     return p
 
 
@@ -251,6 +270,8 @@ class Plan:
     hash_bits: int = DEFAULT_HASH_BITS
     c: float = DEFAULT_C
     calibrate: bool = False
+    rules_offset: bool = False
+    weights: dict[str, float] = field(default_factory=dict)  # "group:label" -> multiplier
 
 
 def load_plan(path: Path) -> Plan:
@@ -266,22 +287,35 @@ def load_plan(path: Path) -> Plan:
             out.append((label, str(item["group"]), Path(item["list"]), Path(item["root"])))
         return out
 
-    return Plan(version=str(data["version"]), output=base / data["output"],
+    weights = {f"{item['group']}:{item['label']}": float(item["weight"])
+               for item in data.get("train", []) if "weight" in item}
+    plan = Plan(version=str(data["version"]), output=base / data["output"],
                 train=entries("train"), test=entries("test"),
                 hash_bits=int(data.get("hash_bits", DEFAULT_HASH_BITS)),
                 c=float(data.get("c", DEFAULT_C)),
-                calibrate=bool(data.get("calibrate", False)))
+                calibrate=bool(data.get("calibrate", False)),
+                rules_offset=bool(data.get("rules_offset", False)), weights=weights)
+    if plan.rules_offset and not plan.calibrate:
+        raise SystemExit(f"{path}: rules_offset needs calibrate = true")
+    return plan
 
 
 def train_model(train: Iterable[Example], test: Iterable[Example], version: str, output: Path,
                 hash_bits: int = DEFAULT_HASH_BITS, c: float = DEFAULT_C, jobs: int = 2,
                 folds: bool = True, calibrate: bool = False, config_path: str | None = None,
-                log=print) -> dict[str, object]:
+                log=print, rules_offset: bool = False,
+                weight_scale: dict[str, float] | None = None) -> dict[str, object]:
     """Fit, choose thresholds, write the model and its figures (output with .json).
 
     With `calibrate`, the thresholds are chosen on the verdict of the training mail (rules
     of the config at `config_path`, or the built-in defaults, plus the model's out-of-fold
-    vote; pyspamd.model.calibrate) instead of on the model's own false positives."""
+    vote; pyspamd.model.calibrate) instead of on the model's own false positives.
+
+    With `rules_offset` (needs `calibrate`) the model is fitted on top of the rules: each
+    message's rule score is one more column of the fit, left out of the shipped weights.
+    The model then learns what the rules do not already say (it need not push up spam the
+    rules catch, nor ham the rules already score high) and its vote adds to theirs, as it
+    does in the verdict."""
     limits = TokenizerLimits()
     ds = vectorize(train, limits, hash_bits, jobs, keep_raw=calibrate)
     if not ds.rows:
@@ -290,18 +324,27 @@ def train_model(train: Iterable[Example], test: Iterable[Example], version: str,
     if y.min() == y.max():
         raise TrainError("training needs both spam and ham")
     x = ds.matrix(hash_bits)
-    w = group_weights(ds)
+    w = group_weights(ds, weight_scale)
     log(f"training on {len(y)} messages ({int(y.sum())} spam, {int(len(y) - y.sum())} ham)")
+    rules = np.zeros(0)
+    spam_score = 0.0
+    if calibrate:
+        rules, spam_score = training_rule_scores(ds, jobs, config_path, log)
+    x_fit = with_rules_column(x, rules) if rules_offset else x
+    keep = x.shape[1]
     calibration: dict[str, float] = {}
     if folds and min(int(y.sum()), int(len(y) - y.sum())) >= 5 * FOLDS:
-        p_oof = out_of_fold(x, y, w, c)
+        p_oof = out_of_fold(x_fit, y, w, c, keep)
         thresholds = choose_thresholds(p_oof, ds)
         if calibrate:
-            thresholds, calibration = calibrated(p_oof, ds, thresholds, jobs, config_path, log)
+            thresholds, calibration = calibrated(p_oof, ds, thresholds, rules, spam_score, log)
     else:  # too little mail for folds: fixed thresholds
         p_oof = None
         thresholds = {"spam": 0.9, "confident": 0.99, "ham": 0.1}
-    coef, bias = fit(x, y, w, c)
+    coef, bias = fit(x_fit, y, w, c)
+    if rules_offset:
+        log(f"rules column: {coef[keep] * RULES_COLUMN_SCALE:.3f} log-odds per rule point")
+        coef = coef[:keep]
     counts: dict[str, dict[str, int]] = {}
     for g, lab in zip(ds.groups, ds.labels, strict=True):
         counts.setdefault(g, {}).setdefault(lab, 0)
@@ -310,12 +353,13 @@ def train_model(train: Iterable[Example], test: Iterable[Example], version: str,
                      features_version=FEATURES_VERSION,
                      created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
                      limits=limits, train_counts=counts,
-                     extra={"thresholds": thresholds, "c": c})
+                     extra={"thresholds": thresholds, "c": c, "rules_offset": rules_offset})
     model = LinearModel(coef, bias, meta)
     size = save_model(model, output)
     report: dict[str, object] = {
         "model": output.name, "version": version, "size_bytes": size, "hash_bits": hash_bits,
-        "c": c, "thresholds": thresholds, "train_counts": counts,
+        "c": c, "rules_offset": rules_offset, "weights": weight_scale or {},
+        "thresholds": thresholds, "train_counts": counts,
         "calibration": calibration,
         "train_in_sample": figures(_sigmoid(x @ coef + bias), ds, thresholds),
     }
@@ -356,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     test = (e for label, group, lst, root in plan.test
             for e in read_list(lst, root, label, group))
     report = train_model(train, test, plan.version, plan.output, plan.hash_bits, plan.c,
-                         jobs=args.jobs, calibrate=plan.calibrate)
+                         jobs=args.jobs, calibrate=plan.calibrate,
+                         rules_offset=plan.rules_offset, weight_scale=plan.weights)
     print_figures(report)
     return 0
 

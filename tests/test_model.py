@@ -14,7 +14,7 @@ import pytest
 from support.messages import make_message
 from support.paths import CORPUS
 
-from pyspamd.checks.model import ModelCheck, Thresholds, verdict_symbol
+from pyspamd.checks.model import MODEL_SPAM_SCORE, ModelCheck, Thresholds, verdict_symbol
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.cli.pyspamd import main as pyspamd_main
 from pyspamd.config import ConfigError, ModelConfig, load_config
@@ -56,9 +56,21 @@ def test_shipped_model_votes_with_an_empty_bayes_store(tmp_path: Path) -> None:
     assert sum("MODEL_HAM" in r.symbols for r in ham) >= 80
     # A confident MODEL_SPAM is worth `add header` on its own.
     confident = [r for r in spam if "MODEL_SPAM" in r.symbols
-                 and r.symbols["MODEL_SPAM"].score == pytest.approx(6.0)]
+                 and r.symbols["MODEL_SPAM"].score == pytest.approx(MODEL_SPAM_SCORE)]
     assert len(confident) >= 30
     assert sum(r.action in ("add header", "reject") for r in confident) >= 0.9 * len(confident)
+
+
+def test_a_sure_model_marks_plain_text_mail_beside_small_negative_rules(
+        tmp_path: Path) -> None:
+    # Issue 15: at 6.0, MIME_GOOD (every plain-text message) kept a sure vote on body-only
+    # spam in the greylist band; the full score must clear `add header` beside it and
+    # MAILLIST with room to spare.
+    scanner = Scanner.from_config(load_config(config_file(tmp_path)))
+    scores = {name: scanner.defs[name].score for name in ("MODEL_SPAM", "MIME_GOOD", "MAILLIST")}
+    assert scores["MODEL_SPAM"] == pytest.approx(MODEL_SPAM_SCORE)
+    assert scores["MIME_GOOD"] < 0 and scores["MAILLIST"] < 0
+    assert sum(scores.values()) >= scanner.thresholds.spam_score + 0.5, scores
 
 
 def test_weight_grows_with_confidence() -> None:

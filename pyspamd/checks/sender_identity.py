@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pyspamd.brands import belongs_to, brand_domains, is_freemail, org_domain
 from pyspamd.checks.base import Check
+from pyspamd.dns.domains import load_public_suffixes
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
+
+if TYPE_CHECKING:
+    from pyspamd.config import Config
+    from pyspamd.services import Services
 
 _G = "sender"
 _ADDR_IN_NAME = re.compile(r"[\w.+-]+@([a-z0-9-]+(?:\.[a-z0-9-]+)+)", re.I)
@@ -44,6 +49,13 @@ class SenderIdentity(Check):
         "FROM_EQ_TO": SymbolDef(0.0, "From and the only To address are the same", _G),
         "SUBJ_HAS_RCPT_ADDR": SymbolDef(0.0, "Subject names the recipient's address", _G),
     }
+
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> SenderIdentity | None:
+        if not services.symbols_only:
+            load_public_suffixes()
+        return cls()
 
     def run(self, task: Task, hits: Hits) -> None:
         headers = task.headers

@@ -10,13 +10,18 @@ import contextlib
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from pyspamd.brands import brand_domains, org_domain
 from pyspamd.checks.base import Check
+from pyspamd.dns.domains import load_public_suffixes
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
+
+if TYPE_CHECKING:
+    from pyspamd.config import Config
+    from pyspamd.services import Services
 
 _G = "url"
 # A link text that is nothing but a URL or a bare domain ("www.paypal.com/signin").
@@ -74,6 +79,13 @@ class UrlFeatures(Check):
         "URL_HTTP_IP_TEXT_HOST": SymbolDef(
             0.0, "Link text shows a host name, the link goes to a bare IP address", _G),
     }
+
+
+    @classmethod
+    def build(cls, config: Config, services: Services) -> UrlFeatures | None:
+        if not services.symbols_only:
+            load_public_suffixes()
+        return cls()
 
     def run(self, task: Task, hits: Hits) -> None:
         urls = task.urls

@@ -14,6 +14,13 @@ def _psl() -> PublicSuffixList:
     return PublicSuffixList()  # the bundled snapshot: no network access
 
 
+def load_public_suffixes() -> None:
+    """Read the list now (about 0.3 s of CPU): a check that needs it calls this when it is
+    built, in the daemon's master, so the workers forked later share the parsed list instead
+    of each paying for it on its first message with a link."""
+    _psl()
+
+
 def normalize_domain(name: str) -> str:
     """Lower case, no trailing dot, IDNA (punycode) labels; "" if it is not a host name."""
     text = name.strip().strip(".").lower()

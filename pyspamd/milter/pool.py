@@ -5,6 +5,7 @@ back-off, replacing them all on reload or when the master's health check asks.""
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -117,6 +118,10 @@ class Pool:
         assert self.board is not None
         app = MilterApp(self.scanner, server_name(self.config))
         board_slot = self.board.claim()  # before the fork, so two spawns never share one
+        # What the pool built (rules, RE2 sets, the model, lists) outlives every message: out
+        # of the collector's sight, a worker's full collections no longer walk it (25 ms a
+        # pass, measured, holding up every session of that worker) nor touch its pages.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             gate = Gate(self.board, board_slot, self.listen_fds,
@@ -168,6 +173,7 @@ class Pool:
         old = self.scanner
         self.config, self.scanner = config, scanner
         old.services.close()  # the pool's handle; the workers' are their own
+        gc.unfreeze()  # the old pipeline's cycles can be collected; _spawn freezes the new
         count = self._replace_workers("reload")
         log.info("reloaded config and rules; %d workers replaced", count)
 

@@ -69,9 +69,9 @@ class _Group:
     # the !~ rules and their places: a hit when their Set does not report them
     negated: list[tuple[int, Rule]] = field(default_factory=list)
     fallback_rules: list[Rule] = field(default_factory=list)
-    # The hits (name, options) a header or mime group adds for a tuple of values: the same
+    # The hits (name, options, weight) a header or mime group adds for a tuple of values: the same
     # values come back message after message (counts, MIME types, mailers, relays).
-    memo: dict[tuple[str, ...], list[tuple[str, tuple[str, ...]]]] | None = None
+    memo: dict[tuple[str, ...], list[tuple[str, tuple[str, ...], float]]] | None = None
 
     def build(self) -> None:
         re2_rules = [r for r in self.rules if r.regex is not None and not r.regex.uses_fallback]
@@ -114,10 +114,10 @@ class _Recorder(Hits):
 
     def __init__(self) -> None:
         super().__init__()
-        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.calls: list[tuple[str, tuple[str, ...], float]] = []
 
     def add(self, name: str, *options: str, weight: float = 1.0) -> None:
-        self.calls.append((name, options))
+        self.calls.append((name, options, weight))
 
 
 class _OutOfTime(Exception):
@@ -226,8 +226,8 @@ class RegexRules(Check):
                 if len(memo) >= _MEMO_ENTRIES:
                     memo.clear()
                 memo[key] = found
-        for name, options in found:
-            hits.add(name, *options)
+        for name, options, weight in found:
+            hits.add(name, *options, weight=weight)
 
     def _match_sets(self, group: _Group, values: list[str] | list[bytes], hits: Hits) -> None:
         codec = "latin-1" if group.encode_text else "utf-8"

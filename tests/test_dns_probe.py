@@ -18,12 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.dns_delay import delayed_udp
 from support.mta import MtaSession, running_daemon
 from support.network_lab import MTA_IP, SBL_IP, Lab
 
+from pyspamd.config import Config
 from pyspamd.dns import resolver as resolver_module
 from pyspamd.dns.resolver import DnsTimeout, Resolver
 from pyspamd.dns_settings import DnsConfig
+from pyspamd.milter.master import Master
+from pyspamd.scanner import Scanner
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGE = (b"From: Alice <alice@example.test>\r\nTo: bob@example.net\r\n"
@@ -117,3 +121,26 @@ def test_a_worker_stops_asking_a_silent_nameserver_and_asks_it_again(
 
     assert asyncio.run(answered())
     assert resolver.stats.queries == queries + 1
+
+
+def test_the_master_asks_a_silent_resolver_again_and_reloads_once_it_answers(
+        lab: Lab, default_scanner: Scanner) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    try:
+        config = Config(dns=DnsConfig(nameservers=[f"127.0.0.1:{port}"]))
+        assert config.dns.enabled is False and config.dns.unanswered == f"127.0.0.1:{port}"
+        master = Master(None, config, default_scanner)
+        master._reprobe_resolver()  # due: asked, still silent
+        assert not master.reload_requested
+        assert master.next_dns_probe > time.monotonic() + 30  # next time in a minute
+    finally:
+        sock.close()
+    # The resolver comes up at that address (here: a relay to the lab's).
+    with delayed_udp(lab.server.port, 0.0, port=port):
+        master._reprobe_resolver()  # not due yet
+        assert not master.reload_requested
+        master.next_dns_probe = 0.0
+        master._reprobe_resolver()
+        assert master.reload_requested

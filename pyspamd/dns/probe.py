@@ -18,24 +18,28 @@ PROBE_TIMEOUT = 0.5  # seconds; a resolver on this host answers in a millisecond
 
 def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when `host:port` answered a query; else why not, for the log."""
-    request = dns.message.make_query(PROBE_NAME, "A")
     try:
-        dns.query.udp(request, host, port=port, timeout=timeout, ignore_unexpected=True)
-    except dns.exception.Timeout:
-        return f"no answer within {timeout:g}s"
+        dns.query.udp(_request(), host, port=port, timeout=timeout, ignore_unexpected=True)
     except (OSError, dns.exception.DNSException) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return _why(exc, timeout)
     return None
 
 
 async def probe_async(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> str | None:
     """probe() from a message's event loop (pyspamd/dns/resolver.py)."""
-    request = dns.message.make_query(PROBE_NAME, "A")
     try:
-        await dns.asyncquery.udp(request, host, port=port, timeout=timeout,
+        await dns.asyncquery.udp(_request(), host, port=port, timeout=timeout,
                                  ignore_unexpected=True)
-    except dns.exception.Timeout:
-        return f"no answer within {timeout:g}s"
     except (OSError, dns.exception.DNSException) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return _why(exc, timeout)
     return None
+
+
+def _request() -> dns.message.Message:
+    return dns.message.make_query(PROBE_NAME, "A")
+
+
+def _why(exc: Exception, timeout: float) -> str:
+    if isinstance(exc, dns.exception.Timeout):
+        return f"no answer within {timeout:g}s"
+    return f"{type(exc).__name__}: {exc}"

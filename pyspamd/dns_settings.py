@@ -19,20 +19,55 @@ class DnsConfig:
     # the resolver is a local one (see __post_init__).
     enabled: bool | str = "auto"
     nameservers: list[str] = field(default_factory=list)  # "IP", "IP:PORT", "[IPv6]:PORT"
-    timeout: float = 2.0  # seconds per try
+    timeout: float = 1.0  # seconds per try
     retries: int = 1  # further tries after a timeout, over the nameservers in turn
-    budget: float = 5.0  # seconds for all lookups of one message
+    budget: float = 2.0  # seconds for all lookups of one message
     cache_size: int = 50000  # answers kept per worker
     max_ttl: int = 86400  # seconds an answer is kept at most, whatever its TTL says
     negative_ttl: int = 900  # at most, for "no such name" and "no such record"
-    # What "auto" decided and why: one line for the start-up log and configtest.
+    # What "auto" decided and why, or that the resolver did not answer the probe: one line
+    # for the start-up log and configtest.
     auto_note: str = field(default="", init=False, compare=False)
+    # "host:port" of the local resolver that "auto" turned the checks off for, because it
+    # did not answer: the master asks it again every minute and reloads once it answers.
+    unanswered: str = field(default="", init=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.enabled == "auto":
+        auto = self.enabled == "auto"
+        if auto:
             from pyspamd.dns.nameservers import local_resolver
 
             self.enabled, self.auto_note = local_resolver(self.nameservers)
+        if self.enabled is True:
+            self._probe(auto)
+
+    def _probe(self, auto: bool) -> None:
+        """Ask the first nameserver once (pyspamd/dns/probe.py). Silent under "auto": the
+        checks go off, as a message would otherwise wait out `budget` on every lookup; under
+        true they stay on, and a resolver that keeps silent is skipped per worker
+        (pyspamd/dns/resolver.py)."""
+        from pyspamd.dns.nameservers import parse_nameserver, system_nameservers
+        from pyspamd.dns.probe import probe
+
+        try:
+            servers = [parse_nameserver(s) for s in self.nameservers] or system_nameservers()
+        except ValueError:
+            return  # check_dns says which entry is wrong
+        host, port = servers[0]
+        why = probe(host, port)
+        where = f"{host}:{port}" if port != 53 else host
+        if why is None:
+            return
+        if auto:
+            self.enabled, self.unanswered = False, f"{host}:{port}"
+            self.auto_note = (
+                f"network checks (DNSBL, SPF, DKIM, DMARC) off: the local resolver {where} did "
+                f"not answer ({why}); asked again every minute and on reload, they go on once "
+                "it answers (start it, or set [dns] enabled = false)")
+        else:
+            self.auto_note = (
+                f"warning: the resolver {where} did not answer ({why}); network checks stay "
+                "on ([dns] enabled = true), and each worker skips lookups while it stays silent")
 
 
 def check_dns(dns: DnsConfig, scan_timeout: float, loc: Locator) -> list[str]:

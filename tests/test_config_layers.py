@@ -4,6 +4,7 @@ the file and line that set the key, configdump; and [dns] enabled = "auto"."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tomllib
@@ -109,7 +110,13 @@ def test_auto_follows_the_system_resolver(tmp_path: Path, resolv: str, on: bool)
 def test_auto_with_configured_nameservers() -> None:
     assert local_resolver(["127.0.0.1:5353"])[0] is True
     assert local_resolver(["192.0.2.1"])[0] is False
-    assert DnsConfig(enabled="auto", nameservers=["127.0.0.1:5353"]).enabled is True
+    # Local, but nothing answers there (a bound socket that never replies): off, and why.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        where = f"127.0.0.1:{silent.getsockname()[1]}"
+        dns = DnsConfig(enabled="auto", nameservers=[where])
+    assert dns.enabled is False and dns.unanswered == where
+    assert f"the local resolver {where} did not answer" in dns.auto_note
     assert DnsConfig(enabled=False, nameservers=["127.0.0.1"]).enabled is False
     assert DnsConfig(enabled="auto", nameservers=["192.0.2.1"]).auto_note.startswith(
         "network checks (DNSBL, SPF, DKIM, DMARC) off: the resolver 192.0.2.1")

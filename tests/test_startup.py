@@ -208,15 +208,43 @@ def test_auto_target_follows_how_pyspamd_was_started(
     syslog = tmp_path / "log.sock"
     logfile = tmp_path / "var-log-pyspamd" / "pyspamd.log"
     monkeypatch.setattr("pyspamd.logsetup.SYSLOG_SOCKET", str(syslog))
-    monkeypatch.setattr("pyspamd.logsetup.DAEMON_LOG_FILE", logfile)
+    monkeypatch.setattr("pyspamd.logsetup.DAEMON_LOG_DIR", logfile.parent)
     assert resolve_target("auto", daemon=False) == "stderr"
     assert resolve_target("auto", daemon=True) == "syslog"  # no syslog, no log directory
     logfile.parent.mkdir()
     assert resolve_target("auto", daemon=True) == str(logfile)  # a container
+    assert resolve_target("auto", True, Path("/etc/pyspamd/pyspamd.toml")) == str(logfile)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
         server.bind(str(syslog))
         assert resolve_target("auto", daemon=True) == "syslog"
     assert resolve_target("/var/log/x.log", daemon=True) == "/var/log/x.log"
+
+
+def test_each_instance_has_its_own_fallback_log_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two daemons of one host without a syslog daemon: two files, named after their
+    configs, never one file both write (and rotate) at once."""
+    monkeypatch.setattr("pyspamd.logsetup.SYSLOG_SOCKET", str(tmp_path / "no-syslog"))
+    monkeypatch.setattr("pyspamd.logsetup.DAEMON_LOG_DIR", tmp_path)
+    first, second = tmp_path / "mx1" / "pyspamd.toml", tmp_path / "mx2" / "pyspamd.toml"
+    targets = {resolve_target("auto", True, first), resolve_target("auto", True, second),
+               resolve_target("auto", True, None)}
+    assert len(targets) == 3, targets
+    mx2 = resolve_target("auto", True, second)
+    assert Path(mx2).parent == tmp_path
+    assert Path(mx2).name == "pyspamd-" + str(second.with_suffix("")).strip("/").replace(
+        "/", "-") + ".log"
+    # A detached daemon says which file it is, before it lets go of the terminal.
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "import pyspamd.logsetup as l; l.SYSLOG_SOCKET = sys.argv[1]; "
+         "l.DAEMON_LOG_DIR = Path(sys.argv[2]); from pyspamd.config import LoggingConfig; "
+         "l.setup_logging(LoggingConfig(), daemon=True, config_path=Path(sys.argv[3])); "
+         "import logging; logging.getLogger('pyspamd.t').info('mx2 here')",
+         str(tmp_path / "no-syslog"), str(tmp_path), str(second)],
+        capture_output=True, text=True, env=ENV, check=True)
+    assert f"logging to {mx2}" in out.stderr
+    assert "mx2 here" in Path(mx2).read_text()
 
 
 def test_detached_daemon_logs_to_the_mail_facility(tmp_path: Path,

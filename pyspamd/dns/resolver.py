@@ -35,6 +35,13 @@ from pyspamd.stats.recorder import count_event
 log = logging.getLogger("pyspamd.dns")
 
 SUPPORTED_TYPES = ("A", "AAAA", "TXT", "MX", "PTR", "CNAME", "NS", "SOA")
+# Queries in a row that no nameserver answered at all before the first nameserver is asked
+# for localhost (pyspamd/dns/probe.py), which a live resolver answers at once, whatever its
+# upstreams do. Silent to that too, it counts as down: lookups fail at once (DNS_TIMEOUT)
+# instead of each message waiting out its budget, and one query every SILENT_RETRY seconds
+# goes out to see whether it is back.
+SILENT_AFTER = 3
+SILENT_RETRY = 30.0
 
 
 class DnsError(Exception):
@@ -107,6 +114,48 @@ class Resolver:
         self.negative_ttl = config.negative_ttl
         self.cache: TtlCache[tuple[str, str], Answer] = TtlCache(config.cache_size)
         self.stats = DnsStats()
+        self._unanswered = 0  # queries in a row that got no reply from any nameserver
+        self._retry_at = 0.0  # while silent: when the next query may go out
+        self._silence_lock = threading.Lock()
+
+    def _skip_silent(self) -> bool:
+        """True when the nameservers count as silent and this query is not the one that
+        tries them again."""
+        with self._silence_lock:
+            if self._unanswered < SILENT_AFTER:
+                return False
+            now = time.monotonic()
+            if now < self._retry_at:
+                return True
+            self._retry_at = now + SILENT_RETRY
+            return False
+
+    def _heard(self) -> None:
+        with self._silence_lock:
+            if self._unanswered >= SILENT_AFTER:
+                log.info("DNS: %s answers again; lookups resume", self._where())
+            self._unanswered = 0
+
+    async def _missed(self) -> None:
+        with self._silence_lock:
+            self._unanswered += 1
+            if self._unanswered != SILENT_AFTER:
+                return
+        from pyspamd.dns.probe import probe_async
+
+        why = await probe_async(*self.servers[0])
+        if why is None:  # it answers: those names were slow upstream, not the resolver
+            with self._silence_lock:
+                self._unanswered = 0
+            return
+        with self._silence_lock:
+            self._retry_at = time.monotonic() + SILENT_RETRY
+        log.warning("DNS: %s did not answer %d queries in a row, nor a query for localhost "
+                    "(%s); lookups are skipped (DNS_TIMEOUT) and it is asked again every %gs",
+                    self._where(), SILENT_AFTER, why, SILENT_RETRY)
+
+    def _where(self) -> str:
+        return ", ".join(f"{h}:{p}" for h, p in self.servers)
 
     def for_message(self, budget: float | None = None) -> MessageDns:
         return MessageDns(self, self.budget if budget is None else budget)
@@ -124,11 +173,15 @@ class Resolver:
             qname = dns.name.from_text(key[0])
         except dns.exception.DNSException as exc:  # too long, empty label, ...
             raise DnsServerFailure(f"{name!r} is not a valid DNS name: {exc}") from None
+        if self._skip_silent():
+            self.stats.count("timeouts")
+            raise DnsTimeout(f"{key[0]}/{rdtype}: not asked, {self._where()} did not answer "
+                             "the last queries")
         self.stats.count("queries")
         # EDNS with a 1232-octet payload: DKIM keys fit in UDP, no TCP retry (DNS flag day 2020)
         request = dns.message.make_query(qname, rdtype, use_edns=0, payload=1232)
         problems: list[str] = []
-        timed_out = False
+        timed_out = waited = False  # waited: a query went out and its wait ran out
         for attempt in range(self.tries * len(self.servers)):
             host, port = self.servers[attempt % len(self.servers)]
             wait = self.timeout
@@ -143,11 +196,12 @@ class Resolver:
                 if response.flags & dns.flags.TC:
                     response = await dns.asyncquery.tcp(request, host, timeout=wait, port=port)
             except dns.exception.Timeout:
-                timed_out = True
+                timed_out = waited = True
                 continue
             except (OSError, dns.exception.DNSException, ValueError) as exc:
                 problems.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
                 continue
+            self._heard()
             answer, ttl, problem = self._read(key[0], qname, rdtype, response)
             if answer is None:
                 problems.append(f"{host}:{port}: {problem}")
@@ -155,6 +209,8 @@ class Resolver:
             self.cache.put(key, answer, ttl)
             return answer
         if timed_out and not problems:
+            if waited:
+                await self._missed()
             self.stats.count("timeouts")
             raise DnsTimeout(f"{key[0]}/{rdtype}: no answer from "
                              f"{', '.join(f'{h}:{p}' for h, p in self.servers)}")

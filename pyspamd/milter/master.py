@@ -25,6 +25,8 @@ log = logging.getLogger("pyspamd.master")  # one logger for the daemon's supervi
 # Probes failed in a row before the master acts: a pool starved of CPU answers late, one
 # that stopped accepting never does.
 _HEALTH_FAILURES = 3
+# Seconds between probes of a local resolver that did not answer ([dns] enabled = "auto").
+DNS_REPROBE = 60.0
 
 
 @dataclass
@@ -49,6 +51,7 @@ class Master:
     stopping: bool = False
     reload_requested: bool = False
     exit_code: int = 0
+    next_dns_probe: float = 0.0
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -57,6 +60,7 @@ class Master:
         log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
         if self.config.dns.auto_note:
             log.info("%s", self.config.dns.auto_note)
+        self.next_dns_probe = time.monotonic() + DNS_REPROBE
         _mark_started(self.scanner.services)
         while not self.stopping:
             self._reap()
@@ -72,6 +76,7 @@ class Master:
                 if spec not in running and time.monotonic() >= backoff.not_before:
                     self._spawn_pool(spec)
             self._check_health()
+            self._reprobe_resolver()
             time.sleep(TICK)
         for pid in self.pools:
             kill_child(pid, signal.SIGTERM)
@@ -181,7 +186,25 @@ class Master:
         reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
         if reloaded is None:
             return
+        if reloaded[0].dns.auto_note != self.config.dns.auto_note:
+            log.info("%s", reloaded[0].dns.auto_note or "network checks: as configured")
         self.config = reloaded[0]
+        self.next_dns_probe = time.monotonic() + DNS_REPROBE
+
+    def _reprobe_resolver(self) -> None:
+        """The local resolver "auto" found silent: once it answers, a reload (the pools'
+        too) turns the network checks on."""
+        host_port = self.config.dns.unanswered
+        if not host_port or time.monotonic() < self.next_dns_probe:
+            return
+        from pyspamd.dns.probe import probe
+
+        self.next_dns_probe = time.monotonic() + DNS_REPROBE
+        host, _, port = host_port.rpartition(":")
+        if probe(host, int(port)) is None:
+            log.info("the resolver %s answers now: reloading to turn the network checks on",
+                     host_port)
+            self.reload_requested = True
         for pid in self.pools:
             kill_child(pid, signal.SIGHUP)
 

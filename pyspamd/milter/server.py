@@ -74,7 +74,7 @@ def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None =
     if problems:
         raise StartupError("pyspamd not started: " + "; ".join(problems))
     claimed = claim_instance(config, pidfile)  # StartupError: another daemon runs here
-    setup_logging(config.logging, daemon=daemon)
+    setup_logging(config.logging, daemon=daemon, config_path=config_path)
     ready = _daemonize() if daemon else None
     if claimed is not None:
         claimed.write(os.getpid())

@@ -55,11 +55,12 @@ class _Listener(asyncio.DatagramProtocol):
 
 
 @contextmanager
-def delayed_udp(target_port: int, delay: float) -> Iterator[int]:
-    """Relay 127.0.0.1:PORT (yielded) to 127.0.0.1:target_port, `delay` seconds later."""
+def delayed_udp(target_port: int, delay: float, port: int = 0) -> Iterator[int]:
+    """Relay 127.0.0.1:PORT (yielded; `port` when given) to 127.0.0.1:target_port, `delay`
+    seconds later."""
     loop = asyncio.new_event_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = int(sock.getsockname()[1])
     ready = threading.Event()
 

@@ -59,16 +59,52 @@ from pyspamd.policy.map_settings import (
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
+from pyspamd.update.settings import ChannelConfig, UpdateConfig, check_update
 
 __all__ = [
-    "BIG_SENDER_HOSTS", "DEFAULT_MATCH", "DKIM_SIGNED_HEADERS", "MAP_MATCHES", "MAP_TYPES",
-    "SHIPPED_MODEL", "ActionsConfig", "AntivirusConfig", "AuthConfig", "AutolearnConfig",
-    "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
-    "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
-    "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
-    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
-    "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
-    "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
+    "BIG_SENDER_HOSTS",
+    "DEFAULT_MATCH",
+    "DKIM_SIGNED_HEADERS",
+    "MAP_MATCHES",
+    "MAP_TYPES",
+    "SHIPPED_MODEL",
+    "ActionsConfig",
+    "AntivirusConfig",
+    "AuthConfig",
+    "AutolearnConfig",
+    "BayesConfig",
+    "ChannelConfig",
+    "Config",
+    "ConfigError",
+    "ControllerConfig",
+    "DkimKeyConfig",
+    "DkimSigningConfig",
+    "DnsConfig",
+    "FuzzyConfig",
+    "FuzzyFlagConfig",
+    "GreylistConfig",
+    "GroupConfig",
+    "HeadersConfig",
+    "HeloConfig",
+    "LdapConfig",
+    "LoggingConfig",
+    "MapConfig",
+    "MilterConfig",
+    "ModelConfig",
+    "RatelimitConfig",
+    "RblConfig",
+    "RblListConfig",
+    "RulesConfig",
+    "ScanConfig",
+    "StorageConfig",
+    "UpdateConfig",
+    "config_files",
+    "is_local_host",
+    "load_config",
+    "local_dir",
+    "merge_tables",
+    "resolve_config_path",
+    "shipped_path",
     "split_host_port",
 ]
 
@@ -141,6 +177,7 @@ class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -189,11 +226,17 @@ def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: str | Path | None) -> Config:
+def load_config(path: str | Path | None, staged: dict[str, str] | None = None) -> Config:
     """Load and validate; raises ConfigError listing every problem. None: built-in defaults.
-    The files of local.d/ beside the main file are merged over it (config_files)."""
+    The files of local.d/ beside the main file are merged over it (config_files).
+    `staged`: channel -> a set's directory to use instead of the installed one (the test
+    `pyspamc update` makes of a new set before it switches)."""
     if path is None:
-        return Config()
+        config = Config()
+        config.update.staged = dict(staged or {})
+        if staged:
+            check_update(config, Locator(Path("(defaults)"), ""))
+        return config
     path = Path(path)
     data: dict[str, Any] = {}
     sources = []
@@ -205,6 +248,7 @@ def load_config(path: str | Path | None) -> Config:
     errors: list[str] = []
     config = _build(Config, data, (), locator, errors)
     config.path = path
+    config.update.staged = dict(staged or {})
     config.rules.dirs = [beside_config(d, path) for d in config.rules.dirs]
     for _section, check in VALIDATORS:
         errors.extend(check(config, locator))
@@ -253,6 +297,8 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    # after model and maps: it points their resolved paths at the installed update sets
+    ("update", check_update),
 )
 
 def _type_name(tp: Any) -> str:

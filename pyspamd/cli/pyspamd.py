@@ -81,6 +81,10 @@ def configdump(config_arg: str | None) -> int:
     data = _without_none(redact_config(config))
     data.pop("path", None)
     data["dns"].pop("auto_note", None)
+    data["update"].pop("staged", None)
+    for map_data in data["maps"]:  # a fetched map: its address, not the local copy
+        url = map_data.pop("url", "")
+        map_data["file"] = url or map_data["file"]
     print(tomli_w.dumps(data), end="")
     return EXIT_OK
 

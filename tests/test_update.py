@@ -6,6 +6,7 @@ fail the config test, an older version, a 500, a server that hangs, a full disk.
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import subprocess
 import tarfile
@@ -212,3 +213,37 @@ def test_full_disk_keeps_the_running_set(
         assert not list((mount / "updates" / "test").glob("staging-*"))
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_remote_map_fetch_304_age_and_errors(
+        tmp_path: Path, server: HttpsServer, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    from pyspamd.cli.pyspamd import configtest
+    from pyspamd.policy.maps import MapSource
+    from pyspamd.policy.remote_maps import refresh_now
+
+    served = server.root / "plain.map"
+    served.write_text("10.9.8.0/24 REJECT from the remote map\n")
+    served.chmod(0o644)
+    config = tmp_path / "pyspamd.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "s.sqlite"}"\n[update]\n'
+                      f'dir = "{tmp_path / "updates"}"\nca_file = "{server.ca_file}"\n'
+                      f'[[maps]]\nname = "remote_ips"\ntype = "ip"\n'
+                      f'file = "{server.url("plain.map")}"\n')
+    assert configtest(str(config)) == 0  # before the first fetch: said, not an error
+    assert "no copy yet" in capsys.readouterr().out
+    refresh_now(load_config(config))
+    refresh_now(load_config(config))
+    assert server.statuses("plain.map")[-2:] == [200, 304]
+    assert configtest(str(config)) == 0
+    out = capsys.readouterr().out
+    assert f"map remote_ips: 1 entries from {server.url('plain.map')} (copy of " in out
+    # The server fails: the copy stays, one line says so.
+    config.write_text(config.read_text().replace(server.url("plain.map"), server.url("error")))
+    loaded = load_config(config)
+    with caplog.at_level("ERROR", logger="pyspamd.maps"):
+        refresh_now(loaded)
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert re.fullmatch(f"map remote_ips: {re.escape(server.url('error'))}: server answered "
+                        r"500 Internal Server Error; keeping the copy of \d+ s ago", line)
+    assert MapSource(loaded.maps[0]).table().lookup("10.9.8.7") is not None

@@ -126,6 +126,7 @@ def _check_model(config: Config) -> int:
 def _check_map_files(config: Config) -> int:
     """Load every map as the daemon would; print its problems; return the error count."""
     from pyspamd.policy.maps import MapSource
+    from pyspamd.policy.remote_maps import copy_age, describe_age
 
     errors = 0
     for map_config in config.maps:
@@ -135,8 +136,10 @@ def _check_map_files(config: Config) -> int:
         for error in loaded.errors:
             print(error)
         errors += len(loaded.errors)
-        print(f"map {map_config.name}: {len(loaded.table)} entries from "
-              f"{map_config.file or 'inline values'}")
+        source = map_config.file or "inline values"
+        if map_config.url:
+            source = f"{map_config.url} ({describe_age(copy_age(map_config))})"
+        print(f"map {map_config.name}: {len(loaded.table)} entries from {source}")
     return errors
 
 

@@ -85,8 +85,8 @@ def check_update(config: Config, loc: Locator) -> list[str]:
         update.ca_file = beside_config(update.ca_file, config.path)
     if update.timeout <= 0 or update.map_timeout <= 0 or update.max_size <= 0:
         bad(("timeout",), "update.timeout, map_timeout and max_size must be positive")
-    if update.map_refresh < 10:
-        bad(("map_refresh",), "update.map_refresh must be at least 10 seconds")
+    if update.map_refresh < 1:
+        bad(("map_refresh",), "update.map_refresh must be at least 1 second")
     seen: set[str] = set()
     for index, channel in enumerate(update.channels):
         at = ("channels", str(index))

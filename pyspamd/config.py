@@ -32,6 +32,7 @@ from pyspamd.auth.settings import (
 )
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
+from pyspamd.checks.pyzor_settings import PyzorConfig, check_pyzor
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
 from pyspamd.classifiers.settings import AutolearnConfig, BayesConfig, check_bayes
 from pyspamd.config_schema import (
@@ -178,6 +179,7 @@ class Config:
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    pyzor: PyzorConfig = field(default_factory=PyzorConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -297,6 +299,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
     # after model and maps: it points their resolved paths at the installed update sets
     ("update", check_update),
 )

@@ -247,3 +247,36 @@ def test_remote_map_fetch_304_age_and_errors(
     assert re.fullmatch(f"map remote_ips: {re.escape(server.url('error'))}: server answered "
                         r"500 Internal Server Error; keeping the copy of \d+ s ago", line)
     assert MapSource(loaded.maps[0]).table().lookup("10.9.8.7") is not None
+
+
+def test_keys_bundles_and_signatures_from_the_command_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspamd.update.bundle import public_key, unpack_verified, verify
+
+    assert pyspamc(["update", "--gen-key", str(tmp_path / "k.pem")]) == 0
+    public = capsys.readouterr().out.strip().splitlines()[-1]
+    assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+    # A key made with openssl, as docs/updates.md says, works as well (a PEM path as key).
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out",
+                    str(tmp_path / "o.pem")], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", str(tmp_path / "o.pem"), "-pubout", "-out",
+                    str(tmp_path / "o.pub")], check=True, capture_output=True)
+    src = channel_source(tmp_path, NEW_RULE)
+    for key, checker in ((tmp_path / "k.pem", public), (tmp_path / "o.pem",
+                                                        str(tmp_path / "o.pub"))):
+        out = tmp_path / f"{key.stem}.tar.gz"
+        assert pyspamc(["update", "--make-channel", str(src), "--key", str(key), "--out",
+                        str(out), "--set-version", "7"]) == 0
+        assert "version 7" in capsys.readouterr().out
+        staging = tmp_path / f"staging-{key.stem}"
+        staging.mkdir()
+        manifest = unpack_verified(out, public_key(checker), staging)
+        assert (staging / "rules" / "90_channel.rules").read_text() == NEW_RULE
+        assert "maps/bad_senders.map" in manifest.files
+    map_file = src / "maps" / "bad_senders.map"
+    assert pyspamc(["update", "--sign", str(map_file), "--key", str(tmp_path / "k.pem")]) == 0
+    verify(public_key(public), map_file.read_bytes(),
+           (src / "maps" / "bad_senders.map.sig").read_bytes(), "map")
+    assert pyspamc(["update", "--make-channel", str(tmp_path / "nothing"), "--key",
+                    str(tmp_path / "k.pem")]) == FAILED
+    assert "no rules/ directory" in capsys.readouterr().err

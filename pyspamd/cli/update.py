@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from pyspamd.cli.common import load_config_or_exit
-from pyspamd.update.bundle import BundleError, generate_key, make_bundle, private_key
+from pyspamd.policy.remote_maps import SIGNATURE_SUFFIX
+from pyspamd.update.bundle import BundleError, generate_key, make_bundle, private_key, sign
 from pyspamd.update.install import FAILED, UPDATED, run_update
 
 
@@ -32,6 +33,9 @@ def add_command(commands: Any) -> None:
                         help="the bundle's version (default: the time, YYYYMMDDhhmmss)")
     update.add_argument("--gen-key", metavar="KEY.pem",
                         help="write a new Ed25519 private key and print its public key")
+    update.add_argument("--sign", metavar="FILE",
+                        help="write FILE.sig, the signature of a map served over https:// "
+                             "(with --key)")
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -46,6 +50,8 @@ def cmd_update(args: argparse.Namespace) -> int:
               "servers). Public key for [[update.channels]] key =")
         print(public)
         return UPDATED
+    if args.sign:
+        return _sign_file(Path(args.sign), args.key)
     if args.make_channel:
         if not args.key:
             print("pyspamc update: --make-channel needs --key KEY.pem", file=sys.stderr)
@@ -67,3 +73,20 @@ def cmd_update(args: argparse.Namespace) -> int:
     for line in lines:
         print(line, file=sys.stderr if code == FAILED else sys.stdout)
     return code
+
+
+def _sign_file(path: Path, key: str | None) -> int:
+    if not key:
+        print("pyspamc update: --sign needs --key KEY.pem", file=sys.stderr)
+        return FAILED
+    try:
+        signature = sign(private_key(key), path.read_bytes())
+        path.with_name(path.name + SIGNATURE_SUFFIX).write_bytes(signature)
+    except BundleError as exc:
+        print(f"pyspamc update: {exc}", file=sys.stderr)
+        return FAILED
+    except OSError as exc:
+        print(f"pyspamc update: {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
+        return FAILED
+    print(f"signature written to {path}{SIGNATURE_SUFFIX}")
+    return UPDATED

@@ -9,9 +9,7 @@ import contextlib
 import datetime
 import ipaddress
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from support.ports import free_port, wait_for_port
+from support.nginx import running_nginx
+from support.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,6 @@ def _certificates(directory: Path) -> Path:
 
 @contextlib.contextmanager
 def https_server() -> Iterator[HttpsServer]:
-    if shutil.which("nginx") is None:
-        raise RuntimeError("nginx is not installed: .ci/run installs it (apt-get install nginx)")
     # nginx's workers run as nobody: not under pytest's 0700 temp root.
     top = Path(tempfile.mkdtemp(prefix="pyspamd-https-"))
     top.chmod(0o755)
@@ -89,19 +86,10 @@ def https_server() -> Iterator[HttpsServer]:
     silent.bind(("127.0.0.1", 0))
     silent.listen(64)
     access_log = top / "access.log"
-    (top / "nginx.conf").write_text(f"""
-pid {top}/nginx.pid;
-error_log {top}/error.log;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
+    try:
+        with running_nginx(top, f"""
     log_format paths '$uri $status';
     access_log {access_log} paths;
-    client_body_temp_path {top}/body;
-    proxy_temp_path {top}/proxy;
-    fastcgi_temp_path {top}/fastcgi;
-    uwsgi_temp_path {top}/uwsgi;
-    scgi_temp_path {top}/scgi;
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {top}/server.crt;
@@ -113,22 +101,8 @@ http {{
             proxy_read_timeout 120s;
         }}
     }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-p", str(top), "-c", str(top / "nginx.conf"),
-                             "-g", "daemon off;"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc=proc)
-        yield HttpsServer(port, root, ca_file, access_log)
+""", port):
+            yield HttpsServer(port, root, ca_file, access_log)
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
         silent.close()
         shutil.rmtree(top, ignore_errors=True)

@@ -280,3 +280,35 @@ def test_keys_bundles_and_signatures_from_the_command_line(
     assert pyspamc(["update", "--make-channel", str(tmp_path / "nothing"), "--key",
                     str(tmp_path / "k.pem")]) == FAILED
     assert "no rules/ directory" in capsys.readouterr().err
+
+
+def test_stale_pidfile_and_a_second_run(
+        tmp_path: Path, server: HttpsServer, keys: tuple[Path, str, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import fcntl
+    import os
+
+    key, public, _ = keys
+    publish(server, "lock/bundle.tar.gz", channel_source(tmp_path, name="v1"), key, 100)
+    config = write_config(tmp_path, server, "lock/bundle.tar.gz", public)
+    base = tmp_path / "updates" / "test"
+    base.mkdir(parents=True)
+    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a pyspamc update running now would
+        code, text = run(config, capsys=capsys)
+        assert (code, text) == (FAILED, "test: update failed, running set kept: another "
+                                        "pyspamc update of this channel is running")
+    finally:
+        os.close(fd)
+    # A pidfile whose pid now belongs to another program: not signalled.
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "pyspamd.pid").write_text(f"{other.pid}\n")
+        code, text = run(config, capsys=capsys)
+        assert code == UPDATED
+        assert f"pid {other.pid} of {tmp_path / 'pyspamd.pid'} is not a running pyspamd" in text
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -5,21 +5,25 @@ the one before stays as `previous` for `--rollback`.
 
 Layout of DIR/CHANNEL/: bundle.tar.gz (the last download), fetch.json (its validators),
 sets/VERSION-TIME/ (installed sets), current and previous (symlinks into sets/), and
-staging-PID/ while a set is being tested.
+staging-PID/ while a set is being tested, and .lock (one update of a channel at a time).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from pyspamd.config import ChannelConfig, Config, ConfigError, load_config
+from pyspamd.milter.instance import is_pyspamd
 from pyspamd.update.bundle import BundleError, installed_version, public_key, unpack_verified
 from pyspamd.update.fetch import FetchError, fetch_sync, remember
 from pyspamd.update.settings import active_set, channel_dir
@@ -41,12 +45,27 @@ class Outcome:
     line: str
 
 
-def update_channel(config: Config, channel: ChannelConfig) -> Outcome:
+@contextlib.contextmanager
+def channel_lock(config: Config, channel: ChannelConfig) -> Iterator[None]:
+    """One `pyspamc update` per channel at a time (cron and an admin at once)."""
     base = channel_dir(config.update, channel.name)
     try:
         base.mkdir(parents=True, exist_ok=True)
+        fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except OSError as exc:
         raise UpdateError(f"cannot create {base}: {exc.strerror or exc}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UpdateError("another pyspamc update of this channel is running") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_channel(config: Config, channel: ChannelConfig) -> Outcome:
+    base = channel_dir(config.update, channel.name)
     key = _key(channel)
     current = active_set(config.update, channel.name)
     bundle, state = base / "bundle.tar.gz", base / "fetch.json"
@@ -59,8 +78,9 @@ def update_channel(config: Config, channel: ChannelConfig) -> Outcome:
     if not fetched.changed:
         return Outcome(channel.name, False,
                        f"version {installed_version(current)} is current (not modified)")
+    for left in base.glob("staging-*"):  # of a run that was killed (we hold the lock)
+        shutil.rmtree(left, ignore_errors=True)
     staging = base / f"staging-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
     try:
         try:
             staging.mkdir()
@@ -181,6 +201,8 @@ def signal_daemon(pidfile: str) -> str:
         return f"no running daemon found (no {pidfile}); the new set is used at its start"
     if not text.isdigit():
         return f"{pidfile} holds no pid; reload pyspamd yourself"
+    if not is_pyspamd(int(text)):
+        return f"pid {text} of {pidfile} is not a running pyspamd; the new set is used at its start"
     try:
         os.kill(int(text), signal.SIGHUP)
     except ProcessLookupError:
@@ -201,8 +223,9 @@ def run_update(config: Config, rollback_only: bool = False,
     lines, updated, failed = [], False, False
     for channel in channels:
         try:
-            outcome = rollback(config, channel) if rollback_only \
-                else update_channel(config, channel)
+            with channel_lock(config, channel):
+                outcome = rollback(config, channel) if rollback_only \
+                    else update_channel(config, channel)
         except UpdateError as exc:
             failed = True
             lines.append(f"{channel.name}: update failed, running set kept: {exc}")

@@ -237,7 +237,7 @@ def load_config(path: str | Path | None, staged: dict[str, str] | None = None) -
         config = Config()
         config.update.staged = dict(staged or {})
         if staged:
-            check_update(config, Locator(Path("(defaults)"), ""))
+            _check_update(config, Locator(Path("(defaults)"), ""))
         return config
     path = Path(path)
     data: dict[str, Any] = {}
@@ -276,6 +276,11 @@ def _check_groups(config: Config, loc: Locator) -> list[str]:
             for name, group in config.groups.items() if group.max_score is True]
 
 
+def _check_update(config: Config, loc: Locator) -> list[str]:
+    return check_update(config.update, config.rules.dirs, config.model, config.maps,
+                        config.path, loc)
+
+
 # Each section's checks, in the order their errors are listed. A check gets the whole Config
 # and passes on what its section's validator needs (another section's value, the file's path).
 Validator = Callable[["Config", Locator], list[str]]
@@ -301,7 +306,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
     ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
     # after model and maps: it points their resolved paths at the installed update sets
-    ("update", check_update),
+    ("update", _check_update),
 )
 
 def _type_name(tp: Any) -> str:

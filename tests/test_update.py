@@ -116,6 +116,12 @@ def test_install_nothing_new_newer_and_rollback(
     assert str(installed(tmp_path) / "rules") in loaded.rules.dirs
     assert str(shipped_path("rules")) not in loaded.rules.dirs
     assert loaded.maps[0].file == str(installed(tmp_path) / "maps" / "bad_senders.map")
+    from pyspamd.cli.pyspamd import configtest
+
+    assert configtest(str(config)) == 0
+    shown = capsys.readouterr().out
+    assert f"update channel test: version 100 in force ({installed(tmp_path)})" in shown
+    assert f"map channel_senders: 1 entries from {installed(tmp_path)}/maps/" in shown
 
     code, text = run(config, capsys=capsys)  # nothing changed on the server
     assert (code, text) == (NOTHING_NEW, "test: version 100 is current (not modified)")

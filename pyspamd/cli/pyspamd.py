@@ -48,6 +48,7 @@ def configtest(config_arg: str | None) -> int:
         print(f"warning: {warning}")
     for error in ruleset.errors:
         print(error)
+    _show_update_sets(config)
     map_errors = _check_map_files(config) + _check_model(config)
     if ruleset.errors or map_errors:
         print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
@@ -121,6 +122,18 @@ def _check_model(config: Config) -> int:
           f"2^{model.meta.hash_bits} weights, trained {model.meta.created}); MODEL_SPAM from "
           f"{t.spam:g} (full score at {t.confident:g}), MODEL_HAM at or under {t.ham:g}")
     return 0
+
+
+def _show_update_sets(config: Config) -> None:
+    """Which set of each update channel is in force (docs/updates.md)."""
+    from pyspamd.update.bundle import installed_version
+    from pyspamd.update.settings import active_set
+
+    for channel in config.update.channels:
+        found = active_set(config.update, channel.name)
+        print(f"update channel {channel.name}: " + (
+            f"version {installed_version(found)} in force ({found})" if found
+            else "no set installed yet (pyspamc update); the shipped rules and model are used"))
 
 
 def _check_map_files(config: Config) -> int:

@@ -15,15 +15,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pyspamd.config_schema import Locator, beside_config, shipped_path
-from pyspamd.policy.map_settings import REMOTE_PREFIX, UPDATE_PREFIX
+from pyspamd.model.settings import SHIPPED_MODEL, ModelConfig
+from pyspamd.policy.map_settings import REMOTE_PREFIX, UPDATE_PREFIX, MapConfig
 
-if TYPE_CHECKING:
-    from pyspamd.config import Config
-
-MODEL_NAME = "pyspamd-content.npz"
 _CHANNEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
@@ -69,9 +65,10 @@ def map_cache_dir(update: UpdateConfig) -> Path:
     return Path(update.dir) / "maps"
 
 
-def check_update(config: Config, loc: Locator) -> list[str]:
-    """Checks [update] and points rules, model and maps at the installed sets."""
-    update = config.update
+def check_update(update: UpdateConfig, rules_dirs: list[str], model: ModelConfig,
+                 maps: list[MapConfig], config_path: Path | None, loc: Locator) -> list[str]:
+    """Checks [update] and points rules (`rules_dirs`, changed in place), model and maps at
+    the installed sets."""
     errors: list[str] = []
 
     def bad_at(keys: tuple[str, ...], what: str) -> None:
@@ -80,9 +77,9 @@ def check_update(config: Config, loc: Locator) -> list[str]:
     def bad(key: tuple[str, ...], what: str) -> None:
         bad_at(("update", *key), what)
 
-    update.dir = beside_config(update.dir, config.path)
+    update.dir = beside_config(update.dir, config_path)
     if update.ca_file:
-        update.ca_file = beside_config(update.ca_file, config.path)
+        update.ca_file = beside_config(update.ca_file, config_path)
     if update.timeout <= 0 or update.map_timeout <= 0 or update.max_size <= 0:
         bad(("timeout",), "update.timeout, map_timeout and max_size must be positive")
     if update.map_refresh < 1:
@@ -102,15 +99,15 @@ def check_update(config: Config, loc: Locator) -> list[str]:
             bad((*at, "key"), f"update channel {channel.name}: key is required (the "
                 "channel's Ed25519 public key, base64, or a PEM file's path)")
         else:
-            channel.key = _check_key(channel.key, config.path, ("update", *at, "key"),
+            channel.key = _check_key(channel.key, config_path, ("update", *at, "key"),
                                      f"update channel {channel.name}", bad_at)
-    for index, m in enumerate(config.maps):
+    for index, m in enumerate(maps):
         if m.url:  # fetched into the cache, and read from there like any map file
             m.file = str(map_cache_dir(update) / f"{m.name}.map")
             if m.key:
-                m.key = _check_key(m.key, config.path, ("maps", str(index), "key"),
+                m.key = _check_key(m.key, config_path, ("maps", str(index), "key"),
                                    f"maps {m.name}", bad_at)
-    errors.extend(_use_installed_sets(config, loc))
+    errors.extend(_use_installed_sets(update, rules_dirs, model, maps, loc))
     return errors
 
 
@@ -132,21 +129,23 @@ def key_is_path(key: str) -> bool:
     return not key.strip().endswith("=")
 
 
-def _use_installed_sets(config: Config, loc: Locator) -> list[str]:
-    sets = [s for c in config.update.channels if (s := active_set(config.update, c.name))]
+def _use_installed_sets(update: UpdateConfig, rules_dirs: list[str], model: ModelConfig,
+                        maps: list[MapConfig], loc: Locator) -> list[str]:
+    sets = [s for c in update.channels if (s := active_set(update, c.name))]
     shipped_rules = str(shipped_path("rules"))
     if sets:
         rules = [str(s / "rules") for s in sets if (s / "rules").is_dir()]
         if rules:
             dirs: list[str] = []
-            for directory in config.rules.dirs:
+            for directory in rules_dirs:
                 dirs.extend(rules if directory == shipped_rules else [directory])
-            config.rules.dirs = dirs
-        models = [s / "model" / MODEL_NAME for s in sets if (s / "model" / MODEL_NAME).is_file()]
-        if models and config.model.path == str(shipped_path("models") / MODEL_NAME):
-            config.model.path = str(models[-1])
+            rules_dirs[:] = dirs
+        models = [s / "model" / SHIPPED_MODEL for s in sets
+                  if (s / "model" / SHIPPED_MODEL).is_file()]
+        if models and model.path == str(shipped_path("models") / SHIPPED_MODEL):
+            model.path = str(models[-1])
     errors = []
-    for index, m in enumerate(config.maps):
+    for index, m in enumerate(maps):
         if not m.file.startswith(UPDATE_PREFIX):
             continue
         name = m.file.removeprefix(UPDATE_PREFIX)

@@ -318,3 +318,47 @@ def test_stale_pidfile_and_a_second_run(
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize("trick", ["traversal", "unlisted", "link"])
+def test_bundle_members_outside_the_set_are_refused(
+        tmp_path: Path, keys: tuple[Path, str, Path], trick: str) -> None:
+    """Even signed with the right key: names outside rules/, maps/, model/, members the
+    manifest does not list, and links never reach the disk."""
+    import hashlib
+
+    from pyspamd.update.bundle import (
+        MANIFEST,
+        SIGNATURE,
+        BundleError,
+        Manifest,
+        public_key,
+        sign,
+        unpack_verified,
+    )
+
+    key, public, _ = keys
+    data = b"body X /x/\n"
+    name = "rules/../../escaped.rules" if trick == "traversal" else "rules/a.rules"
+    body = Manifest(5, "", {name: hashlib.sha256(data).hexdigest()}).to_bytes()
+    bundle = tmp_path / "b.tar.gz"
+    with tarfile.open(bundle, "w:gz") as tar:
+        entries = [(MANIFEST, body), (SIGNATURE, sign(private_key(str(key)), body)),
+                   (name, data)]
+        if trick == "unlisted":
+            entries.append(("rules/extra.rules", data))
+        for member_name, content in entries:
+            info = tarfile.TarInfo(member_name)
+            info.size = len(content)
+            if trick == "link" and member_name == name:
+                info.type, info.linkname, info.size = tarfile.SYMTYPE, "/etc/passwd", 0
+                content = b""
+            tar.addfile(info, io.BytesIO(content))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    with pytest.raises(BundleError) as info:
+        unpack_verified(bundle, public_key(public), staging)
+    assert {"traversal": "is not allowed", "unlisted": "does not list",
+            "link": "rules/a.rules is not a plain file"}[trick] in str(info.value)
+    assert list(staging.iterdir()) == []
+    assert not (tmp_path / "escaped.rules").exists()

@@ -29,6 +29,8 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 FORMAT = 1
 TOP_DIRS = ("rules", "maps", "model")  # what a set may hold
+MAX_MANIFEST = 16 << 20  # bytes of manifest.json, read before its signature is checked
+MAX_UNPACKED = 2 << 30  # bytes of all files: a small download must not unpack to the disk
 
 
 class BundleError(Exception):
@@ -168,6 +170,11 @@ def unpack_verified(bundle: Path, key: Ed25519PublicKey, staging: Path) -> Manif
             for name in (MANIFEST, SIGNATURE):
                 if name not in members:
                     raise BundleError(f"not a pyspamd update bundle: no {name}")
+                if members[name].size > MAX_MANIFEST:
+                    raise BundleError(f"{name} is {members[name].size} bytes; refused")
+            if sum(m.size for m in members.values()) > MAX_UNPACKED:
+                raise BundleError(f"bundle unpacks to more than {MAX_UNPACKED >> 20} MB; "
+                                  "refused")
             body = _read(tar, members[MANIFEST])
             verify(key, body, _read(tar, members[SIGNATURE]), "bundle manifest")
             manifest = Manifest.parse(body)
@@ -178,8 +185,10 @@ def unpack_verified(bundle: Path, key: Ed25519PublicKey, staging: Path) -> Manif
             contents: dict[str, bytes] = {}
             for name, digest in manifest.files.items():
                 member = members.get(name)
-                if member is None or not member.isfile():
+                if member is None:
                     raise BundleError(f"bundle lacks {name}, which its manifest lists")
+                if not member.isfile():
+                    raise BundleError(f"{name} is not a plain file (a link or device)")
                 data = _read(tar, member)
                 if hashlib.sha256(data).hexdigest() != digest:
                     raise BundleError(f"{name}: sha256 differs from the manifest (altered)")

@@ -21,6 +21,8 @@ from pyspamd.pyzor_client import digest_of
 from pyspamd.scanner import Scanner
 from pyspamd.task import Task
 
+pytestmark = pytest.mark.redis  # pyzord keeps its digests in a private redis-server
+
 SPAM_BODY = ("Dear friend, we have selected you for an exclusive offer on premium watches.\n"
              "Visit our store today and claim the discount before the stock runs out.\n"
              "This offer is valid only for the first hundred customers who reply.\n"

@@ -58,7 +58,7 @@ async def check_all(digest: str, servers: list[str], timeout: float
     async def one(server: str) -> Counts | PyzorError:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(_ask, "check", digest, server, timeout), timeout + 0.05)
+                asyncio.to_thread(_ask, "check", digest, server, timeout), timeout)
         except TimeoutError:
             return PyzorError(f"{server}: no answer within {timeout:g}s")
         except PyzorError as exc:

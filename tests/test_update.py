@@ -362,3 +362,13 @@ def test_bundle_members_outside_the_set_are_refused(
             "link": "rules/a.rules is not a plain file"}[trick] in str(info.value)
     assert list(staging.iterdir()) == []
     assert not (tmp_path / "escaped.rules").exists()
+
+
+def test_a_config_error_is_a_failure_not_nothing_new(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pyspamd.toml"
+    config.write_text('[[update.channels]]\nname = "x"\nurl = "http://example.org/b.tar.gz"\n')
+    code, text = run(config, capsys=capsys)
+    assert code == FAILED
+    assert f"{config}:3: update channel x: url must be https://..." in text
+    assert f"{config}:1: update channel x: key is required" in text

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyspamd.cli.common import load_config_or_exit
+from pyspamd.config import ConfigError, load_config, resolve_config_path
 from pyspamd.policy.remote_maps import SIGNATURE_SUFFIX
 from pyspamd.update.bundle import BundleError, generate_key, make_bundle, private_key, sign
 from pyspamd.update.install import FAILED, UPDATED, run_update
@@ -69,7 +69,13 @@ def cmd_update(args: argparse.Namespace) -> int:
         print(f"bundle {args.out}: version {manifest.version}, {len(manifest.files)} files, "
               "signed")
         return UPDATED
-    code, lines = run_update(load_config_or_exit(args.config), args.rollback, args.channel)
+    try:
+        config = load_config(resolve_config_path(args.config))
+    except ConfigError as exc:  # exit 1 would read as "nothing new"
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return FAILED
+    code, lines = run_update(config, args.rollback, args.channel)
     for line in lines:
         print(line, file=sys.stderr if code == FAILED else sys.stdout)
     return code

@@ -95,8 +95,8 @@ def check_update(update: UpdateConfig, rules_dirs: list[str], model: ModelConfig
         seen.add(channel.name)
         if not channel.url.startswith(REMOTE_PREFIX):
             bad((*at, "url"), f"update channel {channel.name}: url must be https://...")
-        if not channel.key:
-            bad((*at, "key"), f"update channel {channel.name}: key is required (the "
+        if not channel.key:  # not written: the line of the table
+            bad(at, f"update channel {channel.name}: key is required (the "
                 "channel's Ed25519 public key, base64, or a PEM file's path)")
         else:
             channel.key = _check_key(channel.key, config_path, ("update", *at, "key"),

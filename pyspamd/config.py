@@ -60,52 +60,17 @@ from pyspamd.policy.map_settings import (
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
-from pyspamd.update.settings import ChannelConfig, UpdateConfig, check_update
+from pyspamd.update.settings import UpdateConfig, check_update
 
 __all__ = [
-    "BIG_SENDER_HOSTS",
-    "DEFAULT_MATCH",
-    "DKIM_SIGNED_HEADERS",
-    "MAP_MATCHES",
-    "MAP_TYPES",
-    "SHIPPED_MODEL",
-    "ActionsConfig",
-    "AntivirusConfig",
-    "AuthConfig",
-    "AutolearnConfig",
-    "BayesConfig",
-    "ChannelConfig",
-    "Config",
-    "ConfigError",
-    "ControllerConfig",
-    "DkimKeyConfig",
-    "DkimSigningConfig",
-    "DnsConfig",
-    "FuzzyConfig",
-    "FuzzyFlagConfig",
-    "GreylistConfig",
-    "GroupConfig",
-    "HeadersConfig",
-    "HeloConfig",
-    "LdapConfig",
-    "LoggingConfig",
-    "MapConfig",
-    "MilterConfig",
-    "ModelConfig",
-    "RatelimitConfig",
-    "RblConfig",
-    "RblListConfig",
-    "RulesConfig",
-    "ScanConfig",
-    "StorageConfig",
-    "UpdateConfig",
-    "config_files",
-    "is_local_host",
-    "load_config",
-    "local_dir",
-    "merge_tables",
-    "resolve_config_path",
-    "shipped_path",
+    "BIG_SENDER_HOSTS", "DEFAULT_MATCH", "DKIM_SIGNED_HEADERS", "MAP_MATCHES", "MAP_TYPES",
+    "SHIPPED_MODEL", "ActionsConfig", "AntivirusConfig", "AuthConfig", "AutolearnConfig",
+    "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
+    "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
+    "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
+    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
+    "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
+    "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",
 ]
 
@@ -234,11 +199,7 @@ def load_config(path: str | Path | None, staged: dict[str, str] | None = None) -
     `staged`: channel -> a set's directory to use instead of the installed one (the test
     `pyspamc update` makes of a new set before it switches)."""
     if path is None:
-        config = Config()
-        config.update.staged = dict(staged or {})
-        if staged:
-            _check_update(config, Locator(Path("(defaults)"), ""))
-        return config
+        return Config()  # no file names a channel: nothing is staged
     path = Path(path)
     data: dict[str, Any] = {}
     sources = []

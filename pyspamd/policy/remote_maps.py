@@ -14,9 +14,11 @@ import signal
 import time
 from pathlib import Path
 
-from pyspamd.config import Config, MapConfig, UpdateConfig, load_config
+from pyspamd.config import Config, load_config
+from pyspamd.policy.map_settings import MapConfig
 from pyspamd.update.bundle import BundleError, public_key, verify
 from pyspamd.update.fetch import FetchError, fetch, remember
+from pyspamd.update.settings import UpdateConfig
 
 log = logging.getLogger("pyspamd.maps")
 

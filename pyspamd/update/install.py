@@ -22,11 +22,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from pyspamd.config import ChannelConfig, Config, ConfigError, load_config
+from pyspamd.config import Config, ConfigError, load_config
 from pyspamd.milter.instance import is_pyspamd
 from pyspamd.update.bundle import BundleError, installed_version, public_key, unpack_verified
 from pyspamd.update.fetch import FetchError, fetch_sync, remember
-from pyspamd.update.settings import active_set, channel_dir
+from pyspamd.update.settings import ChannelConfig, active_set, channel_dir
 
 # sa-update's exit codes, so cron jobs can chain `&& reload`.
 UPDATED = 0

@@ -26,7 +26,7 @@ def add_command(commands: Any) -> None:
     update.add_argument("--make-channel", metavar="DIR",
                         help="build a signed bundle of DIR's rules/, maps/ and model/")
     update.add_argument("--key", metavar="KEY.pem",
-                        help="the channel's Ed25519 private key (with --make-channel)")
+                        help="the channel's Ed25519 private key (with --make-channel or --sign)")
     update.add_argument("--out", metavar="FILE", default="bundle.tar.gz",
                         help="where --make-channel writes the bundle (default bundle.tar.gz)")
     update.add_argument("--set-version", type=int, metavar="N",

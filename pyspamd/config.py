@@ -32,6 +32,7 @@ from pyspamd.auth.settings import (
 )
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
+from pyspamd.checks.pyzor_settings import PyzorConfig, check_pyzor
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
 from pyspamd.classifiers.settings import AutolearnConfig, BayesConfig, check_bayes
 from pyspamd.config_schema import (
@@ -59,6 +60,7 @@ from pyspamd.policy.map_settings import (
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
+from pyspamd.update.settings import UpdateConfig, check_update
 
 __all__ = [
     "BIG_SENDER_HOSTS", "DEFAULT_MATCH", "DKIM_SIGNED_HEADERS", "MAP_MATCHES", "MAP_TYPES",
@@ -141,6 +143,8 @@ class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
+    pyzor: PyzorConfig = field(default_factory=PyzorConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -189,11 +193,13 @@ def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: str | Path | None) -> Config:
+def load_config(path: str | Path | None, staged: dict[str, str] | None = None) -> Config:
     """Load and validate; raises ConfigError listing every problem. None: built-in defaults.
-    The files of local.d/ beside the main file are merged over it (config_files)."""
+    The files of local.d/ beside the main file are merged over it (config_files).
+    `staged`: channel -> a set's directory to use instead of the installed one (the test
+    `pyspamc update` makes of a new set before it switches)."""
     if path is None:
-        return Config()
+        return Config()  # no file names a channel: nothing is staged
     path = Path(path)
     data: dict[str, Any] = {}
     sources = []
@@ -205,6 +211,7 @@ def load_config(path: str | Path | None) -> Config:
     errors: list[str] = []
     config = _build(Config, data, (), locator, errors)
     config.path = path
+    config.update.staged = dict(staged or {})
     config.rules.dirs = [beside_config(d, path) for d in config.rules.dirs]
     for _section, check in VALIDATORS:
         errors.extend(check(config, locator))
@@ -230,6 +237,11 @@ def _check_groups(config: Config, loc: Locator) -> list[str]:
             for name, group in config.groups.items() if group.max_score is True]
 
 
+def _check_update(config: Config, loc: Locator) -> list[str]:
+    return check_update(config.update, config.rules.dirs, config.model, config.maps,
+                        config.path, loc)
+
+
 # Each section's checks, in the order their errors are listed. A check gets the whole Config
 # and passes on what its section's validator needs (another section's value, the file's path).
 Validator = Callable[["Config", Locator], list[str]]
@@ -253,6 +265,9 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
+    # after model and maps: it points their resolved paths at the installed update sets
+    ("update", _check_update),
 )
 
 def _type_name(tp: Any) -> str:

@@ -59,7 +59,7 @@ def test_example_documents_map_options() -> None:
     text = (REPO / "pyspamd.toml.example").read_text()
     assert "\n# [[maps]]\n" in text
     for f in dataclasses.fields(MapConfig):
-        if f.name != "ldap":  # a sub-table, checked below
+        if f.name != "ldap" and f.init:  # a sub-table, checked below; url is derived
             assert f"\n# {f.name} = " in text, f"maps.{f.name} missing from the example"
     assert "\n# [maps.ldap]\n" in text
     for f in dataclasses.fields(LdapConfig):

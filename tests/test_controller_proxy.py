@@ -9,16 +9,15 @@ import base64
 import contextlib
 import http.client
 import shutil
-import signal
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import nginx
 from support.controller_proc import ControllerProc, running_controller
 from support.messages import make_message
-from support.mta import free_port, wait_for_port
+from support.mta import free_port
 from support.ports import outside_address
 
 from pyspamd.controller.auth import make_hash
@@ -31,8 +30,6 @@ BASIC = "Basic " + base64.b64encode(b"admin:proxy password").decode()
 
 @contextlib.contextmanager
 def running_nginx(controller_port: int) -> Iterator[int]:
-    if shutil.which("nginx") is None:
-        pytest.fail("nginx is not installed: .ci/run installs it (apt-get install nginx)")
     # nginx's workers run as nobody: not under pytest's 0700 temp root.
     root = Path(tempfile.mkdtemp(prefix="pyspamd-nginx-"))
     root.chmod(0o755)
@@ -40,18 +37,9 @@ def running_nginx(controller_port: int) -> Iterator[int]:
     (root / "htpasswd").write_text("admin:{PLAIN}proxy password\n")
     (root / "htpasswd").chmod(0o644)
     # The location block is the one in docs/controller.md.
-    (root / "nginx.conf").write_text(f"""
-pid {root}/nginx.pid;
-error_log {root}/error.log;
-worker_processes 1;
-events {{ worker_connections 64; }}
-http {{
+    try:
+        with nginx.running_nginx(root, f"""
     access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
     server {{
         listen {port};
         location /pyspamd/ {{
@@ -64,23 +52,9 @@ http {{
             client_max_body_size 10m;
         }}
     }}
-}}
-""")
-    proc = subprocess.Popen(["nginx", "-p", str(root), "-c", str(root / "nginx.conf"),
-                             "-g", "daemon off;"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port, proc=proc)
-        yield port
+""", port):
+            yield port
     finally:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
         shutil.rmtree(root, ignore_errors=True)
 
 

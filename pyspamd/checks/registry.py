@@ -32,6 +32,7 @@ CHECKS: tuple[str, ...] = (
     "email_auth:EmailAuth",
     "sender_domain:SenderDomain",
     "fuzzy:FuzzyCheck",
+    "pyzor_check:PyzorCheck",
     "antivirus:AntivirusCheck",
     "bayes:BayesCheck",
     "model:ModelCheck",

@@ -52,6 +52,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         p.add_argument("--rescore", type=Path, metavar="FILE",
                        help="at the end, fit the scores from the store's symbol vectors "
                             "(pyspamc rescore --from-store) and write them to FILE")
+        if name == "learn_spam":
+            p.add_argument("--report", action="store_true",
+                           help="also report each message learned to the [pyzor] servers "
+                                "(always with [pyzor] learn_spam = true)")
     p = commands.add_parser("unlearn", add_help=False, help="forget learned messages")
     _paths_args(p)
     p = commands.add_parser("stat", add_help=False,
@@ -214,6 +218,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     storage = open_storage(config.storage, create=label is not None)
     bayes = bayes_on(config, storage)
     on_learned = learned_spam_hook(config, storage) if label == SPAM else None
+    reporter = None
+    if label == SPAM and (getattr(args, "report", False) or config.pyzor.learn_spam):
+        reporter = PyzorReporter(config.pyzor.servers, config.pyzor.timeout, on_learned)
+        on_learned = reporter
     try:
         summary = run_learn(bayes, storage, args.paths, label, getattr(args, "newer_than", None),
                             tty=sys.stderr.isatty(), vectors=vectors, on_learned=on_learned)
@@ -232,11 +240,42 @@ def cmd_learn(args: argparse.Namespace) -> int:
     for name, reason in summary.failed:
         print(f"failed: {name}: {reason}")
     failed = bool(summary.failed)
+    if reporter is not None:
+        print(reporter.line())
+        failed = failed or bool(reporter.errors)
     if getattr(args, "rescore", None) is not None:
         from pyspamd.cli.rescore import refit_from_store
 
         failed = refit_from_store(config, args.rescore) != EXIT_OK or failed
     return EXIT_FAILED if failed else EXIT_OK
+
+
+class PyzorReporter:
+    """learn_spam's hook that reports each learned message's digest to the Pyzor servers
+    (then calls the hook it wraps, the fuzzy_add of [fuzzy] learn_spam)."""
+
+    def __init__(self, servers: list[str], timeout: float,
+                 then: Callable[[Task], object] | None) -> None:
+        self.servers, self.timeout, self.then = servers, timeout, then
+        self.reported = 0
+        self.errors: list[str] = []
+
+    def __call__(self, task: Task) -> None:
+        from pyspamd.pyzor_client import digest_of, report
+
+        digest = digest_of(task.message)
+        if digest is not None:
+            problems = report(digest, self.servers, self.timeout)
+            self.errors.extend(problems)
+            self.reported += len(self.servers) - len(problems)
+        if self.then is not None:
+            self.then(task)
+
+    def line(self) -> str:
+        text = f"reported to pyzor: {self.reported}"
+        if self.errors:
+            text += f"; failed: {len(self.errors)} ({self.errors[0]})"
+        return text
 
 
 def _count_learns(state: StateStore, label: str, summary: Summary) -> None:

@@ -21,6 +21,7 @@ from pyspamd.cli import (
     remote,
     rescore,
     statistics,
+    update,
 )
 from pyspamd.cli.common import (
     EXIT_FAILED,
@@ -110,6 +111,7 @@ def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
     model_train.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
+    update.add_command(commands)
     return parser, set(commands.choices)
 
 
@@ -270,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return policy.run(args)
         if args.command == "dkim-keygen":
             return dkim.cmd_keygen(args)
+        if args.command == "update":
+            return update.cmd_update(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

@@ -49,6 +49,7 @@ def configtest(config_arg: str | None) -> int:
         print(f"warning: {warning}")
     for error in ruleset.errors:
         print(error)
+    _show_update_sets(config)
     map_errors = _check_map_files(config) + _check_model(config)
     if ruleset.errors or map_errors:
         print(f"config test failed: {len(ruleset.errors) + map_errors} error(s) in rule and "
@@ -83,6 +84,10 @@ def configdump(config_arg: str | None) -> int:
     data.pop("path", None)
     data["dns"].pop("auto_note", None)
     data["dns"].pop("unanswered", None)
+    data["update"].pop("staged", None)
+    for map_data in data["maps"]:  # a fetched map: its address, not the local copy
+        url = map_data.pop("url", "")
+        map_data["file"] = url or map_data["file"]
     print(tomli_w.dumps(data), end="")
     return EXIT_OK
 
@@ -121,9 +126,22 @@ def _check_model(config: Config) -> int:
     return 0
 
 
+def _show_update_sets(config: Config) -> None:
+    """Which set of each update channel is in force (docs/updates.md)."""
+    from pyspamd.update.bundle import installed_version
+    from pyspamd.update.settings import active_set
+
+    for channel in config.update.channels:
+        found = active_set(config.update, channel.name)
+        print(f"update channel {channel.name}: " + (
+            f"version {installed_version(found)} in force ({found})" if found
+            else "no set installed yet (pyspamc update); the shipped rules and model are used"))
+
+
 def _check_map_files(config: Config) -> int:
     """Load every map as the daemon would; print its problems; return the error count."""
     from pyspamd.policy.maps import MapSource
+    from pyspamd.policy.remote_maps import copy_age, describe_age
 
     errors = 0
     for map_config in config.maps:
@@ -133,8 +151,10 @@ def _check_map_files(config: Config) -> int:
         for error in loaded.errors:
             print(error)
         errors += len(loaded.errors)
-        print(f"map {map_config.name}: {len(loaded.table)} entries from "
-              f"{map_config.file or 'inline values'}")
+        source = map_config.file or "inline values"
+        if map_config.url:
+            source = f"{map_config.url} ({describe_age(copy_age(map_config))})"
+        print(f"map {map_config.name}: {len(loaded.table)} entries from {source}")
     return errors
 
 

@@ -93,7 +93,9 @@ def listen_problems(config: Config) -> list[str]:
     return problems
 
 
-def _is_pyspamd(pid: int) -> bool:
+def is_pyspamd(pid: int) -> bool:
+    """Whether the process `pid` is a pyspamd (a pid read from a stale pidfile may have been
+    given to another program since)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -124,7 +126,7 @@ class PidFile:
                 f"pyspamd is already running (pid {pid or '?'}, pidfile {path} is locked)"
             ) from None
         pid = _read_pid(fd)
-        if pid and pid != os.getpid() and _is_pyspamd(pid):
+        if pid and pid != os.getpid() and is_pyspamd(pid):
             os.close(fd)  # a live daemon of an older version, which took no lock
             raise StartupError(f"pyspamd is already running (pid {pid} in {path})")
         return cls(path, fd)

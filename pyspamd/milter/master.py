@@ -16,6 +16,7 @@ from pyspamd.milter.children import TICK, Backoff, describe_status, exited_child
 from pyspamd.milter.health import Probe
 from pyspamd.milter.instance import EXIT_NO_SOCKET
 from pyspamd.milter.pool import REPLACE_SIGNAL, Pool
+from pyspamd.policy.remote_maps import poll_forever, remote_maps
 from pyspamd.scanner import Scanner, reload_pipeline
 from pyspamd.services import Services
 from pyspamd.stats.keys import STARTED
@@ -101,6 +102,8 @@ class Master:
         wanted = list(self.config.milter.listen)
         if self.config.controller.enabled:
             wanted.append(CONTROLLER)
+        if remote_maps(self.config):
+            wanted.append(MAP_POLLER)
         return wanted
 
     def _stop_unwanted_controller(self) -> None:
@@ -116,6 +119,8 @@ class Master:
             try:
                 if spec == CONTROLLER:
                     code = _controller_main(self.config_path, self.config, self.scanner)
+                elif spec == MAP_POLLER:
+                    code = poll_forever(self.config_path, self.config)
                 else:
                     Pool(spec, self.config_path, self.config, self.scanner).run()
             except Exception:
@@ -140,7 +145,7 @@ class Master:
         now = time.monotonic()
         for pid, spec in list(self.pools.items()):
             health = self.health.get(spec)
-            if spec == CONTROLLER or health is None:
+            if spec in (CONTROLLER, MAP_POLLER) or health is None:
                 continue
             if health.probe is None:
                 if now >= health.next_probe:
@@ -210,6 +215,7 @@ class Master:
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children
+MAP_POLLER = "map poller"  # the process that polls https:// maps (policy/remote_maps.py)
 
 
 def _controller_main(config_path: Path | None, config: Config, scanner: Scanner) -> int:

@@ -36,6 +36,7 @@ from pyspamd.logsetup import setup_logging
 from pyspamd.milter.instance import StartupError, claim_instance
 from pyspamd.milter.master import Master
 from pyspamd.permissions import write_problems
+from pyspamd.policy.remote_maps import refresh_now
 from pyspamd.scanner import Scanner
 
 
@@ -69,6 +70,7 @@ def serve(config_path: Path | None, daemon: bool = False, pidfile: Path | None =
     if config_path is not None:
         config_path = config_path.resolve()
     config = load_config(config_path)
+    refresh_now(config)  # https:// maps: the scanner's maps read the fetched copies
     scanner = Scanner.from_config(config)
     problems = write_problems(config)
     if problems:

@@ -11,6 +11,9 @@ from pathlib import Path
 from pyspamd.actions import FORCEABLE
 from pyspamd.config_schema import SYMBOL, Locator, beside_config
 
+REMOTE_PREFIX = "https://"
+UPDATE_PREFIX = "update:"  # a file of the installed update set's maps/ (pyspamd.update)
+
 
 @dataclass
 class LdapConfig:
@@ -45,6 +48,9 @@ class MapConfig:
     message: str = ""
     description: str = ""
     ldap: LdapConfig = field(default_factory=LdapConfig)
+    # file = "https://...": the Ed25519 public key its FILE.sig is checked with ("": unsigned)
+    key: str = ""
+    url: str = field(default="", init=False)  # the https:// address file was written as
 
 
 MAP_TYPES = ("ip", "address", "domain", "regexp", "ldap")
@@ -97,8 +103,14 @@ def check_maps(maps: list[MapConfig], config_path: Path | None, loc: Locator) ->
             errors.extend(check_ldap(m, at, label, loc))
         elif bool(m.file) == bool(m.values):
             bad("file", "give either file = \"PATH\" or values = [...], not both or neither")
-        if m.file:
+        if m.file.startswith(REMOTE_PREFIX):
+            m.url = m.file  # the fetched copy's path is filled in by check_update
+        elif m.file.startswith("http://"):
+            bad("file", "a map fetched over the network must be https://")
+        elif m.file and not m.file.startswith(UPDATE_PREFIX):
             m.file = beside_config(m.file, config_path)
+        if m.key and not m.url:
+            bad("key", "key (the signer's public key) goes with file = \"https://...\"")
         m.symbol = m.symbol or m.name.upper().replace("-", "_")
         if not SYMBOL.match(m.symbol):
             bad("symbol", f"{m.symbol!r} is not a symbol name (letters, digits, _)")

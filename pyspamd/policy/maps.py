@@ -107,10 +107,14 @@ class MapSource:
         try:
             text, signature = self._read()
         except OSError as exc:
-            error = f"{self.config.file}: cannot read map {self.name}: {exc.strerror or exc}"
+            empty = build_table(self.config.type, [], self.header_checks, LoadProblems())
             self._signature = None
-            return LoadedMap(build_table(self.config.type, [], self.header_checks,
-                                         LoadProblems()), [error])
+            if self.config.url and isinstance(exc, FileNotFoundError):
+                # Not fetched yet (remote_maps.py): empty until the first copy arrives.
+                return LoadedMap(empty, warnings=[f"map {self.name}: no copy of "
+                                                  f"{self.config.url} fetched yet"])
+            error = f"{self.config.file}: cannot read map {self.name}: {exc.strerror or exc}"
+            return LoadedMap(empty, [error])
         loaded = self._parse(text, self.config.file, inline=False)
         self._signature = signature
         return loaded

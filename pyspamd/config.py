@@ -255,7 +255,8 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("dkim_signing", lambda c, loc: check_dkim_signing(c.dkim_signing, c.path, loc)),
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
-    ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, c.path,
+                                                  loc)),
     ("settings", lambda c, loc: check_settings(c.settings, loc)),
 )
 

@@ -68,16 +68,17 @@ def check_settings(entries: list[SettingsConfig], loc: Locator) -> list[str]:
         label = s.name or f"#{index + 1}"
 
         def bad(key: str, what: str, at: tuple[str, ...] = at, label: str = label) -> None:
-            errors.append(f"{loc.where((*at, key.rstrip('_')))}: settings {label}: {what}")
+            shown = key.rstrip("_")
+            errors.append(f"{loc.where((*at, shown))}: settings {label}: {shown} {what}")
 
         if not _NAME.match(s.name):
-            bad("name", "needs a name of letters, digits, _, . or - (name = \"abuse-desk\")")
+            bad("name", "must be letters, digits, _, . or - (name = \"abuse-desk\")")
         elif s.name in seen:
             bad("name", "is defined twice; settings names must be unique")
         seen.add(s.name)
         if not has_selector(s):
-            bad("name", "selects nothing: give rcpt, rcpt_domain, from, ip, user or "
-                "ldap_group")
+            errors.append(f"{loc.where(at)}: settings {label}: selects nothing: give rcpt, "
+                          "rcpt_domain, from, ip, user or ldap_group")
         for value in _bad_addresses(s.rcpt, domains_ok=False):
             bad("rcpt", f"has {value!r}; write whole addresses (abuse@example.org), or use "
                 "rcpt_domain for a domain")
@@ -95,10 +96,11 @@ def check_settings(entries: list[SettingsConfig], loc: Locator) -> list[str]:
                 for key, problem in check_ldap_options(s.ldap_group))
         for option, threshold in s.actions.items():
             if option not in THRESHOLD_KEYS:
-                bad("actions", f"actions has {option!r}; known: {', '.join(THRESHOLD_KEYS)}")
+                bad("actions", f"has {option!r}; known: {', '.join(THRESHOLD_KEYS)}")
             elif threshold is True:
-                bad("actions", f"actions.{option} must be a score threshold (a number) or false "
-                    "to turn the action off")
+                errors.append(f"{loc.where((*at, 'actions'))}: settings {label}: actions."
+                              f"{option} must be a score threshold (a number) or false to turn "
+                              "the action off")
         for key in ("symbols_enabled", "symbols_disabled"):
             for name in getattr(s, key):
                 if not SYMBOL.match(name):

@@ -222,14 +222,20 @@ class Scanner:
         return self.settings.for_message(env.client_ip, env.mail_from, env.user, env.rcpts)
 
     @staticmethod
-    def _apply_settings(applied: AppliedSettings, task: Task, hits: Hits) -> None:
+    def _filter(applied: AppliedSettings, hits: Hits) -> None:
+        """Drop the hits the entry turns off, and the actions they force. Sub-rules stay for
+        the metas unless named; the settings' own symbols always stay."""
+        keep = applied.allowed
+        for name in [n for n in hits.hits if n not in rcpt_policy.SYMBOLS and (
+                n in applied.disabled or (keep is not None and n not in keep
+                                          and not is_hidden(n)))]:
+            del hits.hits[name]
+        hits.forced = [f for f in hits.forced if f.symbol in hits.hits]
+
+    def _apply_settings(self, applied: AppliedSettings, task: Task, hits: Hits) -> None:
         """The entry's symbol filters, its sender lists and its name, before the metas."""
         if applied.filters:
-            keep = applied.allowed
-            for name in [n for n in hits.hits if n in applied.disabled
-                         or (keep is not None and n not in keep and not is_hidden(n))]:
-                del hits.hits[name]
-            hits.forced = [f for f in hits.forced if f.symbol in hits.hits]
+            self._filter(applied, hits)
         if applied.welcomelist or applied.blocklist:
             senders = [task.envelope.mail_from or "",
                        *(a for _, a in task.headers.addresses("from"))]
@@ -256,6 +262,8 @@ class Scanner:
                 hits.add(rule.name)
                 counts[rule.name] = 1
                 touched.update(readers.get(rule.name, ()))  # metas come after what they read
+        if applied.filters:  # a meta the entry turns off, or not on
+            self._filter(applied, hits)
         symbols, total = self._score(hits, applied.defs)
         message = forced_by = ""
         if hits.forced:

@@ -39,7 +39,7 @@ scores = { GTUBE = 2.5 }
 [[settings]]
 name = "sales"
 rcpt_domain = ["sales.example.test"]
-symbols_disabled = ["MISSING_DATE"]
+symbols_disabled = ["MISSING_DATE", "MISSING_HEADERS_MANY"]
 add_headers = false
 quarantine_instead_of_reject = true
 welcomelist = ["@friend.test"]
@@ -162,8 +162,11 @@ def test_scores_filters_headers_quarantine_and_sender_lists(scanner: Scanner) ->
                     mail_from="x@partner.test")
     assert partner.symbols["GTUBE"].score == 2.5 and partner.action != actions.REJECT
     sales = _scan(scanner, "bob@sales.example.test", raw=make_message(
-        [("From", "x@example.org"), ("Date", None), ("Subject", "s")], f"{GTUBE}\n"))
+        [("From", "x@example.org"), ("Date", None), ("Message-ID", None), ("Subject", None)],
+        f"{GTUBE}\n"))
+    assert {"MISSING_MID", "MISSING_SUBJECT"} <= set(sales.symbols)
     assert "MISSING_DATE" not in sales.symbols
+    assert "MISSING_HEADERS_MANY" not in sales.symbols  # a meta turned off too
     assert sales.action == actions.QUARANTINE  # instead of reject
     assert header_changes(sales, [], scanner.config).add == []  # add_headers = false
     friend = _scan(scanner, "bob@sales.example.test", raw=_gtube("Pal <pal@mail.friend.test>"))

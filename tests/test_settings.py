@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import Milter
 import pytest
 from support.messages import GTUBE, make_message
 from support.paths import REPO
@@ -16,6 +17,7 @@ from pyspamd import actions
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import ConfigError, load_config
 from pyspamd.milter.recipients import RecipientGate
+from pyspamd.milter.session import MilterApp, session_class
 from pyspamd.result import ScanResult, header_changes
 from pyspamd.scanner import Scanner
 from pyspamd.task import Envelope
@@ -209,6 +211,17 @@ def test_milter_gate_defers_a_recipient_unlike_the_first(tmp_path: Path,
     path = _config(tmp_path, SETTINGS + '[milter]\nmixed_settings = "strictest"\n')
     assert not RecipientGate(Scanner.from_config(load_config(path))).active
     assert not RecipientGate(Scanner.from_config(load_config(_config(tmp_path, "")))).active
+
+
+def test_rcpt_is_answered_only_when_recipients_can_differ(tmp_path: Path,
+                                                         scanner: Scanner) -> None:
+    # protocol_mask(): the no-reply bits pymilter clears from the MTA's offer, i.e. the
+    # stages the session answers.
+    answered = session_class(MilterApp(scanner, "mx.example.test"))
+    assert answered.protocol_mask() & Milter.P_NR_RCPT
+    plain = Scanner.from_config(load_config(_config(tmp_path, "")))
+    unanswered = session_class(MilterApp(plain, "mx.example.test"))
+    assert not unanswered.protocol_mask() & Milter.P_NR_RCPT
 
 
 def test_pyspamc_rcpt_applies_settings_and_json_names_them(

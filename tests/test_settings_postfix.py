@@ -99,7 +99,8 @@ def test_defer_gives_each_policy_its_own_transaction(
     assert code == 554 and reply.startswith("5.7.1 Message rejected as spam"), reply
     assert postfix.delivered_to(CEO) == []
     log = Path(daemon.log_path).read_text()
-    assert f"rcpt: <{CEO}>: deferred, its settings differ" in log
+    assert (f"rcpt: <{CEO}>: deferred, its policy differs from the first recipient's "
+            "(settings abuse-desk)") in log
     assert "settings: abuse-desk" in log
 
 

@@ -25,6 +25,10 @@ class RecipientPolicy:
     settings: str  # the [[settings]] entry's name, "" for the defaults
     welcomed: bool  # a recipient map accepts mail for it unscanned
 
+    def describe(self) -> str:
+        return f"settings {self.settings or '(defaults)'}" + (
+            ", accepted by a recipient map" if self.welcomed else "")
+
 
 class RecipientGate:
     def __init__(self, scanner: Scanner) -> None:

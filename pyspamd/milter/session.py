@@ -163,9 +163,9 @@ class MilterSession(Milter.Base):
                           "taken with the transaction's", exc)
             take = True
         if not take:
-            log.info("ip: %s, from: <%s>, rcpt: <%s>: deferred, its settings differ from the "
+            log.info("ip: %s, from: <%s>, rcpt: <%s>: deferred, its policy differs from the "
                      "first recipient's (%s)", self.client_ip or "-", self.mail_from or "",
-                     rcpt, self.policy.settings if self.policy else "-")
+                     rcpt, self.policy.describe() if self.policy else "-")
             self.setreply(*DEFER_CODE)
             return Milter.TEMPFAIL
         self.rcpts.append(rcpt)

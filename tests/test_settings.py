@@ -15,6 +15,7 @@ from support.slapd_server import SUFFIX, Slapd, slapd_server
 
 from pyspamd import actions
 from pyspamd.cli.pyspamc import main as pyspamc_main
+from pyspamd.cli.pyspamd import configtest
 from pyspamd.config import ConfigError, load_config
 from pyspamd.milter.recipients import RecipientGate
 from pyspamd.milter.session import MilterApp, session_class
@@ -112,6 +113,13 @@ server_url = "http://x"
         load_config(path)
     assert "unknown option 'settings.0.frm'; known here: " in caught.value.errors[0]
     assert " from, " in caught.value.errors[0]  # the TOML key, not the Python name
+
+
+def test_configtest_names_the_entries(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert configtest(str(_config(tmp_path, SETTINGS))) == 0
+    assert ("settings: 4 entries, first match wins: abuse-desk, partners, sales, staff; "
+            "recipients of different settings: defer") in capsys.readouterr().out
 
 
 def test_first_match_wins_and_kinds_must_all_match(scanner: Scanner) -> None:

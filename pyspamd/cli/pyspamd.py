@@ -56,6 +56,10 @@ def configtest(config_arg: str | None) -> int:
     if problems:
         print(f"config test failed: {len(problems)} path(s) pyspamd cannot write")
         return EXIT_FAILED
+    if config.settings:
+        print(f"settings: {len(config.settings)} entries, first match wins: "
+              + ", ".join(s.name for s in config.settings)
+              + f"; recipients of different settings: {config.milter.mixed_settings}")
     if config.antivirus.enabled:
         from pyspamd.checks.clamav_families import load_families
 

@@ -27,6 +27,8 @@ ALL_ACTIONS = frozenset(STRENGTH)
 SPAM_ACTIONS = frozenset((REJECT, DISCARD, QUARANTINE, REWRITE_SUBJECT, ADD_HEADER))
 _CONFIG_KEYS = {REJECT: "reject", SOFT_REJECT: "soft_reject", REWRITE_SUBJECT: "rewrite_subject",
                 ADD_HEADER: "add_header", GREYLIST: "greylist"}
+# The threshold options of [actions] (and of a [[settings]] table's actions).
+THRESHOLD_KEYS = tuple(_CONFIG_KEYS.values())
 # What a map entry or [antivirus] virus_action may force, in the order errors list them;
 # "accept" is the admin's word for no action there (ACCEPT_WORDS turns it into one).
 ACCEPT = "accept"
@@ -63,10 +65,12 @@ class Thresholds:
     by_action: dict[str, float]
 
     @classmethod
-    def from_config(cls, config: ActionsConfig) -> Thresholds:
+    def from_config(cls, config: ActionsConfig,
+                    overrides: dict[str, float | bool] | None = None) -> Thresholds:
+        """`overrides`: thresholds by option name over `config`'s ([[settings]] actions)."""
         out: dict[str, float] = {}
         for action, key in _CONFIG_KEYS.items():
-            value = getattr(config, key)
+            value = (overrides or {}).get(key, getattr(config, key))
             if value is not False and value is not True:
                 out[action] = float(value)
         return cls(out)

@@ -11,6 +11,7 @@ beside the feature in a settings module (docs/development.md: "Configuration sec
 from __future__ import annotations
 
 import dataclasses
+import keyword
 import logging
 import os
 import tomllib
@@ -58,6 +59,7 @@ from pyspamd.policy.map_settings import (
     check_maps,
 )
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
+from pyspamd.policy.rcpt_policy_settings import SettingsConfig, check_settings
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 from pyspamd.update.settings import UpdateConfig, check_update
@@ -69,7 +71,7 @@ __all__ = [
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
     "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
-    "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
+    "RulesConfig", "ScanConfig", "SettingsConfig", "StorageConfig", "config_files", "is_local_host",
     "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",
 ]
@@ -145,6 +147,7 @@ class Config:
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
     pyzor: PyzorConfig = field(default_factory=PyzorConfig)
+    settings: list[SettingsConfig] = field(default_factory=list)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -264,8 +267,10 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("dkim_signing", lambda c, loc: check_dkim_signing(c.dkim_signing, c.path, loc)),
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
-    ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, c.path,
+                                                  loc)),
     ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
+    ("settings", lambda c, loc: check_settings(c.settings, loc)),
     # after model and maps: it points their resolved paths at the installed update sets
     ("update", _check_update),
 )
@@ -318,7 +323,9 @@ def _coerce(tp: Any, value: Any) -> tuple[bool, Any]:
 def _build(cls: type, data: Any, keys: tuple[str, ...], loc: Locator, errors: list[str]) -> Any:
     hints = typing.get_type_hints(cls)
     # Config.path is where the file was read from, not an option; [storage] path is one.
-    known = {f.name for f in dataclasses.fields(cls)
+    # A field named after a Python keyword plus "_" (from_) is written without it (from).
+    known = {f.name.removesuffix("_") if keyword.iskeyword(f.name.removesuffix("_"))
+             else f.name for f in dataclasses.fields(cls)
              if f.init and (cls is not Config or f.name != "path")}
     where = loc.where(keys) if keys else str(loc.path)
     if not isinstance(data, dict):
@@ -333,15 +340,16 @@ def _build(cls: type, data: Any, keys: tuple[str, ...], loc: Locator, errors: li
                 f"known here: {', '.join(sorted(known))}"
             )
             continue
-        tp = hints[key]
+        name = f"{key}_" if keyword.iskeyword(key) else key
+        tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value, here, loc, errors)  # type: ignore[arg-type]
+            kwargs[name] = _build(tp, value, here, loc, errors)  # type: ignore[arg-type]
             continue
         if typing.get_origin(tp) is dict:
-            kwargs[key] = _build_map(tp, value, here, loc, errors)
+            kwargs[name] = _build_map(tp, value, here, loc, errors)
             continue
         if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
-            kwargs[key] = _build_tables(typing.get_args(tp)[0], value, here, loc, errors)
+            kwargs[name] = _build_tables(typing.get_args(tp)[0], value, here, loc, errors)
             continue
         ok, coerced = _coerce(tp, value)
         if not ok:
@@ -349,7 +357,7 @@ def _build(cls: type, data: Any, keys: tuple[str, ...], loc: Locator, errors: li
                 f"{loc.where(here)}: {'.'.join(here)} must be {_type_name(tp)}, got {value!r}"
             )
             continue
-        kwargs[key] = coerced
+        kwargs[name] = coerced
     return cls(**kwargs)
 
 

@@ -39,6 +39,10 @@ class ScanResult:
     message_id: str = ""
     subject: str = ""
     queue_id: str = ""
+    # The [[settings]] entry applied ("": none) and what it says about headers and subject.
+    settings: str = ""
+    add_headers: bool = True
+    subject_template: str = ""  # "": [actions] subject_template, on rewrite subject only
 
     @property
     def is_spam(self) -> bool:
@@ -63,6 +67,8 @@ class ScanResult:
             scan_time=round(self.scan_time, 6),
             message_id=self.message_id,
         )
+        if self.settings:
+            out["settings"] = self.settings
         if self.message:
             out["message"] = self.message
         if self.errors:
@@ -75,6 +81,8 @@ def text_report(label: str, result: ScanResult) -> str:
     lines = [f"Results for file: {label} ({result.scan_time:.3f} seconds)", "[Metric: default]",
              f"Action: {result.action}", f"Spam: {'true' if result.is_spam else 'false'}",
              f"Score: {result.score:.2f} / {result.required_score:.2f}"]
+    if result.settings:
+        lines.append(f"Settings: {result.settings}")
     for symbol in result.sorted_symbols():
         lines.append(f"Symbol: {symbol.name} ({symbol.score:.2f})"
                      + (f"[{','.join(symbol.options)}]" if symbol.options else ""))
@@ -143,6 +151,9 @@ def header_changes(result: ScanResult, check_headers: Sequence[tuple[str, str]],
                    config: Config) -> HeaderChanges:
     """`check_headers`: what the checks asked to add (Task.add_headers)."""
     subject = None
-    if result.action == REWRITE_SUBJECT:
+    if result.subject_template and result.is_spam:
+        subject = rewrite_subject(result.subject, result.subject_template)
+    elif result.action == REWRITE_SUBJECT:
         subject = rewrite_subject(result.subject, config.actions.subject_template)
-    return HeaderChanges(list(check_headers), result_headers(result, config.headers), subject)
+    added = result_headers(result, config.headers) if result.add_headers else []
+    return HeaderChanges(list(check_headers), added, subject)

@@ -13,12 +13,15 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from pathlib import Path
 
+from pyspamd import actions
 from pyspamd.actions import Thresholds, strongest
 from pyspamd.checks.base import Check, Decision
 from pyspamd.checks.regex_rules import RegexRules
 from pyspamd.checks.registry import build_checks
 from pyspamd.config import Config, load_config
 from pyspamd.faultlog import FaultLog
+from pyspamd.policy import rcpt_policy
+from pyspamd.policy.rcpt_policy import AppliedSettings, SettingsTable
 from pyspamd.result import ScanResult, Symbol
 from pyspamd.ruleset.loader import RuleSet, load_rules
 from pyspamd.services import Services
@@ -41,6 +44,7 @@ _SCANNER_SYMBOLS = {
     SCAN_TIMEOUT: SymbolDef(
         0.0, "The scan's time budget ran out; the verdict is from the checks that finished "
         "(options: those that did not)", "scan", source="scanner"),
+    **rcpt_policy.SYMBOLS,
 }
 
 
@@ -85,6 +89,7 @@ class Scanner:
             name: float(g.max_score) for name, g in config.groups.items()
             if g.max_score is not False
         }
+        self.settings = SettingsTable(config.settings, config.actions, self.defs)
         self.limits: ParseLimits = config.scan
         self.metas = [ruleset.rules[name] for name in ruleset.meta_order]
         # What each meta is when none of its operands hit: most metas on most messages, so
@@ -190,14 +195,16 @@ class Scanner:
         if late:
             await asyncio.gather(*late, return_exceptions=True)
 
-    def _score(self, hits: Hits) -> tuple[dict[str, Symbol], float]:
+    def _score(self, hits: Hits, defs: dict[str, SymbolDef] | None = None
+               ) -> tuple[dict[str, Symbol], float]:
+        defs = self.defs if defs is None else defs
         symbols: dict[str, Symbol] = {}
         group_sums: dict[str, float] = {}
         total = 0.0
         for name, hit in hits.hits.items():
             if is_hidden(name):
                 continue
-            symbol_def = self.defs.get(name) or SymbolDef()
+            symbol_def = defs.get(name) or SymbolDef()
             factor = hit.weight * (min(hit.count, 10) if symbol_def.multiple else 1)
             score = symbol_def.score * factor
             options = hit.options if symbol_def.show_options else []
@@ -210,8 +217,42 @@ class Scanner:
             total += min(subtotal, self.group_caps[group])
         return symbols, total
 
+    def select_settings(self, task: Task) -> AppliedSettings:
+        env = task.envelope
+        return self.settings.for_message(env.client_ip, env.mail_from, env.user, env.rcpts)
+
+    @staticmethod
+    def _filter(applied: AppliedSettings, hits: Hits) -> None:
+        """Drop the hits the entry turns off, and the actions they force. Sub-rules stay for
+        the metas unless named; the settings' own symbols always stay."""
+        keep = applied.allowed
+        for name in [n for n in hits.hits if n not in rcpt_policy.SYMBOLS and (
+                n in applied.disabled or (keep is not None and n not in keep
+                                          and not is_hidden(n)))]:
+            del hits.hits[name]
+        hits.forced = [f for f in hits.forced if f.symbol in hits.hits]
+
+    def _apply_settings(self, applied: AppliedSettings, task: Task, hits: Hits) -> None:
+        """The entry's symbol filters, its sender lists and its name, before the metas."""
+        if applied.filters:
+            self._filter(applied, hits)
+        if applied.welcomelist or applied.blocklist:
+            senders = [task.envelope.mail_from or "",
+                       *(a for _, a in task.headers.addresses("from"))]
+            if any(s in applied.blocklist for s in senders):
+                hits.add(rcpt_policy.BLOCKLIST, applied.name)
+                hits.force_action(actions.REJECT, rcpt_policy.BLOCKED_TEXT,
+                                  rcpt_policy.BLOCKLIST)
+            elif any(s in applied.welcomelist for s in senders):
+                hits.add(rcpt_policy.WELCOMELIST, applied.name)
+                hits.force_action(actions.NO_ACTION, "", rcpt_policy.WELCOMELIST)
+        if applied.name:
+            hits.add(rcpt_policy.SETTINGS, applied.name)
+
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
                 after_scan: bool = True) -> ScanResult:
+        applied = self.select_settings(task) if self.settings else self.settings.default
+        self._apply_settings(applied, task, hits)
         counts = {name: hit.count for name, hit in hits.hits.items()}
         readers = self.meta_readers
         touched = {place for name in counts if name in readers for place in readers[name]}
@@ -221,7 +262,9 @@ class Scanner:
                 hits.add(rule.name)
                 counts[rule.name] = 1
                 touched.update(readers.get(rule.name, ()))  # metas come after what they read
-        symbols, total = self._score(hits)
+        if applied.filters:  # a meta the entry turns off, or not on
+            self._filter(applied, hits)
+        symbols, total = self._score(hits, applied.defs)
         message = forced_by = ""
         if hits.forced:
             top = max(hits.forced, key=lambda f: f.priority)
@@ -230,7 +273,7 @@ class Scanner:
             chosen = next(f for f in same if f.action == action)
             message, forced_by = chosen.message, chosen.symbol
         else:
-            action = self.thresholds.choose(total)
+            action = applied.thresholds.choose(total)
         if self.post_checks:
             decision = Decision(action, total, message, forced_by)
             for check in self.post_checks:
@@ -239,13 +282,15 @@ class Scanner:
                 except Exception as exc:  # as in _run_sync: the verdict stands without it
                     errors.append(f"{check.name}: {type(exc).__name__}: {exc}")
                     faults.report(f"check {check.name}", f"check {check.name} failed", exc)
-            symbols, total = self._score(hits)
+            symbols, total = self._score(hits, applied.defs)
             action, message, forced_by = decision.action, decision.message, decision.forced_by
+        if action == actions.REJECT and applied.quarantine_instead_of_reject:
+            action = actions.QUARANTINE
         result = ScanResult(
             action=action,
             score=total,
-            required_score=self.thresholds.required_score,
-            spam_score=self.thresholds.spam_score,
+            required_score=applied.thresholds.required_score,
+            spam_score=applied.thresholds.spam_score,
             symbols=symbols,
             message=message,
             forced_by=forced_by,
@@ -254,6 +299,9 @@ class Scanner:
             message_id=task.headers.first("message-id") if "message-id" in task.headers else "",
             subject=task.subject,
             queue_id=task.envelope.queue_id or "",
+            settings=applied.name,
+            add_headers=applied.add_headers,
+            subject_template=applied.subject_template,
         )
         for check in self.learners if after_scan else ():
             try:

@@ -26,6 +26,8 @@ def task_log_line(result: ScanResult, envelope: Envelope, size: int) -> str:
     ]
     if envelope.user:
         parts.insert(2, f"user: {envelope.user}")
+    if result.settings:
+        parts.insert(-3, f"settings: {result.settings}")
     if result.errors:
         parts.append(f"errors: {'; '.join(result.errors)}")
     return ", ".join(parts)

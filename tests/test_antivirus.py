@@ -18,6 +18,10 @@ from support.clamd_server import (
     JUNK_TEXT,
     MAX_FILES,
     PHISH_TEXT,
+    PORCUPINE_JUNK_SIGNATURE,
+    PORCUPINE_JUNK_TEXT,
+    SECURITEINFO_SPAM_SIGNATURE,
+    SECURITEINFO_SPAM_TEXT,
     ClamdServer,
     clamd_server,
     start_clamd,
@@ -114,6 +118,54 @@ def test_third_party_families_get_their_symbols(clamd: ClamdServer, tmp_path: Pa
                       '[antivirus.families]\nCLAM_SANE_JUNK = ["Sanesecurity.Junk."]\n')
     junk, _ = _scan(custom, _message(f"Visit {JUNK_TEXT.decode()} now.\n"))
     assert "CLAM_SANE_JUNK" in junk.symbols and "CLAM_SPAM" not in junk.symbols
+
+
+@pytest.mark.parametrize(("text", "signature"), [
+    (SECURITEINFO_SPAM_TEXT, SECURITEINFO_SPAM_SIGNATURE),
+    (PORCUPINE_JUNK_TEXT, PORCUPINE_JUNK_SIGNATURE),
+])
+def test_other_feeds_spam_signatures_are_scored_as_spam_not_rejected(
+        clamd: ClamdServer, tmp_path: Path, text: bytes, signature: str) -> None:
+    scanner = _scanner(tmp_path, str(clamd.socket_path))
+    result, _ = _scan(scanner, _message(f"Visit {text.decode()} now.\n"))
+    assert result.symbols["CLAM_SPAM"].options == [signature]
+    assert result.symbols["CLAM_SPAM"].score == 6.0
+    assert "CLAM_VIRUS" not in result.symbols
+    assert result.forced_by == "" and result.action != actions.REJECT
+
+
+def test_reject_classes_and_admin_prefixes_over_the_table(clamd: ClamdServer,
+                                                          tmp_path: Path) -> None:
+    # An admin who wants this spam family refused: its prefix made malware.
+    scanner = _scanner(tmp_path, str(clamd.socket_path),
+                       '[antivirus.families]\nCLAM_VIRUS = ["Porcupine.Junk."]\n')
+    result, _ = _scan(scanner, _message(f"Visit {PORCUPINE_JUNK_TEXT.decode()} now.\n"))
+    assert result.symbols["CLAM_VIRUS"].options == [PORCUPINE_JUNK_SIGNATURE]
+    assert result.action == actions.REJECT and result.forced_by == "CLAM_VIRUS"
+    # Or a whole class refused.
+    scanner = _scanner(tmp_path, str(clamd.socket_path), 'reject_classes = ["malware", "spam"]\n')
+    result, _ = _scan(scanner, _message(f"Visit {SECURITEINFO_SPAM_TEXT.decode()} now.\n"))
+    assert result.action == actions.REJECT and result.forced_by == "CLAM_SPAM"
+    assert SECURITEINFO_SPAM_SIGNATURE in result.message
+
+
+def test_bad_family_table_is_a_config_error_naming_the_line(tmp_path: Path) -> None:
+    table = tmp_path / "families.toml"
+    table.write_text('[classes]\nmalware = { symbol = "CLAM_VIRUS", score = 10 }\n'
+                     '[prefixes]\n"Feed.Spam." = "spam"\n')
+    path = tmp_path / "pyspamd.toml"
+    path.write_text('[antivirus]\nfamilies_file = "families.toml"\n'
+                    'reject_classes = ["malware", "worms"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = str(caught.value)
+    assert f"{table}:4: prefix 'Feed.Spam.' names class 'spam'" in text
+    assert "has 'worms'" not in text  # the table's own error is the one to fix first
+    table.write_text('[classes]\nmalware = { symbol = "CLAM_VIRUS", score = 10 }\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "reject_classes has 'worms'; the family table's classes are malware" in str(
+        caught.value)
 
 
 def test_encrypted_and_oversized_archives(clamd: ClamdServer, tmp_path: Path) -> None:

@@ -8,7 +8,16 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from support.clamd_server import EICAR, EICAR_SIGNATURE, ClamdServer, start_clamd
+from support.clamd_server import (
+    EICAR,
+    EICAR_SIGNATURE,
+    PORCUPINE_JUNK_SIGNATURE,
+    PORCUPINE_JUNK_TEXT,
+    SECURITEINFO_SPAM_SIGNATURE,
+    SECURITEINFO_SPAM_TEXT,
+    ClamdServer,
+    start_clamd,
+)
 from support.mta import Daemon, running_daemon
 from support.paths import REPO
 from support.postfix import MAILBOX, Postfix, running_postfix
@@ -35,7 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory
         clamd.stop()
 
 
-def _message(subject: str, attachment: bytes | None = None) -> bytes:
+def _message(subject: str, attachment: bytes | None = None, body: str = "") -> bytes:
     msg = EmailMessage()
     msg[HEADER] = "clean"  # forged by the sender: the milter removes it
     msg["From"] = "alice@example.org"
@@ -43,11 +52,26 @@ def _message(subject: str, attachment: bytes | None = None) -> bytes:
     msg["Subject"] = subject
     msg["Date"] = formatdate()
     msg["Message-ID"] = f"<{subject.replace(' ', '.')}@example.org>"
-    msg.set_content("Hello Bob,\n\nthe report you asked for is attached.\n")
+    msg.set_content(body or "Hello Bob,\n\nthe report you asked for is attached.\n")
     if attachment is not None:
         msg.add_attachment(attachment, maintype="application", subtype="octet-stream",
                            filename="report.com")
     return msg.as_bytes()
+
+
+def test_third_party_spam_signatures_are_delivered_scored_not_refused(
+        stack: tuple[Postfix, Daemon, ClamdServer]) -> None:
+    postfix, _, _ = stack
+    postfix.clear_mailbox()
+    for text in (SECURITEINFO_SPAM_TEXT, PORCUPINE_JUNK_TEXT):
+        code, reply = postfix.send(_message(f"offer {text[:12].decode()}",
+                                            body=f"See {text.decode()} today.\n"))
+        assert code == 250, reply
+    delivered = postfix.wait_delivered(2)
+    results = " ".join(m["X-Spamd-Result"] for m in delivered)
+    assert f"CLAM_SPAM(6.00)[{SECURITEINFO_SPAM_SIGNATURE}]" in results
+    assert f"CLAM_SPAM(6.00)[{PORCUPINE_JUNK_SIGNATURE}]" in results
+    assert "CLAM_VIRUS" not in results
 
 
 def test_eicar_refused_with_the_signature_name_then_clamd_down_delivers_with_header(

@@ -24,6 +24,10 @@ type = "address"
 values = ["spammer@example.com", "@bad.example"]
 symbol = "BLOCKED_SENDER"
 score = 3.0
+[[settings]]
+name = "abuse-desk"
+rcpt = ["abuse@example.net"]
+actions = { reject = false }
 """
 ENVELOPE = {"IP": "203.0.113.5", "From": "sender@example.org", "Helo": "mx.example.org",
             "Hostname": "mx.example.org", "Queue-Id": "4ABCDEF"}
@@ -213,3 +217,15 @@ def test_explain_over_http_is_the_in_process_explanation(
                          f"127.0.0.1:{controller.port}", "explain", str(path)]) == 0
     assert "  rule:    " in capsys.readouterr().out
     assert controller.call("POST", "/explain", b"  ").status == 400
+
+
+def test_recipient_settings_over_http(controller: ControllerProc,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    over_http = _scan(controller, GTUBE.read_bytes(), ("abuse@example.net",))
+    assert over_http["settings"] == "abuse-desk" and over_http["action"] == "add header"
+    assert "settings" not in _scan(controller, GTUBE.read_bytes(), ("ceo@example.net",))
+    remote = ["-h", f"127.0.0.1:{controller.port}", "--rcpt", "abuse@example.net", "symbols"]
+    assert pyspamc_main([*remote, "--json", str(GTUBE)]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"] == "abuse-desk"
+    assert pyspamc_main([*remote, str(GTUBE)]) == 0
+    assert "\nSettings: abuse-desk\n" in capsys.readouterr().out

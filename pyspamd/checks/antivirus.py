@@ -1,10 +1,11 @@
 """The antivirus check: the message (or each attachment) sent to clamd while the other
 checks run, within the scan's time budget.
 
-A signature name decides the symbol: third-party spam and phishing families by prefix
-([antivirus] families, e.g. Sanesecurity.Phishing.* -> CLAM_PHISH), encrypted archives and
-clamd's scan limits by clamd's own heuristic names, anything else is a virus (CLAM_VIRUS,
-rejected with the name in the reply by default). When clamd is down, slow or answers an
+A signature name decides the symbol: third-party feeds' families by prefix, through the
+family table (pyspamd/checks/clamav_families.py: e.g. SecuriteInfo.com.Spam.* -> spam ->
+CLAM_SPAM), encrypted archives and clamd's scan limits by clamd's own heuristic names,
+anything else is a virus (CLAM_VIRUS). Findings of a class in [antivirus] reject_classes
+(malware by default) are rejected with the name in the reply. When clamd is down, slow or answers an
 error the message is not lost: CLAM_FAIL, one log line, and [antivirus] fail_action.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Coroutine
 
 from pyspamd import actions
 from pyspamd.checks.base import Check
+from pyspamd.checks.clamav_families import MALWARE, load_families
 from pyspamd.clamd import Clamd, ClamdError, ClamdReply
 from pyspamd.config import Config
 from pyspamd.mime import payload_bytes
@@ -29,7 +31,6 @@ ENCRYPTED_PREFIX = "Heuristics.Encrypted."  # clamd's AlertEncrypted* findings
 LIMITS_PREFIX = "Heuristics.Limits.Exceeded"  # clamd's AlertExceedsMax findings
 MAX_PARTS = 20  # parts sent per message in "attachments" mode; more is a symbol
 HEADER = "X-Pyspamd-Antivirus"
-FAMILY_SCORES = {"CLAM_PHISH": 8.0, "CLAM_SPAM": 6.0}
 # A virus outranks what admin maps force (priority 0): mail from a whitelisted sender
 # with a virus is still refused. CLAM_FAIL's tempfail stays at 0, so a map's reject wins.
 VIRUS_PRIORITY = 10
@@ -70,6 +71,15 @@ def items_to_send(task: Task, scan: str, limit: int, hits: Hits) -> list[tuple[s
     return items
 
 
+def _describe(symbol: str, classes: dict[str, tuple[str, float]]) -> str:
+    klass = next((k for k, (s, _) in classes.items() if s == symbol), "")
+    if klass == MALWARE:
+        return "clamd found a virus (the signature's name)"
+    if klass:
+        return f"clamd: a third-party signature of {klass} (the signature's name)"
+    return f"clamd: a signature family of [antivirus.families] ({symbol.lower()})"
+
+
 class AntivirusCheck(Check):
     name = "antivirus"
     is_async = True
@@ -81,12 +91,9 @@ class AntivirusCheck(Check):
     def __init__(self, config: Config) -> None:
         self.settings = config.antivirus
         self.clamd = Clamd(self.settings.address)
-        self.families = sorted(((prefix, symbol)
-                                for symbol, prefixes in self.settings.families.items()
-                                for prefix in prefixes),
-                               key=lambda item: -len(item[0]))  # the longest prefix wins
+        self.table = load_families(self.settings.families_file, self.settings.families)
+        self.reject_classes = frozenset(self.settings.reject_classes)
         self.symbols = {  # type: ignore[misc]  # per instance: families come from the config
-            "CLAM_VIRUS": SymbolDef(10.0, "clamd found a virus (the signature's name)"),
             "CLAM_ENCRYPTED": SymbolDef(2.0, "An encrypted archive clamd cannot look into"),
             "CLAM_LIMITS": SymbolDef(1.0, "An archive over clamd's scan limits (not scanned "
                                           "whole)"),
@@ -94,9 +101,8 @@ class AntivirusCheck(Check):
                                         "answering an error); not scored"),
             "CLAM_SKIPPED": SymbolDef(0.0, "Not sent to clamd: over [antivirus] max_size or "
                                            "too many parts"),
-            **{symbol: SymbolDef(FAMILY_SCORES.get(symbol, 5.0),
-                                 f"clamd: a third-party signature of {symbol.lower()}")
-               for symbol in self.settings.families},
+            **{symbol: SymbolDef(score, _describe(symbol, self.table.classes))
+               for symbol, score in self.table.scores().items()},
         }
 
     def run(self, task: Task, hits: Hits) -> Coroutine[None, None, None] | None:
@@ -131,16 +137,14 @@ class AntivirusCheck(Check):
         if name.startswith(LIMITS_PREFIX):
             hits.add("CLAM_LIMITS", shown)
             return
-        for prefix, symbol in self.families:
-            if name.startswith(prefix):
-                hits.add(symbol, shown)
-                return
-        hits.add("CLAM_VIRUS", shown)
-        log.info("virus %s found in %s", name, label)
+        family = self.table.classify(name)
+        hits.add(family.symbol, shown)
+        if family.klass == MALWARE:
+            log.info("virus %s found in %s", name, label)
         action = self.settings.virus_action
-        if action:
+        if action and family.klass in self.reject_classes:
             hits.force_action(actions.ACCEPT_WORDS.get(action, action),
-                              self.settings.virus_message.format(virus=shown), "CLAM_VIRUS",
+                              self.settings.virus_message.format(virus=shown), family.symbol,
                               priority=VIRUS_PRIORITY)
 
     def _failed(self, error: ClamdError, task: Task, hits: Hits) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyspamd.actions import FORCEABLE
-from pyspamd.config_schema import SYMBOL, Locator, split_host_port
+from pyspamd.checks.clamav_families import FamilyTableError, load_families
+from pyspamd.config_schema import SYMBOL, Locator, beside_config, split_host_port
 
 
 @dataclass
@@ -17,21 +19,21 @@ class AntivirusConfig:
     scan: str = "message"  # "message": all of it; "attachments": each non-text part
     max_size: int = 25 << 20  # bytes; keep at or below clamd's StreamMaxLength (25M)
     timeout: float = 10.0  # seconds for clamd's answer; below milter.scan_timeout
-    # Signature name prefixes of third-party spam signatures -> the symbol they give.
-    families: dict[str, list[str]] = field(default_factory=lambda: {
-        "CLAM_PHISH": ["Sanesecurity.Phishing.", "Sanesecurity.Scam.", "Sanesecurity.Spear.",
-                       "Heuristics.Phishing."],
-        "CLAM_SPAM": ["Sanesecurity.Junk.", "Sanesecurity.Spam.", "Sanesecurity.Jurlbl.",
-                      "Sanesecurity.Blurl.", "Sanesecurity.Rogue.", "winnow.spam.",
-                      "winnow.phish."],
-    })
+    # The table of third-party signature families (rules/clamav-families.toml; "": that
+    # shipped one), the admin's prefixes over it (symbol -> name prefixes), and the classes
+    # whose findings get virus_action; the other classes are scored only.
+    families_file: str = ""
+    families: dict[str, list[str]] = field(default_factory=dict)
+    reject_classes: list[str] = field(default_factory=lambda: ["malware"])
     virus_action: str = "reject"  # forced for CLAM_VIRUS; "" scores it only
     virus_message: str = "Message refused: it contains a virus ({virus})"
     fail_action: str = "accept"  # "accept" (with a header) or "tempfail"
 
 
-def check_antivirus(a: AntivirusConfig, scan_timeout: float, loc: Locator) -> list[str]:
-    """`scan_timeout`: milter.scan_timeout, which clamd's timeout must stay under."""
+def check_antivirus(a: AntivirusConfig, scan_timeout: float, config_path: Path | None,
+                    loc: Locator) -> list[str]:
+    """`scan_timeout`: milter.scan_timeout, which clamd's timeout must stay under. Also
+    resolves families_file beside the config and reads the family table."""
     errors: list[str] = []
 
     def bad(key: str, what: str) -> None:
@@ -54,6 +56,17 @@ def check_antivirus(a: AntivirusConfig, scan_timeout: float, loc: Locator) -> li
     for symbol in a.families:
         if not SYMBOL.match(symbol):
             bad("families", f"has {symbol!r}, which is not a symbol name")
+    if a.families_file:
+        a.families_file = beside_config(a.families_file, config_path)
+    try:
+        table = load_families(a.families_file, a.families)
+    except FamilyTableError as exc:
+        bad("families_file", f"cannot be used: {exc}")
+    else:
+        for klass in a.reject_classes:
+            if klass not in table.classes:
+                bad("reject_classes", f"has {klass!r}; the family table's classes are "
+                    f"{', '.join(table.classes)}")
     if a.virus_action and a.virus_action not in FORCEABLE:
         bad("virus_action", f"must be one of {', '.join(FORCEABLE)} or \"\", "
             f"got {a.virus_action!r}")

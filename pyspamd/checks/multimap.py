@@ -14,6 +14,7 @@ from pyspamd.config import Config
 from pyspamd.policy.keyed import MapUnavailable
 from pyspamd.policy.map_settings import MapConfig
 from pyspamd.policy.maps import MapSource, load_maps
+from pyspamd.policy.verbs import Entry
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 from pyspamd.textdecode import surrogates_to_text, unfold
@@ -127,13 +128,40 @@ class MultiMap(Check):
         hits.force_action(actions.SOFT_REJECT, f"Temporary failure checking {config.name}, "
                           "try again later", config.symbol)
 
+    @staticmethod
+    def _action(config: MapConfig, entry: Entry) -> str | None:
+        if entry.verb == "" and config.action:
+            return actions.ACCEPT_WORDS.get(config.action, config.action)
+        return entry.action
+
+    def _welcomes(self, config: MapConfig, value: str) -> bool:
+        """Whether the map's entry for `value` accepts the message (OK, action "accept")."""
+        try:
+            found = self.sources[config.name].table().lookup(value)
+        except MapUnavailable:
+            return False  # not known to accept: the message is scanned for this recipient
+        return found is not None and not found[1].stop and (
+            self._action(config, found[1]) == actions.NO_ACTION)
+
+    def welcomes_recipient(self, rcpt: str) -> bool:
+        """Whether a recipient map accepts mail for `rcpt` unscanned: such a recipient has a
+        policy of its own, as a [[settings]] entry gives one (pyspamd/milter/recipients.py)."""
+        for name in self.sources:
+            config = self.configs[name]
+            if config.match != "rcpt":
+                continue
+            if any(self._welcomes(config, v) for v in _addresses(config, [rcpt])):
+                return True
+        return False
+
     def run(self, task: Task, hits: Hits) -> None:
         for name, source in self.sources.items():
             config = self.configs[name]
             table = source.table()
             if not len(table):
                 continue
-            for value in values_for(config, task):
+            values = list(values_for(config, task))
+            for value in values:
                 try:
                     found = table.lookup(value)
                 except MapUnavailable as exc:
@@ -143,10 +171,14 @@ class MultiMap(Check):
                     continue
                 key, entry = found
                 hits.add(config.symbol, key)
-                action = entry.action
+                action = self._action(config, entry)
                 text = entry.text or config.message
-                if entry.verb == "" and config.action:
-                    action = actions.ACCEPT_WORDS.get(config.action, config.action)
+                if action == actions.NO_ACTION and config.match == "rcpt" and not all(
+                        self._welcomes(config, v) for v in values):
+                    # One recipient's OK must not let the message in for the others.
+                    log.info("map %s: %s matched rcpt: %s; binds only that recipient, not "
+                             "the others of the message", name, key, entry.describe())
+                    continue
                 if action is not None:
                     hits.force_action(action, text, config.symbol)
                 log.info("map %s: %s matched %s: %s", name, key, config.match, entry.describe())

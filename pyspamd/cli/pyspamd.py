@@ -58,6 +58,15 @@ def configtest(config_arg: str | None) -> int:
     if problems:
         print(f"config test failed: {len(problems)} path(s) pyspamd cannot write")
         return EXIT_FAILED
+    if config.settings:
+        print(f"settings: {len(config.settings)} entries, first match wins: "
+              + ", ".join(s.name for s in config.settings)
+              + f"; recipients of different settings: {config.milter.mixed_settings}")
+    if config.antivirus.enabled:
+        from pyspamd.checks.clamav_families import load_families
+
+        print("\n".join(load_families(config.antivirus.families_file, config.antivirus.families)
+                        .listing(config.antivirus.reject_classes)))
     scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")

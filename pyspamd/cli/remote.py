@@ -124,7 +124,8 @@ def _result_from_json(data: dict[str, Any]) -> ScanResult:
                       required_score=data["required_score"], spam_score=0.0,
                       symbols=symbols, message=data.get("message", ""),
                       scan_time=data.get("scan_time", 0.0), errors=data.get("errors", []),
-                      message_id=data.get("message_id", ""))
+                      message_id=data.get("message_id", ""),
+                      settings=data.get("settings", ""))
 
 
 def cmd_symbols(args: argparse.Namespace, client: Client) -> int:

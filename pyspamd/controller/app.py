@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import keyword
 import logging
 import math
 import time
@@ -41,7 +42,9 @@ def redact_config(config: Config) -> dict[str, Any]:
 
     def clean(value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
-            return {k: clean(v, k) for k, v in value.items()}
+            # Options named after a Python keyword (from_) are written without the "_".
+            return {k.removesuffix("_") if keyword.iskeyword(k.removesuffix("_")) else k:
+                    clean(v, k) for k, v in value.items()}
         if isinstance(value, list):
             return [clean(v, key) for v in value]
         if isinstance(value, Path):

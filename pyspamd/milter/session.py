@@ -23,6 +23,7 @@ import milter
 
 from pyspamd.auth.dkim_sign import Signer
 from pyspamd.faultlog import FaultLog
+from pyspamd.milter.recipients import DEFER_CODE, RecipientGate, RecipientPolicy
 from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
 from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.scanner import Scanner
@@ -46,6 +47,7 @@ class MilterApp:
         self.config = scanner.config
         self.server_name = server_name
         self.trusted = TrustedNetworks(self.config.milter.trusted_networks)
+        self.recipients = RecipientGate(scanner)
         self._active = 0
         self._idle = threading.Condition()
         self.signer: Signer | None = None
@@ -115,6 +117,7 @@ class MilterSession(Milter.Base):
         self.mail_from: str | None = None
         self.user: str | None = None
         self.rcpts: list[str] = []
+        self.policy: RecipientPolicy | None = None  # the first accepted recipient's
         self.header_lines: list[bytes] = []
         self.body_chunks: list[bytes] = []
         self.size = 0
@@ -149,9 +152,23 @@ class MilterSession(Milter.Base):
         self.may_sign = self.app.may_sign(self.user, self.client_ip)
         return Milter.CONTINUE
 
-    @Milter.noreply
     def envrcpt(self, to: str, *esmtp: str) -> int:
-        self.rcpts.append(to.strip().strip("<>"))
+        # Answered only when recipients can differ in policy (session_class); else @noreply.
+        rcpt = to.strip().strip("<>")
+        try:
+            self.policy, take = self.app.recipients.admit(
+                self.policy, self.client_ip, self.mail_from, self.user, rcpt)
+        except Exception as exc:  # taken: the message is scanned with the first's policy
+            faults.report("recipient policy", f"recipient {rcpt}: policy lookup failed, "
+                          "taken with the transaction's", exc)
+            take = True
+        if not take:
+            log.info("ip: %s, from: <%s>, rcpt: <%s>: deferred, its policy differs from the "
+                     "first recipient's (%s)", self.client_ip or "-", self.mail_from or "",
+                     rcpt, self.policy.describe() if self.policy else "-")
+            self.setreply(*DEFER_CODE)
+            return Milter.TEMPFAIL
+        self.rcpts.append(rcpt)
         return Milter.CONTINUE
 
     def data(self) -> int:
@@ -330,4 +347,7 @@ class MilterSession(Milter.Base):
 
 def session_class(app: MilterApp) -> type[MilterSession]:
     """A session class bound to this worker's app (pymilter builds sessions by calling it)."""
-    return type("BoundMilterSession", (MilterSession,), {"app": app})
+    attrs: dict[str, Any] = {"app": app}
+    if not app.recipients.active:
+        attrs["envrcpt"] = Milter.noreply(MilterSession.envrcpt)
+    return type("BoundMilterSession", (MilterSession,), attrs)

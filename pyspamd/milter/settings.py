@@ -32,6 +32,10 @@ class MilterConfig:
     # health_check_timeout; three failures in a row replace the pool's workers (0: no checks).
     health_check_interval: float = 10.0
     health_check_timeout: float = 10.0
+    # Recipients of one message whose [[settings]] differ: "defer" answers 452 to those
+    # unlike the first, so the sender delivers them in a transaction of their own; "strictest"
+    # takes them all and scans with the strictest of their settings.
+    mixed_settings: str = "defer"
 
 
 _LISTEN = re.compile(r"(?:inet6?:\d{1,5}(?:@\S+)?|(?:unix|local):/\S+)\Z")
@@ -67,6 +71,8 @@ def check_milter(m: MilterConfig, loc: Locator) -> list[str]:
             getattr(m, key).format(**_TEMPLATE_FIELDS)
         except (KeyError, ValueError, IndexError) as exc:
             bad(key, f"is not a valid template ({exc}); fields: {', '.join(_TEMPLATE_FIELDS)}")
+    if m.mixed_settings not in ("defer", "strictest"):
+        bad("mixed_settings", f"must be \"defer\" or \"strictest\", got {m.mixed_settings!r}")
     if m.max_size <= 0 or m.timeout <= 0 or m.scan_timeout <= 0 or m.shutdown_timeout <= 0:
         bad("max_size", "and the timeouts must be positive")
     if m.health_check_interval < 0 or m.health_check_timeout <= 0:

@@ -119,25 +119,29 @@ def check_maps(maps: list[MapConfig], config_path: Path | None, loc: Locator) ->
     return errors
 
 
-def check_ldap(m: MapConfig, at: tuple[str, ...], label: str, loc: Locator) -> list[str]:
-    errors, ldap = [], m.ldap
-    where = (*at, "ldap")
+def check_ldap_options(ldap: LdapConfig) -> list[tuple[str, str]]:
+    """(key, problem) for each bad option of an LDAP search, wherever it is configured."""
+    problems = []
     if not ldap.server_url.startswith(("ldap://", "ldaps://")):
-        errors.append(f"{loc.where((*where, 'server_url'))}: maps {label}: ldap.server_url must "
-                      "be ldap://HOST:PORT or ldaps://HOST:PORT")
+        problems.append(("server_url", "ldap.server_url must be ldap://HOST:PORT or "
+                         "ldaps://HOST:PORT"))
     if not ldap.search_base:
-        errors.append(f"{loc.where(where)}: maps {label}: ldap.search_base is required")
+        problems.append(("", "ldap.search_base is required"))
     if "%s" not in ldap.query_filter and "%u" not in ldap.query_filter \
             and "%d" not in ldap.query_filter:
-        errors.append(f"{loc.where((*where, 'query_filter'))}: maps {label}: ldap.query_filter "
-                      "needs %s (or %u, %d) where the looked-up value goes")
+        problems.append(("query_filter", "ldap.query_filter needs %s (or %u, %d) where the "
+                         "looked-up value goes"))
+    if ldap.timeout <= 0 or ldap.cache_ttl < 0:
+        problems.append(("timeout", "ldap.timeout must be positive and cache_ttl >= 0"))
+    return problems
+
+
+def check_ldap(m: MapConfig, at: tuple[str, ...], label: str, loc: Locator) -> list[str]:
+    where = (*at, "ldap")
+    errors = [f"{loc.where((*where, key) if key else where)}: maps {label}: {problem}"
+              for key, problem in check_ldap_options(m.ldap)]
     if m.file or m.values:
         key = "file" if m.file else "values"
         errors.append(f"{loc.where((*at, key))}: maps {label}: an ldap map takes neither "
                       "file nor values")
-    if ldap.timeout <= 0 or ldap.cache_ttl < 0:
-        errors.append(f"{loc.where((*where, 'timeout'))}: maps {label}: ldap.timeout must be "
-                      "positive and cache_ttl >= 0")
     return errors
-
-

@@ -26,6 +26,11 @@ PHISH_TEXT = b"confirm-your-mailbox-password-now.example"
 PHISH_SIGNATURE = "Sanesecurity.Phishing.Test"
 JUNK_TEXT = b"cheapest-replica-watches-in-town.example"
 JUNK_SIGNATURE = "Sanesecurity.Junk.Test"
+# Spam signatures of other third-party feeds, named as SecuriteInfo's and Porcupine's are.
+SECURITEINFO_SPAM_TEXT = b"securiteinfo-spam-campaign-4711.example"
+SECURITEINFO_SPAM_SIGNATURE = "SecuriteInfo.com.Spam.4711"
+PORCUPINE_JUNK_TEXT = b"porcupine-junk-offer-8080.example"
+PORCUPINE_JUNK_SIGNATURE = "Porcupine.Junk.8080"
 MAX_FILES = 10  # clamd's MaxFiles: an archive with more reports Heuristics.Limits.Exceeded
 
 
@@ -57,6 +62,9 @@ def write_signatures(db: Path) -> None:
                                  f"{EICAR_SIGNATURE}\n")
     (db / "test.ndb").write_text(f"{PHISH_SIGNATURE}:0:*:{PHISH_TEXT.hex()}\n"
                                  f"{JUNK_SIGNATURE}:0:*:{JUNK_TEXT.hex()}\n")
+    (db / "thirdparty.ndb").write_text(
+        f"{SECURITEINFO_SPAM_SIGNATURE}:0:*:{SECURITEINFO_SPAM_TEXT.hex()}\n"
+        f"{PORCUPINE_JUNK_SIGNATURE}:0:*:{PORCUPINE_JUNK_TEXT.hex()}\n")
 
 
 def start_clamd(root: Path, tcp_port: int = 0) -> ClamdServer:

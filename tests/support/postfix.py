@@ -41,7 +41,41 @@ class Postfix:
 
     @property
     def maildir(self) -> Path:
-        return self.root / "vmail" / "bob"
+        return self.mailbox_dir(MAILBOX)
+
+    def mailbox_dir(self, address: str) -> Path:
+        """The Maildir of one of the instance's mailboxes (MAILBOX and `mailboxes`)."""
+        return self.root / "vmail" / address.partition("@")[0]
+
+    def delivered_to(self, address: str) -> list[Message]:
+        folder = self.mailbox_dir(address) / "new"
+        return [message_from_bytes(p.read_bytes(), policy=compat32)
+                for p in sorted(folder.iterdir())] if folder.is_dir() else []
+
+    def send_many(self, raw: bytes, rcpts: list[str], sender: str = "alice@example.org"
+                  ) -> tuple[int, str, dict[str, tuple[int, str]]]:
+        """One SMTP transaction to several recipients: the DATA reply's (code, text), and
+        each recipient the server refused at RCPT with its (code, text)."""
+
+        async def go() -> tuple[int, str, dict[str, tuple[int, str]]]:
+            refused: dict[str, tuple[int, str]] = {}
+            async with aiosmtplib.SMTP(hostname="127.0.0.1", port=self.smtp_port,
+                                       timeout=30) as smtp:
+                await smtp.mail(sender)
+                for rcpt in rcpts:
+                    try:
+                        await smtp.rcpt(rcpt)
+                    except aiosmtplib.SMTPRecipientRefused as exc:
+                        refused[rcpt] = (exc.code, exc.message)
+                if len(refused) == len(rcpts):
+                    return 0, "", refused
+                try:
+                    reply = await smtp.data(raw)
+                except aiosmtplib.SMTPResponseException as exc:
+                    return exc.code, exc.message, refused
+                return reply.code, reply.message, refused
+
+        return asyncio.run(go())
 
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         # postfix writes its errors to stderr only on a terminal; `script` gives it one.
@@ -88,6 +122,17 @@ class Postfix:
         raise AssertionError(f"{len(self.delivered())} of {count} messages delivered:\n"
                              + self.log()[-3000:])
 
+    def wait_for(self, address: str, count: int, timeout: float = 20.0) -> list[Message]:
+        """The messages in `address`'s mailbox once there are `count` of them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            messages = self.delivered_to(address)
+            if len(messages) >= count:
+                return messages
+            time.sleep(0.1)
+        raise AssertionError(f"{len(self.delivered_to(address))} of {count} messages "
+                             f"delivered to {address}:\n" + self.log()[-3000:])
+
     def clear_mailbox(self) -> None:
         for sub in ("new", "cur"):
             folder = self.maildir / sub
@@ -118,8 +163,10 @@ alias_database =
 """
 
 
-def _receiving_cf(root: Path, milter_port: int, default_action: str) -> str:
+def _receiving_cf(root: Path, milter_port: int, default_action: str,
+                  mailboxes: tuple[str, ...] = ()) -> str:
     nobody = pwd.getpwnam("nobody")
+    boxes = ", ".join(f"{a}={a.partition('@')[0]}/" for a in (MAILBOX, *mailboxes))
     return _common_cf(root) + f"""\
 myhostname = mail.example.test
 mydomain = example.test
@@ -128,7 +175,7 @@ mynetworks = 127.0.0.0/8
 smtpd_peername_lookup = no
 virtual_mailbox_domains = example.test
 virtual_mailbox_base = {root}/vmail
-virtual_mailbox_maps = inline:{{ {MAILBOX}=bob/ }}
+virtual_mailbox_maps = inline:{{ {boxes} }}
 virtual_uid_maps = static:{nobody.pw_uid}
 virtual_gid_maps = static:{nobody.pw_gid}
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
@@ -196,10 +243,12 @@ def _instance(prefix: str, main_cf: Callable[[Path], str], smtp_port: int,
 
 
 @contextlib.contextmanager
-def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
-    """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX."""
+def running_postfix(milter_port: int, default_action: str = "accept",
+                    mailboxes: tuple[str, ...] = ()) -> Iterator[Postfix]:
+    """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX and to
+    `mailboxes` (more addresses of example.test)."""
     with _instance("pyspamd-postfix-",
-                   lambda root: _receiving_cf(root, milter_port, default_action),
+                   lambda root: _receiving_cf(root, milter_port, default_action, mailboxes),
                    free_port(), milter_port) as instance:
         yield instance
 

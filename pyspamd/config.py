@@ -57,6 +57,7 @@ from pyspamd.policy.map_settings import (
     check_maps,
 )
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
+from pyspamd.policy_service.settings import PolicyServiceConfig, check_policy_service
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 
@@ -66,8 +67,8 @@ __all__ = [
     "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
-    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
-    "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
+    "MilterConfig", "ModelConfig", "PolicyServiceConfig", "RatelimitConfig", "RblConfig",
+    "RblListConfig", "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
     "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",
 ]
@@ -141,6 +142,7 @@ class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
+    policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -253,6 +255,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("policy_service", lambda c, loc: check_policy_service(c.policy_service, c.path, loc)),
 )
 
 def _type_name(tp: Any) -> str:

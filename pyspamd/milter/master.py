@@ -54,7 +54,8 @@ class Master:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        log.info("pyspamd starting: %s", ", ".join(
+            [*self.config.milter.listen, *self.config.policy_service.listen]))
         if self.config.dns.auto_note:
             log.info("%s", self.config.dns.auto_note)
         _mark_started(self.scanner.services)
@@ -96,13 +97,16 @@ class Master:
         wanted = list(self.config.milter.listen)
         if self.config.controller.enabled:
             wanted.append(CONTROLLER)
+        if self.config.policy_service.listen:
+            wanted.append(POLICY)
         return wanted
 
     def _stop_unwanted_controller(self) -> None:
-        if not self.config.controller.enabled:
-            for pid, spec in self.pools.items():
-                if spec == CONTROLLER:
-                    kill_child(pid, signal.SIGTERM)
+        """The controller or policy service a reload turned off."""
+        wanted = self._children_wanted()
+        for pid, spec in self.pools.items():
+            if spec in (CONTROLLER, POLICY) and spec not in wanted:
+                kill_child(pid, signal.SIGTERM)
 
     def _spawn_pool(self, spec: str) -> None:
         pid = os.fork()
@@ -111,10 +115,13 @@ class Master:
             try:
                 if spec == CONTROLLER:
                     code = _controller_main(self.config_path, self.config, self.scanner)
+                elif spec == POLICY:
+                    code = _policy_main(self.config_path, self.config)
                 else:
                     Pool(spec, self.config_path, self.config, self.scanner).run()
             except Exception:
-                log.exception("%s failed", spec if spec == CONTROLLER else f"pool for {spec}")
+                log.exception("%s failed", spec if spec in (CONTROLLER, POLICY)
+                              else f"pool for {spec}")
                 code = 1
             logging.shutdown()
             os._exit(code)
@@ -123,29 +130,29 @@ class Master:
         old = self.health.get(spec)
         if old is not None and old.probe is not None:
             old.probe.sock.close()  # a probe of the pool that died
-        self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
+        self.health[spec] = _Health(time.monotonic() + self._health_timing(spec)[0])
 
     def _check_health(self) -> None:
         """Probe each pool now and then; a pool that fails _HEALTH_FAILURES times in a row
         gets new workers, and one that fails as often again after that is killed and
         started again."""
-        m = self.config.milter
-        if m.health_check_interval <= 0:
-            return
         now = time.monotonic()
         for pid, spec in list(self.pools.items()):
             health = self.health.get(spec)
             if spec == CONTROLLER or health is None:
                 continue
+            interval, timeout = self._health_timing(spec)
+            if interval <= 0:
+                continue
             if health.probe is None:
                 if now >= health.next_probe:
-                    health.probe = Probe(spec, m.health_check_timeout)
+                    health.probe = _probe(spec, self.config, timeout)
                 continue
             outcome = health.probe.step()
             if outcome is None:
                 continue
             health.probe = None
-            health.next_probe = now + m.health_check_interval
+            health.next_probe = now + interval
             if not outcome:
                 health.failures, health.replaced = 0, False
                 continue
@@ -163,6 +170,10 @@ class Master:
                 log.error("pool for %s still not answering; killing it to start it again",
                           spec)
                 kill_child(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
+
+    def _health_timing(self, spec: str) -> tuple[float, float]:
+        source = self.config.policy_service if spec == POLICY else self.config.milter
+        return source.health_check_interval, source.health_check_timeout
 
     def _reap(self) -> None:
         for pid, status in exited_children():
@@ -187,6 +198,21 @@ class Master:
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children
+POLICY = "policy-service"  # the Postfix policy service's entry (it has its own sockets)
+
+
+def _probe(spec: str, config: Config, timeout: float) -> Probe:
+    if spec == POLICY:
+        from pyspamd.policy_service.health import PolicyProbe
+
+        return PolicyProbe(config.policy_service.listen[0], timeout)
+    return Probe(spec, timeout)
+
+
+def _policy_main(config_path: Path | None, config: Config) -> int:
+    from pyspamd.policy_service.server import policy_main  # asyncio only in this process
+
+    return policy_main(config_path, config)
 
 
 def _controller_main(config_path: Path | None, config: Config, scanner: Scanner) -> int:

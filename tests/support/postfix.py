@@ -196,10 +196,12 @@ def _instance(prefix: str, main_cf: Callable[[Path], str], smtp_port: int,
 
 
 @contextlib.contextmanager
-def running_postfix(milter_port: int, default_action: str = "accept") -> Iterator[Postfix]:
-    """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX."""
+def running_postfix(milter_port: int, default_action: str = "accept",
+                    extra_cf: str = "") -> Iterator[Postfix]:
+    """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX;
+    `extra_cf`: more main.cf lines (smtpd_recipient_restrictions with a policy service)."""
     with _instance("pyspamd-postfix-",
-                   lambda root: _receiving_cf(root, milter_port, default_action),
+                   lambda root: _receiving_cf(root, milter_port, default_action) + extra_cf,
                    free_port(), milter_port) as instance:
         yield instance
 

@@ -139,6 +139,12 @@ class Greylister:
         states = [self.check_one(t) for t in triplets]
         return PASS if states and all(s == PASS for s in states) else GREYLISTED
 
+    def mark_passed(self, triplet: Triplet) -> None:
+        """The admin's word that this triplet is good: it passes from now on."""
+        self.storage.set(f"greylist:ok:{triplet.key}", repr(self.clock()).encode(),
+                         ttl=self.timing.whitelist_expire)
+        self.storage.delete(f"greylist:seen:{triplet.key}")
+
     def forget(self, triplet: Triplet) -> bool:
         gone_ok = self.storage.delete(f"greylist:ok:{triplet.key}")
         gone_seen = self.storage.delete(f"greylist:seen:{triplet.key}")

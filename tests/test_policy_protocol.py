@@ -122,7 +122,7 @@ def test_huge_attribute_closes_the_connection_only(daemon: tuple[Daemon, int]) -
             contextlib.suppress(OSError):  # closed under our feet: as good as no answer
         sock.sendall(huge)
         assert sock.recv(100) == b""
-    assert "a line longer than" in running.log()
+    assert "a request longer than" in running.log()
     assert ask(port, request(ip="203.0.113.7"), expect=1)[0].startswith(b"action=")
 
 

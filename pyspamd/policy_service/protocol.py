@@ -2,9 +2,9 @@
 lines ended by an empty line, the answer `action=...` and an empty line; one connection
 carries many requests.
 
-Reading is bounded: a line longer than MAX_LINE, more than MAX_ATTRIBUTES lines, or a
-client that stops in the middle of a request ends the connection (there is no telling where
-the next request would start). A request with binary bytes, a line without `=`, or no
+Reading is bounded: a request longer than MAX_REQUEST, or a client that stops in the middle
+of one, ends the connection (there is no telling where the next request would start). A
+request with binary bytes, a line without `=`, more than MAX_ATTRIBUTES lines or no
 `request=smtpd_access_policy` is answered DUNNO. Attributes Postfix may add in later
 versions are ignored, as the protocol asks of a policy server.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-MAX_LINE = 16384  # Postfix's longest attribute (a client certificate's subject) fits
+MAX_REQUEST = 65536  # Postfix's longest request (client certificate fields) fits many times
 MAX_ATTRIBUTES = 128  # Postfix 3.7 sends about 40
 POLICY_REQUEST = "smtpd_access_policy"
 
@@ -40,46 +40,40 @@ def _clean(raw: bytes) -> str | None:
     return text
 
 
-async def read_request(reader: asyncio.StreamReader, idle: float,
-                       timeout: float) -> Request | None:
-    """The next request, or None at a clean end of the connection (EOF before a request)."""
+async def read_request(reader: asyncio.StreamReader, idle: float) -> Request | None:
+    """The next request, or None at a clean end of the connection (EOF before a request,
+    or no request within `idle` seconds)."""
+    try:
+        async with asyncio.timeout(idle):
+            raw = await reader.readuntil(b"\n\n")
+    except TimeoutError:
+        return None  # idle, or a request never ended: the connection is closed either way
+    except asyncio.LimitOverrunError:
+        raise ProtocolError(f"a request longer than {MAX_REQUEST} bytes") from None
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial.strip():
+            return None
+        raise ProtocolError("connection closed in the middle of a request") from None
+    return parse_request(raw)
+
+
+def parse_request(raw: bytes) -> Request:
     request = Request()
-    first = True
-    count = 0
-    while True:
-        try:
-            line = await asyncio.wait_for(reader.readline(), idle if first else timeout)
-        except TimeoutError:
-            if first:
-                return None
-            raise ProtocolError(f"request not ended within {timeout:g}s") from None
-        except ValueError:  # asyncio's "separator is not found, chunk exceed the limit"
-            raise ProtocolError(f"a line longer than {MAX_LINE} bytes") from None
-        if not line:
-            if first:
-                return None
-            raise ProtocolError("connection closed in the middle of a request")
-        line = line.rstrip(b"\r\n")
-        if not line:
-            if first:
-                continue  # a stray empty line between requests: nothing asked
-            break
-        first = False
-        count += 1
-        if count > MAX_ATTRIBUTES:
-            raise ProtocolError(f"more than {MAX_ATTRIBUTES} attributes in one request")
-        if request.problem:
-            continue
-        text = _clean(line)
+    lines = raw.strip(b"\n").split(b"\n")
+    if len(lines) > MAX_ATTRIBUTES:
+        request.problem = f"more than {MAX_ATTRIBUTES} attributes"
+        return request
+    for line in lines:
+        text = _clean(line.rstrip(b"\r"))
         if text is None:
             request.problem = "binary or control bytes in an attribute"
-            continue
+            return request
         name, sep, value = text.partition("=")
         if not sep or not name:
             request.problem = f"a line without name=value: {text[:60]!r}"
-            continue
+            return request
         request.attrs[name.strip()] = value
-    if not request.problem and request.attrs.get("request") != POLICY_REQUEST:
+    if request.attrs.get("request") != POLICY_REQUEST:
         request.problem = (f"request={request.attrs.get('request', '')!r}, not "
                            f"{POLICY_REQUEST}")
     return request

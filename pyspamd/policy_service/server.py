@@ -27,7 +27,7 @@ from pyspamd.milter.health import address
 from pyspamd.milter.instance import EXIT_NO_SOCKET
 from pyspamd.milter.pool import REPLACE_SIGNAL
 from pyspamd.policy_service.decide import DUNNO, Connection, Decider
-from pyspamd.policy_service.protocol import MAX_LINE, ProtocolError, answer, read_request
+from pyspamd.policy_service.protocol import MAX_REQUEST, ProtocolError, answer, read_request
 from pyspamd.services import Services
 
 log = logging.getLogger("pyspamd.policy")
@@ -111,7 +111,7 @@ class PolicyServer:
         if len(self.open) > p.max_connections:
             raise ProtocolError(f"more than {p.max_connections} connections at once")
         while not self.stopping.is_set():
-            request = await read_request(reader, p.idle_timeout, p.request_timeout)
+            request = await read_request(reader, p.idle_timeout)
             if request is None:
                 return
             if request.problem:
@@ -148,10 +148,10 @@ class PolicyServer:
         for sock in socks:
             if sock.family == socket.AF_UNIX:
                 servers.append(await asyncio.start_unix_server(self.handle, sock=sock,
-                                                               limit=MAX_LINE))
+                                                               limit=MAX_REQUEST))
             else:
                 servers.append(await asyncio.start_server(self.handle, sock=sock,
-                                                          limit=MAX_LINE))
+                                                          limit=MAX_REQUEST))
         await self.stopping.wait()
         for server in servers:
             server.close()

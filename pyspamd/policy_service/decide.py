@@ -165,8 +165,8 @@ class Decider:
                 return self.store_down
         if grey_answer.upper().startswith("PREPEND"):
             return grey_answer
-        if spf is not None and spf.prepends:
-            return spf.action
+        if spf is not None:
+            return spf.action  # policyd-spf's very words, "dunno" included
         return DUNNO
 
     def _own_client(self, attrs: dict[str, str]) -> bool:

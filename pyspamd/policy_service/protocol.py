@@ -80,6 +80,7 @@ def parse_request(raw: bytes) -> Request:
 
 
 def answer(action: str) -> bytes:
-    # An answer is one line: a newline in a configured text would end it early.
-    action = " ".join(action.split())
+    # An answer is one line: a newline in a configured text would end it early. Otherwise
+    # sent as the decision wrote it (policyd-spf's answers end in a space).
+    action = action.replace("\r", " ").replace("\n", " ")
     return f"action={action}\n\n".encode("utf-8", "replace")

@@ -376,6 +376,7 @@ def bench(args: argparse.Namespace, servers: dict[str, Server]) -> int:
                 spf_mismatch.append(f"{payload.split(b'reverse_client')[0]!r}:\n  pyspamd: "
                                     f"{ours!r}\n  policyd: {theirs!r}")
             label = theirs.split(b"=", 1)[1].split(b":")[0][:40].decode(errors="replace")
+            label = label.strip()
             spf_kinds[label] = spf_kinds.get(label, 0) + 1
         print(f"round {round_no + 1}: done", file=sys.stderr)
 

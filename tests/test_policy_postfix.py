@@ -20,6 +20,7 @@ import pytest
 from support.messages import make_message
 from support.mta import Daemon, free_port, running_daemon
 from support.network_lab import Lab
+from support.paths import REPO
 from support.postfix import MAILBOX, Postfix, running_postfix
 
 pytestmark = pytest.mark.postfix
@@ -27,7 +28,10 @@ pytestmark = pytest.mark.postfix
 DELAY = 2.0
 # Greylisting after scoring would defer every message of this suite (score band); here the
 # policy service does it, so the milter's band is out of reach.
+MARKER_RULES = "body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n"
 CONFIG = """
+[rules]
+dirs = ["{shipped}", "{rules}"]
 [actions]
 greylist = 40.0
 add_header = 60.0
@@ -64,9 +68,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, lab: Lab
     (workdir / "policyd-spf.conf").write_text(SPF_CONF)
     (workdir / "whitelist_clients").write_text("# postgrey's format\n/^never\\./\n")
     (workdir / "whitelist_recipients").write_text("postmaster@\nwhitelisted.test\n")
+    rules = workdir / "rules"
+    rules.mkdir()
+    (rules / "markers.rules").write_text(MARKER_RULES)
     port = free_port()
     config = lab.config(extra=CONFIG.format(
-        store=workdir / "store.sqlite", delay=DELAY, port=port,
+        shipped=REPO / "rules", rules=rules, store=workdir / "store.sqlite", delay=DELAY, port=port,
         spf_conf=workdir / "policyd-spf.conf", clients=workdir / "whitelist_clients",
         recipients=workdir / "whitelist_recipients"))
     # lab.config turns greylisting off for the network suites; here it is the subject.
@@ -80,11 +87,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, lab: Lab
         yield postfix, daemon, workdir
 
 
-def _send(postfix: Postfix, sender: str, rcpt: str = MAILBOX) -> tuple[int, str, bool]:
+def _send(postfix: Postfix, sender: str, rcpt: str = MAILBOX,
+          body: str = "hello from the policy suite\n") -> tuple[int, str, bool]:
     """One SMTP transaction: (code, text) of the first refusal or of DATA's end, and whether
     DATA was sent."""
     raw = make_message([("To", rcpt), ("From", sender), ("Subject", "policy"),
-                        ("Date", formatdate())], "hello from the policy suite\n")
+                        ("Date", formatdate())], body)
     with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=30) as smtp:
         smtp.ehlo("client.example.org")
         code, text = smtp.mail(sender)
@@ -101,13 +109,16 @@ def test_new_triplet_deferred_at_rcpt_retry_delivered_with_x_greylist(
         stack: tuple[Postfix, Daemon, Path]) -> None:
     postfix, daemon, _ = stack
     postfix.clear_mailbox()
-    code, text, data_sent = _send(postfix, "alice@nospf.example.test")
+    # The body scores in the milter's greylist band: only the shared triplet store keeps
+    # the milter from deferring the retry a second time.
+    body = "greylist-me-please\n"
+    code, text, data_sent = _send(postfix, "alice@nospf.example.test", body=body)
     assert (code, data_sent) == (450, False), text
     assert "Greylisted, see https://postgrey.schweikert.ch/help/example.test.html" in text
     start = time.monotonic()
-    assert _send(postfix, "alice@nospf.example.test")[0] == 450  # too early
+    assert _send(postfix, "alice@nospf.example.test", body=body)[0] == 450  # too early
     time.sleep(max(0.0, DELAY + 0.3 - (time.monotonic() - start)))
-    code, text, data_sent = _send(postfix, "alice@nospf.example.test")
+    code, text, data_sent = _send(postfix, "alice@nospf.example.test", body=body)
     assert (code, data_sent) == (250, True), text
     (message,) = postfix.wait_delivered(1)
     assert message["X-Greylist"].startswith("delayed ")
@@ -119,6 +130,7 @@ def test_new_triplet_deferred_at_rcpt_retry_delivered_with_x_greylist(
     assert spf.startswith("None (mailfrom)") and "receiver=example.test" in spf, spf
     # The milter found the triplet passed: it did not defer the message a second time.
     assert "Greylisted, please try again later" not in postfix.log()
+    assert "GREYLIST(0.00)[pass]" in "".join(message["X-Spamd-Result"].split())
     tasks = [line for line in daemon.log().splitlines() if "pyspamd.task" in line]
     assert len(tasks) == 1  # only the delivered attempt reached DATA
     assert "action=greylist, reason=new" in daemon.log()

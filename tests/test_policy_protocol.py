@@ -12,6 +12,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -241,3 +243,19 @@ def test_config_errors_name_the_line(tmp_path: Path) -> None:
     assert f"{path}:2: policy_service.listen has 'tcp:11335'" in text
     assert f"{path}:3: policy_service.store_down must be a Postfix access action" in text
     assert "policy_service.spf_config names" in text and "nowhere.conf" in text
+
+
+def test_policy_socket_in_use_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "policy.sock"
+    with socket.socket(socket.AF_UNIX) as holder:
+        holder.bind(str(path))
+        holder.listen()
+        config = tmp_path / "c.toml"
+        config.write_text(f'[milter]\nlisten = ["inet:{free_port()}@127.0.0.1"]\n'
+                          f'[controller]\nenabled = false\n[storage]\npath = "{tmp_path}/s.db"'
+                          f'\n[policy_service]\nlisten = ["unix:{path}"]\n')
+        out = subprocess.run([sys.executable, "-m", "pyspamd.cli.pyspamd", "--config",
+                              str(config)], capture_output=True, text=True, timeout=60,
+                             check=False)
+        assert out.returncode == 1
+        assert f"policy_service.listen unix:{path}: address in use" in out.stderr

@@ -24,7 +24,7 @@ from pathlib import Path
 from pyspamd.config import Config, load_config
 from pyspamd.faultlog import FaultLog
 from pyspamd.milter.health import address
-from pyspamd.milter.instance import EXIT_NO_SOCKET
+from pyspamd.milter.instance import EXIT_NO_SOCKET, address_problem
 from pyspamd.milter.pool import REPLACE_SIGNAL
 from pyspamd.policy_service.decide import DUNNO, Connection, Decider
 from pyspamd.policy_service.protocol import MAX_REQUEST, ProtocolError, answer, read_request
@@ -39,8 +39,11 @@ def open_listener(spec: str, mode: str, group: str) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     if family == socket.AF_UNIX:
         path = Path(str(where))
+        problem = address_problem(family, str(path))
+        if problem:
+            raise OSError(problem)
         if path.is_socket():
-            path.unlink()  # left by a process that died; a live one would still listen
+            path.unlink()  # left by a process that died: nobody answers on it
         sock.bind(str(path))
         os.chmod(path, int(mode, 8))
         if group:

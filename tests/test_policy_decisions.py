@@ -5,6 +5,7 @@ daemon around it: test_policy_protocol.py; with Postfix: test_policy_postfix.py.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,27 @@ def test_dnsbl_on_the_client(tmp_path: Path, lab: Lab) -> None:
     assert listed == (f"REJECT Service unavailable; client [{SBL_IP}] blocked using "
                       "zen.spamhaus.org")
     assert clean == refused == sasl == "DUNNO"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_two_mx_hosts_share_the_triplets(tmp_path: Path, lab: Lab, cluster: bool,
+                                         request: pytest.FixtureRequest) -> None:
+    proc = request.getfixturevalue("redis_cluster_proc" if cluster else "redis_proc")
+    prefix = f"policy{time.monotonic_ns()}"
+    store = (f'[storage]\nbackend = "redis"\nredis_url = "{proc.url}"\n'
+             f'redis_prefix = "{prefix}"\nredis_cluster = {str(cluster).lower()}\n')
+    hosts = []
+    for name in ("mx1", "mx2"):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "pyspamd.toml"
+        path.write_text(lab.config(extra=f'{store}[greylist]\ndelay = 1\n[policy_service]\n'
+                                   'listen = ["inet:1@127.0.0.1"]\n'
+                                   ).replace("[greylist]\nenabled = false\n", ""))
+        hosts.append(PolicyServer(path, load_config(path)))
+    assert ask(hosts[0], attrs())[0].startswith("DEFER_IF_PERMIT")
+    time.sleep(1.1)
+    # The retry reaches the other MX: it knows the triplet.
+    assert ask(hosts[1], attrs(instance="2"))[0].startswith("PREPEND X-Greylist: delayed 1 ")
+    for host in hosts:
+        host.decider.close()

@@ -113,7 +113,9 @@ class Decider:
                             for r in self.rbls]
 
     def close(self) -> None:
-        self.store_thread.shutdown(wait=False, cancel_futures=True)
+        # Work queued there still runs: a request under way when a reload came gets its
+        # answer from the settings it started with.
+        self.store_thread.shutdown(wait=False)
 
     # --- the store, from its thread only ---
     def store(self) -> Storage:

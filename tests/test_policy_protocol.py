@@ -259,3 +259,15 @@ def test_policy_socket_in_use_refuses_to_start(tmp_path: Path) -> None:
                              check=False)
         assert out.returncode == 1
         assert f"policy_service.listen unix:{path}: address in use" in out.stderr
+
+
+def test_policy_socket_directory_missing_refuses_to_start(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'[milter]\nlisten = ["inet:{free_port()}@127.0.0.1"]\n'
+                      f'[controller]\nenabled = false\n[storage]\npath = "{tmp_path}/s.db"\n'
+                      f'[policy_service]\nlisten = ["unix:{tmp_path}/nowhere/policy"]\n')
+    out = subprocess.run([sys.executable, "-m", "pyspamd.cli.pyspamd", "--config",
+                          str(config)], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 1
+    assert (f"policy_service.listen unix:{tmp_path}/nowhere/policy: directory "
+            f"{tmp_path}/nowhere does not exist") in out.stderr

@@ -271,3 +271,22 @@ def test_policy_socket_directory_missing_refuses_to_start(tmp_path: Path) -> Non
     assert out.returncode == 1
     assert (f"policy_service.listen unix:{tmp_path}/nowhere/policy: directory "
             f"{tmp_path}/nowhere does not exist") in out.stderr
+
+
+def test_unix_listener_gets_its_mode_and_group(tmp_path: Path) -> None:
+    import grp
+
+    from pyspamd.policy_service.server import open_listener
+
+    path = tmp_path / "policy.sock"
+    path.touch()  # not a socket: never removed
+    with pytest.raises(OSError):
+        open_listener(f"unix:{path}", "0640", "")
+    path.unlink()
+    group = grp.getgrgid(os.getgid()).gr_name
+    sock = open_listener(f"unix:{path}", "0640", group)
+    try:
+        st = path.stat()
+        assert (st.st_mode & 0o777, st.st_gid) == (0o640, os.getgid())
+    finally:
+        sock.close()

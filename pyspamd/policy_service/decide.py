@@ -101,6 +101,9 @@ class Decider:
         self.host = config.milter.server_name or socket.gethostname()
         self.spf = SpfPolicy(load_spf_config(p.spf_config), resolver, p.request_timeout) \
             if p.spf and config.dns.enabled else None
+        if (p.spf or p.rbl) and not config.dns.enabled:
+            log.warning("policy service: [dns] is off, so no SPF and no DNSBL at RCPT time "
+                        "(set [dns] nameservers to a local resolver, or enabled = true)")
         self.maps: dict[str, MapSource] = load_maps(
             [m for m in config.maps if m.match in RCPT_MATCHES]) if p.maps else {}
         self.limits = [parse_limit(k, v) for k, v in config.ratelimit.limits.items()] \

@@ -289,3 +289,14 @@ def test_retried_band_message_keeps_the_headers_its_score_earns(tmp_path: Path) 
     assert headers["X-Spam-Level"] == "****"
     assert "GREY_BAND(4.50)" in headers["X-Spamd-Result"]
     assert "GREYLIST(0.00)[pass]" in headers["X-Spamd-Result"]
+
+
+def test_sender_keyed_as_postgrey_keys_it() -> None:
+    # BATV tags, +extensions and VERP numbers change with every message of one sender.
+    make = Triplet.make
+    assert make("192.0.2.0/24", "prvs=1234567890=Bob@x.test", "r@y").sender == "bob@x.test"
+    assert make("192.0.2.0/24", "prvs=bob=1234567890@x.test", "r@y").sender == "bob@x.test"
+    assert make("192.0.2.0/24", "list+123@x.test", "r@y").sender == "list@x.test"
+    assert make("192.0.2.0/24", "bounce-42-7@x.test", "r@y").sender == "bounce-#-#@x.test"
+    assert make("192.0.2.0/24", "s1.r2@x.test", "r@y").sender == "s1.r2@x.test"
+    assert make("192.0.2.0/24", "", "r@y").sender == "<>"

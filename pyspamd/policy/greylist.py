@@ -11,6 +11,7 @@ injected clock; the store's TTL only makes sure old records go away.
 from __future__ import annotations
 
 import ipaddress
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +38,27 @@ def client_network(ip: str, ipv4_mask: int, ipv6_mask: int) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{mask}", strict=False))
 
 
+_BATV_TAG = re.compile(r"[0-9a-z]{10}")
+_NUMBER = re.compile(r"\b\d+\b")
+
+
+def stable_sender(address: str) -> str:
+    """The sender as postgrey keys it: a mailing list's or bounce system's address that
+    changes with each message (BATV's prvs= tag, a +extension, VERP numbers) becomes one
+    address, so its retry finds the triplet of its first attempt."""
+    user, at, domain = address.partition("@")
+    if not at:
+        return address
+    if user.startswith("prvs="):
+        parts = user.split("=")
+        if len(parts) == 3:
+            # prvs=TAG=user is the standard; some write prvs=user=TAG.
+            tag_last = _BATV_TAG.match(parts[2]) and not _BATV_TAG.match(parts[1])
+            user = parts[1] if tag_last else parts[2]
+    user = _NUMBER.sub("#", user.partition("+")[0])
+    return f"{user}@{domain}"
+
+
 @dataclass(frozen=True, slots=True)
 class Triplet:
     network: str
@@ -46,7 +68,8 @@ class Triplet:
     @classmethod
     def make(cls, network: str, sender: str | None, rcpt: str) -> Triplet:
         sender = (sender or "").strip().strip("<>").lower()[:_MAX_PART] or "<>"
-        return cls(network, sender, rcpt.strip().strip("<>").lower()[:_MAX_PART])
+        return cls(network, stable_sender(sender),
+                   rcpt.strip().strip("<>").lower()[:_MAX_PART])
 
     @property
     def key(self) -> str:

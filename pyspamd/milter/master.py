@@ -172,8 +172,13 @@ class Master:
                 kill_child(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
 
     def _health_timing(self, spec: str) -> tuple[float, float]:
-        source = self.config.policy_service if spec == POLICY else self.config.milter
-        return source.health_check_interval, source.health_check_timeout
+        """(interval, timeout) of a child's probes; interval 0: no probes."""
+        if spec == POLICY:
+            p = self.config.policy_service
+            # A reload that emptied listen: the service is being stopped, nothing to probe.
+            return (p.health_check_interval if p.listen else 0.0), p.health_check_timeout
+        m = self.config.milter
+        return m.health_check_interval, m.health_check_timeout
 
     def _reap(self) -> None:
         for pid, status in exited_children():

@@ -290,3 +290,27 @@ def test_unix_listener_gets_its_mode_and_group(tmp_path: Path) -> None:
         assert (st.st_mode & 0o777, st.st_gid) == (0o640, os.getgid())
     finally:
         sock.close()
+
+
+def test_reload_turns_the_service_on_and_off(tmp_path: Path) -> None:
+    port = free_port()
+    with running_daemon(tmp_path, f'[storage]\npath = "{tmp_path / "s.sqlite"}"\n',
+                         workers=1) as running:
+        assert running.proc is not None
+        config = tmp_path / "pyspamd.toml"
+        plain = config.read_text()
+        config.write_text(plain + f'[policy_service]\nlisten = ["inet:{port}@127.0.0.1"]\n')
+        os.kill(running.proc.pid, signal.SIGHUP)
+        _wait_for(lambda: bool(_answers(port)))
+        # New sockets: the service is started again on them.
+        other = free_port()
+        config.write_text(plain + f'[policy_service]\nlisten = ["inet:{other}@127.0.0.1"]\n')
+        os.kill(running.proc.pid, signal.SIGHUP)
+        _wait_for(lambda: bool(_answers(other)))
+        assert not _answers(port)
+        config.write_text(plain)
+        os.kill(running.proc.pid, signal.SIGHUP)
+        _wait_for(lambda: not _answers(other))
+        time.sleep(0.5)  # a stop on purpose is not a death: no restart follows
+        assert not _answers(other)
+        assert "died" not in running.log()

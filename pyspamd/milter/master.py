@@ -46,6 +46,7 @@ class Master:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     health: dict[str, _Health] = field(default_factory=dict)
+    retiring: set[int] = field(default_factory=set)  # children stopped on purpose
     stopping: bool = False
     reload_requested: bool = False
     exit_code: int = 0
@@ -106,7 +107,13 @@ class Master:
         wanted = self._children_wanted()
         for pid, spec in self.pools.items():
             if spec in (CONTROLLER, POLICY) and spec not in wanted:
-                kill_child(pid, signal.SIGTERM)
+                self._retire(pid)
+
+    def _retire(self, pid: int) -> None:
+        """Stop a child on purpose: no back-off, no "died" line when it exits."""
+        if pid not in self.retiring:
+            self.retiring.add(pid)
+            kill_child(pid, signal.SIGTERM)
 
     def _spawn_pool(self, spec: str) -> None:
         pid = os.fork()
@@ -183,6 +190,10 @@ class Master:
     def _reap(self) -> None:
         for pid, status in exited_children():
             spec = self.pools.pop(pid, None)
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                self.started.pop(pid, None)
+                continue
             if spec is None or self.stopping:
                 continue
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_SOCKET:
@@ -197,9 +208,13 @@ class Master:
         reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
         if reloaded is None:
             return
+        old_listen = self.config.policy_service.listen
         self.config = reloaded[0]
-        for pid in self.pools:
-            kill_child(pid, signal.SIGHUP)
+        for pid, spec in self.pools.items():
+            if spec == POLICY and self.config.policy_service.listen != old_listen:
+                self._retire(pid)  # started again on its new sockets by the loop
+            else:
+                kill_child(pid, signal.SIGHUP)
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children

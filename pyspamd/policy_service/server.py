@@ -83,8 +83,6 @@ class PolicyServer:
         except Exception as exc:  # a bad new config must not stop the running one
             log.error("SIGHUP: new config refused, keeping the running one: %s", exc)
             return
-        if config.policy_service.listen != self.config.policy_service.listen:
-            log.warning("policy_service.listen changed: restart pyspamd to apply it")
         old, self.decider, self.config = self.decider, decider, config
         old.close()
         log.info("policy service: reloaded config")

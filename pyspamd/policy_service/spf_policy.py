@@ -5,6 +5,8 @@ the file says so).
 
 policyd-spf's loop around the engine is a small piece of text formatting; it is done here the
 same way, so an answer is identical to policyd-spf's for the same request and DNS. The
+engine's entry points have a leading underscore (`_spfcheck`, `_readConfigFile`): they are
+the ones policyd-spf's own script calls, and spf-engine has no other. The
 engine's lookups go through pyspamd's resolver ([dns] nameservers, its cache), on the spf
 threads of pyspamd.auth.spf. Each result is also written to the store for a few minutes,
 keyed by client address, HELO name and sender, so the milter reuses it (spf_cache.py)

@@ -13,6 +13,7 @@ import email.utils
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 from pyspamd import __version__, actions
 from pyspamd.auth.spf import SpfResult
+from pyspamd.auth.spf_cache import TTL as SPF_TTL
 from pyspamd.auth.spf_cache import remember
 from pyspamd.checks.ratelimit import bucket_keys
 from pyspamd.checks.rbl import reversed_ip, worth_looking_up
@@ -69,6 +71,28 @@ class Connection:
                 memo.clear()
 
 
+@dataclass
+class _Written:
+    """SPF results written to the store lately: the same result for the same client, HELO
+    and sender (a busy sender's every message) is written again only when half its time
+    in the store is gone, not once per recipient request."""
+
+    entries: dict[tuple[str, ...], float] = field(default_factory=dict)
+
+    @staticmethod
+    def key(attrs: dict[str, str], spf: SpfAnswer, prepended: bool) -> tuple[str, ...]:
+        return (attrs.get("client_address", ""), attrs.get("helo_name", ""),
+                attrs.get("sender", ""), spf.result, spf.header, str(prepended))
+
+    def due(self, key: tuple[str, ...]) -> bool:
+        return time.monotonic() - self.entries.get(key, -SPF_TTL) >= SPF_TTL / 2
+
+    def done(self, key: tuple[str, ...]) -> None:
+        if len(self.entries) > 10000:
+            self.entries.clear()
+        self.entries[key] = time.monotonic()
+
+
 def _listed(table: NetworkTable | DomainTable, items: list[str], label: str) -> None:
     problems = LoadProblems()
     for index, item in enumerate(items):
@@ -88,6 +112,7 @@ class Decider:
         # One thread: SQLite's connection is per thread, and a hung store blocks only it.
         self.store_thread = ThreadPoolExecutor(1, thread_name_prefix="policy-store")
         self.store_down = p.store_down
+        self._spf_written = _Written()
         self.timing = Timing(g.delay, g.expire, g.whitelist_expire)
         self.trusted = TrustedNetworks(config.milter.trusted_networks)
         self.grey_networks = NetworkTable()
@@ -161,8 +186,11 @@ class Decider:
                 if not grey_answer.upper().startswith(("DUNNO", "PREPEND")):
                     return grey_answer
             if spf is not None and spf.result:
-                await self.in_store_thread(self._remember_spf, attrs, spf,
-                                           not grey_answer.upper().startswith("PREPEND"))
+                prepended = spf.prepends and not grey_answer.upper().startswith("PREPEND")
+                written = self._spf_written.key(attrs, spf, prepended)
+                if self._spf_written.due(written):
+                    await self.in_store_thread(self._remember_spf, attrs, spf, prepended)
+                    self._spf_written.done(written)
         except StoreDown as exc:
             self.faults.report("policy store", "policy service: store unavailable, answering "
                                f"{self.store_down}", exc)
@@ -248,13 +276,14 @@ class Decider:
 
     # --- SPF for the milter ---
     def _remember_spf(self, attrs: dict[str, str], spf: SpfAnswer, prepended: bool) -> None:
+        """The result for the milter (pyspamd.auth.spf_cache)."""
         sender = attrs.get("sender", "")
         helo = attrs.get("helo_name", "")
         domain = sender.rpartition("@")[2] if spf.identity == "mailfrom" else helo
         result = SpfResult(spf.result, spf.explanation, spf.identity or "mailfrom", domain,
                            sender or f"postmaster@{helo}", spf.header)
         remember(self.store(), attrs.get("client_address", ""), helo, sender, result,
-                 prepended and spf.prepends)
+                 prepended)
 
     # --- rate limits ---
     def _ratelimit(self, attrs: dict[str, str], conn: Connection) -> str:

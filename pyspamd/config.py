@@ -60,6 +60,7 @@ from pyspamd.policy.map_settings import (
 )
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
 from pyspamd.policy.rcpt_policy_settings import SettingsConfig, check_settings
+from pyspamd.policy_service.settings import PolicyServiceConfig, check_policy_service
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 from pyspamd.update.settings import UpdateConfig, check_update
@@ -70,8 +71,9 @@ __all__ = [
     "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
-    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
-    "RulesConfig", "ScanConfig", "SettingsConfig", "StorageConfig", "config_files", "is_local_host",
+    "MilterConfig", "ModelConfig", "PolicyServiceConfig", "RatelimitConfig", "RblConfig",
+    "RblListConfig", "RulesConfig", "ScanConfig", "SettingsConfig", "StorageConfig",
+    "config_files", "is_local_host",
     "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",
 ]
@@ -148,6 +150,7 @@ class Config:
     update: UpdateConfig = field(default_factory=UpdateConfig)
     pyzor: PyzorConfig = field(default_factory=PyzorConfig)
     settings: list[SettingsConfig] = field(default_factory=list)
+    policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -270,6 +273,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, c.path,
                                                   loc)),
     ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
+    ("policy_service", lambda c, loc: check_policy_service(c.policy_service, c.path, loc)),
     ("settings", lambda c, loc: check_settings(c.settings, loc)),
     # after model and maps: it points their resolved paths at the installed update sets
     ("update", _check_update),

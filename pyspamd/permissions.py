@@ -111,16 +111,18 @@ def store_problems(config: Config, as_owner: bool = False) -> list[str]:
 def socket_problems(config: Config) -> list[str]:
     user = _user()
     problems = []
-    for spec in config.milter.listen:
+    specs = [("milter.listen", spec) for spec in config.milter.listen]
+    specs += [("policy_service.listen", spec) for spec in config.policy_service.listen]
+    for option, spec in specs:
         kind, _, rest = spec.partition(":")
         if kind not in ("unix", "local"):
             continue
         directory = Path(rest).parent
         if not directory.is_dir():
-            problems.append(f"milter.listen {spec}: directory {directory} does not exist; "
+            problems.append(f"{option} {spec}: directory {directory} does not exist; "
                             f"make it, owned by {user}")
         elif not os.access(directory, os.W_OK | os.X_OK):
-            problems.append(_not_writable(directory, f"milter.listen {spec}: directory", user))
+            problems.append(_not_writable(directory, f"{option} {spec}: directory", user))
     return problems
 
 

@@ -246,6 +246,29 @@ def test_pyspamc_greylist_del(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert pyspamc_main(["-c", str(config), "greylist", "del", "nope", "a", "b"]) == 2
 
 
+def test_pyspamc_greylist_add_list_and_client_del(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspamd.cli.pyspamc import main as pyspamc_main
+
+    store_path = tmp_path / "s.sqlite"
+    config = tmp_path / "p.toml"
+    config.write_text(f'[storage]\npath = "{store_path}"\n')
+    base = ["-c", str(config), "greylist"]
+    assert pyspamc_main([*base, "add", "192.0.2.9", "a@x.test", "b@y.test"]) == 0
+    with SqliteStorage(store_path) as store:
+        grey = Greylister(store, TIMING)
+        assert grey.check([Triplet.make("192.0.2.0/24", "a@x.test", "b@y.test")]) == PASS
+        assert grey.count_pass("192.0.2.9") == 1
+    capsys.readouterr()
+    assert pyspamc_main([*base, "list"]) == 0
+    out = capsys.readouterr().out
+    assert "192.0.2.0/24|a@x.test|b@y.test  passed  last passed" in out
+    assert "192.0.2.9  client  1 pass(es), last" in out
+    assert pyspamc_main([*base, "del", "192.0.2.9"]) == 0
+    assert "client 192.0.2.9: deleted" in capsys.readouterr().out
+    assert pyspamc_main([*base, "del", "192.0.2.9", "a@x.test"]) == 2
+
+
 def test_retried_band_message_keeps_the_headers_its_score_earns(tmp_path: Path) -> None:
     """docs/scores.md: what a greylisted-then-retried message looks like in the mailbox."""
     from pyspamd.milter.verdict import decide
@@ -266,3 +289,14 @@ def test_retried_band_message_keeps_the_headers_its_score_earns(tmp_path: Path) 
     assert headers["X-Spam-Level"] == "****"
     assert "GREY_BAND(4.50)" in headers["X-Spamd-Result"]
     assert "GREYLIST(0.00)[pass]" in headers["X-Spamd-Result"]
+
+
+def test_sender_keyed_as_postgrey_keys_it() -> None:
+    # BATV tags, +extensions and VERP numbers change with every message of one sender.
+    make = Triplet.make
+    assert make("192.0.2.0/24", "prvs=1234567890=Bob@x.test", "r@y").sender == "bob@x.test"
+    assert make("192.0.2.0/24", "prvs=bob=1234567890@x.test", "r@y").sender == "bob@x.test"
+    assert make("192.0.2.0/24", "list+123@x.test", "r@y").sender == "list@x.test"
+    assert make("192.0.2.0/24", "bounce-42-7@x.test", "r@y").sender == "bounce-#-#@x.test"
+    assert make("192.0.2.0/24", "s1.r2@x.test", "r@y").sender == "s1.r2@x.test"
+    assert make("192.0.2.0/24", "", "r@y").sender == "<>"

@@ -133,3 +133,27 @@ def test_ldap_map_config_errors(tmp_path: Path) -> None:
     assert any(e.startswith(f"{path}:6: maps l: ldap.server_url must be") for e in errors)
     assert any(e.startswith(f"{path}:8: maps l: ldap.query_filter needs %s") for e in errors)
     assert any(e.startswith(f"{path}:4: maps l: an ldap map takes neither") for e in errors)
+
+
+def test_notes_sender_restriction_at_rcpt_through_the_policy_service(
+        tmp_path: Path, slapd: Slapd) -> None:
+    import asyncio
+
+    from pyspamd.policy_service.decide import Connection
+    from pyspamd.policy_service.server import PolicyServer
+
+    path = tmp_path / "pyspamd.toml"
+    path.write_text(f'[storage]\npath = "{tmp_path / "s.sqlite"}"\n[policy_service]\n'
+                    'listen = ["inet:1@127.0.0.1"]\ngreylist = false\nmaps = true\n'
+                    + ldap_map(slapd))
+    server = PolicyServer(path, load_config(path))
+
+    def answer(sender: str) -> str:
+        request = {"request": "smtpd_access_policy", "protocol_state": "RCPT",
+                   "client_address": "192.0.2.9", "sender": sender,
+                   "recipient": "bob@example.net"}
+        return asyncio.run(server._decide(request, Connection()))
+
+    assert answer("Blocked@Example.org") == f"REJECT {NOTES_TEXT}"
+    assert answer("alice@example.org") == "DUNNO"
+    server.decider.close()

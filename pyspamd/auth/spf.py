@@ -9,8 +9,10 @@ and counters with the other checks, and the loop keeps serving them meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +59,22 @@ spf.DNSLookup = _lookup
 _POOL_SIZE = 16
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 _pool_lock = threading.Lock()
+
+
+def executor() -> ThreadPoolExecutor:
+    """The process's pyspf threads (the policy service runs spf-engine on them too)."""
+    return _executor()
+
+
+@contextlib.contextmanager
+def bound_dns(lookups: MessageDns, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """pyspf's lookups in this thread, while inside, go to `lookups` through `loop`."""
+    _local.dns = (lookups, loop)
+    _local.timed_out = False
+    try:
+        yield
+    finally:
+        _local.dns = None
 
 
 def _executor() -> ThreadPoolExecutor:

@@ -5,8 +5,9 @@ concurrently; DMARC follows them."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 
 from pyspamd import actions
 from pyspamd.auth.arc import ArcResult, verify_arc
@@ -14,13 +15,17 @@ from pyspamd.auth.dkim_verify import DkimResult, verify_dkim
 from pyspamd.auth.dmarc import DmarcResult, check_dmarc
 from pyspamd.auth.headers import authentication_results
 from pyspamd.auth.spf import SpfResult, check_spf
+from pyspamd.auth.spf_cache import recall
 from pyspamd.checks.base import Check
 from pyspamd.checks.rbl import DNS_SYMBOLS
 from pyspamd.config import Config
 from pyspamd.dns import MessageDns, Resolver, message_dns
 from pyspamd.services import Services
+from pyspamd.storage.base import StateStore
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
+
+log = logging.getLogger("pyspamd.spf")
 
 SPF_SYMBOLS = {
     "pass": "R_SPF_ALLOW", "fail": "R_SPF_FAIL", "softfail": "R_SPF_SOFTFAIL",
@@ -71,12 +76,16 @@ class EmailAuth(Check):
     def build(cls, config: Config, services: Services) -> EmailAuth | None:
         auth = config.auth
         if config.dns.enabled and (auth.spf or auth.dkim or auth.dmarc or auth.arc):
-            return cls(config, services.resolver)
+            return cls(config, services.resolver, services.storage_opener(writes=False)
+                       if config.policy_service.listen and config.policy_service.spf else None)
         return None
 
-    def __init__(self, config: Config, resolver: Resolver) -> None:
+    def __init__(self, config: Config, resolver: Resolver,
+                 storage: Callable[[], StateStore] | None = None) -> None:
         self.auth = config.auth
         self.resolver = resolver
+        # The policy service's SPF results, when it runs SPF at RCPT time.
+        self.storage = storage
         self.authserv_id = (config.auth.authserv_id or config.milter.server_name
                             or socket.gethostname())
 
@@ -85,11 +94,13 @@ class EmailAuth(Check):
 
     async def _run(self, task: Task, hits: Hits, lookups: MessageDns) -> None:
         env, auth = task.envelope, self.auth
-        spf_job = None
+        spf_job: Awaitable[SpfResult | None] | None = None
+        recalled = None
         if auth.spf and env.client_ip and not env.user and env.mail_from is not None:
             # Mail from an authenticated user is ours: SPF would judge our own relay.
-            spf_job = check_spf(lookups, env.client_ip, env.mail_from, env.helo,
-                                self.authserv_id)
+            recalled = self._recall_spf(env.client_ip, env.helo, env.mail_from)
+            spf_job = _ready(recalled[0]) if recalled else check_spf(
+                lookups, env.client_ip, env.mail_from, env.helo, self.authserv_id)
         dkim_job: Awaitable[list[DkimResult] | None]
         if not (auth.dkim or auth.dmarc):
             dkim_job = _nothing()
@@ -123,8 +134,19 @@ class EmailAuth(Check):
             value = authentication_results(self.authserv_id, spf,
                                            dkim if auth.dkim else None, dmarc, arc)
             task.add_headers.append(("Authentication-Results", value.replace("; ", ";\n\t")))
-        if spf is not None and auth.received_spf and spf.header:
+        if spf is not None and auth.received_spf and spf.header and not (
+                recalled and recalled[1]):  # the policy service prepended it already
             task.add_headers.append(("Received-SPF", spf.header))
+
+    def _recall_spf(self, ip: str, helo: str | None,
+                    sender: str) -> tuple[SpfResult, bool] | None:
+        if self.storage is None:
+            return None
+        try:
+            return recall(self.storage(), ip, helo, sender)
+        except Exception as exc:  # no stored result: SPF is looked up as without the service
+            log.debug("SPF result of the policy service not read: %s", exc)
+            return None
 
     def _symbols(self, hits: Hits, spf: SpfResult | None, dkim: list[DkimResult] | None,
                  arc: ArcResult | None, dmarc: DmarcResult | None) -> None:
@@ -163,6 +185,10 @@ class EmailAuth(Check):
 
 async def _nothing() -> None:
     return None
+
+
+async def _ready(result: SpfResult) -> SpfResult:
+    return result
 
 
 async def _unsigned() -> list[DkimResult]:

@@ -1,4 +1,5 @@
-"""pyspamc commands for the policy parts: `maps check`, `greylist del`, `ratelimit reset`."""
+"""pyspamc commands for the policy parts: `maps check`, `greylist list|add|del`,
+`ratelimit reset`."""
 
 from __future__ import annotations
 
@@ -22,11 +23,19 @@ def add_commands(commands: Any) -> None:
                             "(\"\" or <> for the null sender)")
     grey = commands.add_parser("greylist", help="manage greylisting triplets")
     grey_sub = grey.add_subparsers(dest="greylist_command", required=True, metavar="ACTION")
-    grey_sub.add_parser("list", help="triplets waiting for a retry and triplets that passed")
-    delete = grey_sub.add_parser("del", help="forget a triplet (it is greylisted again)")
-    delete.add_argument("ip", metavar="IP", help="client address (its network is used)")
-    delete.add_argument("sender", metavar="SENDER", help="envelope sender, <> for none")
-    delete.add_argument("rcpt", metavar="RCPT", help="recipient")
+    grey_sub.add_parser("list", help="triplets waiting for a retry, triplets that passed, "
+                        "and clients counted for auto-whitelisting")
+    add = grey_sub.add_parser("add", help="let a triplet pass from now on, as if its retry "
+                              "had come")
+    delete = grey_sub.add_parser("del", help="forget a triplet (it is greylisted again), or "
+                                 "with IP alone the client's auto-whitelisting")
+    for sub in (add, delete):
+        sub.add_argument("ip", metavar="IP", help="client address (its network is used)")
+    add.add_argument("sender", metavar="SENDER", help="envelope sender, <> for none")
+    add.add_argument("rcpt", metavar="RCPT", help="recipient")
+    delete.add_argument("sender", metavar="SENDER", nargs="?",
+                        help="envelope sender, <> for none")
+    delete.add_argument("rcpt", metavar="RCPT", nargs="?", help="recipient")
     rate = commands.add_parser("ratelimit", help="manage rate-limit buckets")
     rate_sub = rate.add_subparsers(dest="ratelimit_command", required=True, metavar="ACTION")
     rate_sub.add_parser("list", help="buckets in use, with the tokens they have left")
@@ -45,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         return cmd_ratelimit_reset(args)
     if args.greylist_command == "list":
         return cmd_list(args, "greylist:")
-    return cmd_greylist_del(args)
+    return cmd_greylist_edit(args)
 
 
 def cmd_maps_check(args: argparse.Namespace) -> int:
@@ -73,8 +82,9 @@ def cmd_maps_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_greylist_del(args: argparse.Namespace) -> int:
-    from pyspamd.policy.greylist import Greylister, Timing, Triplet, client_network
+def cmd_greylist_edit(args: argparse.Namespace) -> int:
+    """`greylist add` and `greylist del`."""
+    from pyspamd.policy.greylist import AWL_PREFIX, Greylister, Timing, Triplet, client_network
     from pyspamd.storage import StorageError, open_storage
 
     config = load_config_or_exit(args.config)
@@ -83,15 +93,32 @@ def cmd_greylist_del(args: argparse.Namespace) -> int:
     if network is None:
         print(f"{args.ip!r} is not an IP address", file=sys.stderr)
         return EXIT_USAGE
-    triplet = Triplet.make(network, args.sender, args.rcpt)
+    if (args.sender is None) != (args.rcpt is None):
+        print("give SENDER and RCPT both (a triplet), or neither (the client)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    triplet = Triplet.make(network, args.sender, args.rcpt) if args.rcpt is not None \
+        else None
     try:
-        with open_storage(config.storage, create=False) as storage:
-            gone = Greylister(storage, Timing(g.delay, g.expire, g.whitelist_expire)
-                              ).forget(triplet)
+        with open_storage(config.storage, create=args.greylist_command == "add") as storage:
+            greylister = Greylister(storage, Timing(g.delay, g.expire, g.whitelist_expire))
+            if args.greylist_command == "add":
+                assert triplet is not None
+                greylister.mark_passed(triplet)
+                print(f"{triplet.key}: added (passes until {g.whitelist_expire / 86400:g} "
+                      "days without mail)")
+                return EXIT_OK
+            if triplet is None:
+                address = args.ip.strip("[]")
+                gone = storage.delete(f"{AWL_PREFIX}{address}")
+                label = f"client {address}"
+            else:
+                gone = greylister.forget(triplet)
+                label = triplet.key
     except StorageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILED
-    print(f"{triplet.key}: {'deleted' if gone else 'not found'}")
+    print(f"{label}: {'deleted' if gone else 'not found'}")
     return EXIT_OK if gone else EXIT_FAILED
 
 
@@ -140,6 +167,10 @@ def cmd_list(args: argparse.Namespace, prefix: str) -> int:
             if prefix == "greylist:":
                 listed = list_triplets(storage)
                 for item in listed:
+                    if item.state == "client":
+                        print(f"{item.key}  client  {item.passes} pass(es), last "
+                              f"{when(item.stamp)}")
+                        continue
                     label = "first seen" if item.state == "waiting" else "last passed"
                     print(f"{item.key}  {item.state}  {label} {when(item.stamp)}")
                 count = len(listed)

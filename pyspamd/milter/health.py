@@ -52,6 +52,10 @@ class Probe:
     """One OPTNEG round trip; `step()` returns None while under way, then "" when the pool
     answered or the reason it did not."""
 
+    request = OPTNEG_PACKET
+    goodbye = QUIT_PACKET
+    reply_name = "OPTNEG reply"
+
     def __init__(self, spec: str, timeout: float) -> None:
         family, self.target = address(spec)
         self.deadline = time.monotonic() + timeout
@@ -71,7 +75,7 @@ class Probe:
         if self._error:
             return self._finish(self._error)
         if time.monotonic() > self.deadline:
-            stage = "OPTNEG reply" if self._sent else "the connection to be accepted"
+            stage = self.reply_name if self._sent else "the connection to be accepted"
             return self._finish(f"no {stage} within the timeout")
         try:
             return self._advance()
@@ -88,23 +92,32 @@ class Probe:
                 return self._finish(f"connect: {errno.errorcode.get(code, code)}")
             # A connection in the listen queue is writable before any worker accepted it;
             # only the reply proves a worker took it.
-            self.sock.send(OPTNEG_PACKET)
+            self.sock.send(self.request)
             self._sent = True
             return None
         if not readable:
             return None
         data = self.sock.recv(4096)
         if not data:
-            return self._finish("connection closed before the OPTNEG reply")
+            return self._finish(f"connection closed before the {self.reply_name}")
         self._reply += data
-        if len(self._reply) < 5:
+        verdict = self.judge_reply(self._reply)
+        if verdict is None:
             return None
-        if self._reply[4:5] != _OPTNEG:
-            return self._finish(f"unexpected reply {self._reply[4:5]!r}")
+        if verdict:
+            return self._finish(verdict)
         self.elapsed = time.monotonic() - self.started
-        with contextlib.suppress(OSError):  # answered already: the QUIT is a courtesy
-            self.sock.send(QUIT_PACKET)
+        with contextlib.suppress(OSError):  # answered already: the goodbye is a courtesy
+            self.sock.send(self.goodbye)
         return self._finish("")
+
+    def judge_reply(self, reply: bytes) -> str | None:
+        """None: not all of it yet; "": the answer expected; else what is wrong with it."""
+        if len(reply) < 5:
+            return None
+        if reply[4:5] != _OPTNEG:
+            return f"unexpected reply {reply[4:5]!r}"
+        return ""
 
     def _finish(self, outcome: str) -> str:
         self.sock.close()

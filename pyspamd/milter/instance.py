@@ -76,13 +76,15 @@ def _unix_problem(path: str) -> str | None:
 def listen_problems(config: Config) -> list[str]:
     """One line per address this daemon would listen on that is taken."""
     problems = []
-    for spec in config.milter.listen:
+    specs = [("milter.listen", spec) for spec in config.milter.listen]
+    specs += [("policy_service.listen", spec) for spec in config.policy_service.listen]
+    for option, spec in specs:
         address = milter_address(spec)
         if address is None:
             continue
         problem = address_problem(*address)
         if problem:
-            problems.append(f"milter.listen {spec}: {problem}")
+            problems.append(f"{option} {spec}: {problem}")
     if config.controller.enabled:
         with contextlib.suppress(ValueError):
             host, port = split_host_port(config.controller.listen)

@@ -49,6 +49,7 @@ class Master:
     backoff: dict[str, Backoff] = field(default_factory=dict)
     started: dict[int, float] = field(default_factory=dict)
     health: dict[str, _Health] = field(default_factory=dict)
+    retiring: set[int] = field(default_factory=set)  # children stopped on purpose
     stopping: bool = False
     reload_requested: bool = False
     exit_code: int = 0
@@ -58,7 +59,8 @@ class Master:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_reload)
-        log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
+        log.info("pyspamd starting: %s", ", ".join(
+            [*self.config.milter.listen, *self.config.policy_service.listen]))
         if self.config.dns.auto_note:
             log.info("%s", self.config.dns.auto_note)
         self.next_dns_probe = time.monotonic() + DNS_REPROBE
@@ -104,13 +106,22 @@ class Master:
             wanted.append(CONTROLLER)
         if remote_maps(self.config):
             wanted.append(MAP_POLLER)
+        if self.config.policy_service.listen:
+            wanted.append(POLICY)
         return wanted
 
     def _stop_unwanted_controller(self) -> None:
-        if not self.config.controller.enabled:
-            for pid, spec in self.pools.items():
-                if spec == CONTROLLER:
-                    kill_child(pid, signal.SIGTERM)
+        """The controller, map poller or policy service a reload turned off."""
+        wanted = self._children_wanted()
+        for pid, spec in self.pools.items():
+            if spec in (CONTROLLER, MAP_POLLER, POLICY) and spec not in wanted:
+                self._retire(pid)
+
+    def _retire(self, pid: int) -> None:
+        """Stop a child on purpose: no back-off, no "died" line when it exits."""
+        if pid not in self.retiring:
+            self.retiring.add(pid)
+            kill_child(pid, signal.SIGTERM)
 
     def _spawn_pool(self, spec: str) -> None:
         pid = os.fork()
@@ -121,10 +132,13 @@ class Master:
                     code = _controller_main(self.config_path, self.config, self.scanner)
                 elif spec == MAP_POLLER:
                     code = poll_forever(self.config_path, self.config)
+                elif spec == POLICY:
+                    code = _policy_main(self.config_path, self.config)
                 else:
                     Pool(spec, self.config_path, self.config, self.scanner).run()
             except Exception:
-                log.exception("%s failed", spec if spec == CONTROLLER else f"pool for {spec}")
+                log.exception("%s failed", spec if spec in (CONTROLLER, POLICY)
+                              else f"pool for {spec}")
                 code = 1
             logging.shutdown()
             os._exit(code)
@@ -133,29 +147,29 @@ class Master:
         old = self.health.get(spec)
         if old is not None and old.probe is not None:
             old.probe.sock.close()  # a probe of the pool that died
-        self.health[spec] = _Health(time.monotonic() + self.config.milter.health_check_interval)
+        self.health[spec] = _Health(time.monotonic() + self._health_timing(spec)[0])
 
     def _check_health(self) -> None:
         """Probe each pool now and then; a pool that fails _HEALTH_FAILURES times in a row
         gets new workers, and one that fails as often again after that is killed and
         started again."""
-        m = self.config.milter
-        if m.health_check_interval <= 0:
-            return
         now = time.monotonic()
         for pid, spec in list(self.pools.items()):
             health = self.health.get(spec)
             if spec in (CONTROLLER, MAP_POLLER) or health is None:
                 continue
+            interval, timeout = self._health_timing(spec)
+            if interval <= 0:
+                continue
             if health.probe is None:
                 if now >= health.next_probe:
-                    health.probe = Probe(spec, m.health_check_timeout)
+                    health.probe = _probe(spec, self.config, timeout)
                 continue
             outcome = health.probe.step()
             if outcome is None:
                 continue
             health.probe = None
-            health.next_probe = now + m.health_check_interval
+            health.next_probe = now + interval
             if not outcome:
                 health.failures, health.replaced = 0, False
                 continue
@@ -174,9 +188,22 @@ class Master:
                           spec)
                 kill_child(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
 
+    def _health_timing(self, spec: str) -> tuple[float, float]:
+        """(interval, timeout) of a child's probes; interval 0: no probes."""
+        if spec == POLICY:
+            p = self.config.policy_service
+            # A reload that emptied listen: the service is being stopped, nothing to probe.
+            return (p.health_check_interval if p.listen else 0.0), p.health_check_timeout
+        m = self.config.milter
+        return m.health_check_interval, m.health_check_timeout
+
     def _reap(self) -> None:
         for pid, status in exited_children():
             spec = self.pools.pop(pid, None)
+            if pid in self.retiring:
+                self.retiring.discard(pid)
+                self.started.pop(pid, None)
+                continue
             if spec is None or self.stopping:
                 continue
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) == EXIT_NO_SOCKET:
@@ -193,8 +220,14 @@ class Master:
             return
         if reloaded[0].dns.auto_note != self.config.dns.auto_note:
             log.info("%s", reloaded[0].dns.auto_note or "network checks: as configured")
+        old_listen = self.config.policy_service.listen
         self.config = reloaded[0]
         self.next_dns_probe = time.monotonic() + DNS_REPROBE
+        for pid, spec in self.pools.items():
+            if spec == POLICY and self.config.policy_service.listen != old_listen:
+                self._retire(pid)  # started again on its new sockets by the loop
+            else:
+                kill_child(pid, signal.SIGHUP)
 
     def _reprobe_resolver(self) -> None:
         """The local resolver "auto" found silent: once it answers, a reload (the pools'
@@ -210,12 +243,25 @@ class Master:
             log.info("the resolver %s answers now: reloading to turn the network checks on",
                      host_port)
             self.reload_requested = True
-        for pid in self.pools:
-            kill_child(pid, signal.SIGHUP)
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children
 MAP_POLLER = "map poller"  # the process that polls https:// maps (policy/remote_maps.py)
+POLICY = "policy-service"  # the Postfix policy service's entry (it has its own sockets)
+
+
+def _probe(spec: str, config: Config, timeout: float) -> Probe:
+    if spec == POLICY:
+        from pyspamd.policy_service.health import PolicyProbe
+
+        return PolicyProbe(config.policy_service.listen[0], timeout)
+    return Probe(spec, timeout)
+
+
+def _policy_main(config_path: Path | None, config: Config) -> int:
+    from pyspamd.policy_service.server import policy_main  # asyncio only in this process
+
+    return policy_main(config_path, config)
 
 
 def _controller_main(config_path: Path | None, config: Config, scanner: Scanner) -> int:

@@ -244,11 +244,13 @@ def _instance(prefix: str, main_cf: Callable[[Path], str], smtp_port: int,
 
 @contextlib.contextmanager
 def running_postfix(milter_port: int, default_action: str = "accept",
-                    mailboxes: tuple[str, ...] = ()) -> Iterator[Postfix]:
+                    mailboxes: tuple[str, ...] = (), extra_cf: str = "") -> Iterator[Postfix]:
     """The receiving instance: SMTP on a free port, the milter, delivery to MAILBOX and to
-    `mailboxes` (more addresses of example.test)."""
+    `mailboxes` (more addresses of example.test); `extra_cf`: more main.cf lines
+    (smtpd_recipient_restrictions with a policy service)."""
     with _instance("pyspamd-postfix-",
-                   lambda root: _receiving_cf(root, milter_port, default_action, mailboxes),
+                   lambda root: _receiving_cf(root, milter_port, default_action, mailboxes)
+                   + extra_cf,
                    free_port(), milter_port) as instance:
         yield instance
 

@@ -31,6 +31,7 @@ from pyspamd.auth.settings import (
     check_dkim_signing,
 )
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
+from pyspamd.checks.banned_settings import BannedFilesConfig, BannedRule, check_banned_files
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
 from pyspamd.classifiers.settings import AutolearnConfig, BayesConfig, check_bayes
@@ -63,7 +64,8 @@ from pyspamd.task import ParseLimits
 __all__ = [
     "BIG_SENDER_HOSTS", "DEFAULT_MATCH", "DKIM_SIGNED_HEADERS", "MAP_MATCHES", "MAP_TYPES",
     "SHIPPED_MODEL", "ActionsConfig", "AntivirusConfig", "AuthConfig", "AutolearnConfig",
-    "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
+    "BannedFilesConfig", "BannedRule", "BayesConfig", "Config", "ConfigError",
+    "ControllerConfig", "DkimKeyConfig",
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
     "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
@@ -141,6 +143,7 @@ class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
+    banned_files: BannedFilesConfig = field(default_factory=BannedFilesConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -253,6 +256,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("controller", lambda c, loc: check_controller(c.controller, loc)),
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
+    ("banned_files", lambda c, loc: check_banned_files(c.banned_files, loc)),
 )
 
 def _type_name(tp: Any) -> str:

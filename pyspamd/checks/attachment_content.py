@@ -49,6 +49,15 @@ def _name(part: MimePart) -> str:
     return part.filename or ""
 
 
+def scanned_attachments(task: Task) -> list[MimePart]:
+    """The parts that are files someone sent: attachments, and application/* parts however
+    they are marked; not containers (multipart, message/rfc822)."""
+    return [part for part in task.parts
+            if not (part.content_type.startswith("multipart/")
+                    or part.content_type == "message/rfc822")
+            and (part.is_attachment or part.content_type.startswith("application/"))]
+
+
 class AttachmentContent(Check):
     name = "attachment_content"
     symbols: ClassVar[Mapping[str, SymbolDef]] = {
@@ -73,11 +82,7 @@ class AttachmentContent(Check):
     }
 
     def run(self, task: Task, hits: Hits) -> None:
-        for part in task.parts:
-            if part.content_type.startswith("multipart/") or part.content_type == "message/rfc822":
-                continue
-            if not part.is_attachment and not part.content_type.startswith("application/"):
-                continue
+        for part in scanned_attachments(task):
             self._part(part, hits)
 
     def _part(self, part: MimePart, hits: Hits) -> None:

@@ -58,6 +58,7 @@ from pyspamd.policy.map_settings import (
     check_maps,
 )
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
+from pyspamd.quarantine.settings import QuarantineConfig, check_quarantine
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 
@@ -68,7 +69,8 @@ __all__ = [
     "ControllerConfig", "DkimKeyConfig",
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
-    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
+    "MilterConfig", "ModelConfig", "QuarantineConfig", "RatelimitConfig", "RblConfig",
+    "RblListConfig",
     "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
     "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",
@@ -144,6 +146,7 @@ class Config:
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
     banned_files: BannedFilesConfig = field(default_factory=BannedFilesConfig)
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -257,6 +260,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("fuzzy", lambda c, loc: check_fuzzy(c.fuzzy, loc)),
     ("antivirus", lambda c, loc: check_antivirus(c.antivirus, c.milter.scan_timeout, loc)),
     ("banned_files", lambda c, loc: check_banned_files(c.banned_files, loc)),
+    ("quarantine", lambda c, loc: check_quarantine(c.quarantine, c.path, loc)),
 )
 
 def _type_name(tp: Any) -> str:

@@ -3,7 +3,6 @@ members of every format, and hostile archives (bomb, 10,000 members, password, t
 
 from __future__ import annotations
 
-import base64
 import io
 import shutil
 import struct
@@ -16,22 +15,10 @@ from pathlib import Path
 
 import libarchive
 import pytest
+from support.messages import attachment_message
 
 from pyspamd.config import ConfigError, load_config
 from pyspamd.scanner import Scanner
-
-
-def attachment_message(filename: str, data: bytes,
-                       content_type: str = "application/octet-stream") -> bytes:
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
-    return (b"From: alice@example.org\r\nTo: bob@example.test\r\nSubject: papers\r\n"
-            b"Message-ID: <banned@example.org>\r\nMIME-Version: 1.0\r\n"
-            b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
-            b"Content-Type: text/plain\r\n\r\nsee the attachment\r\n--XX\r\n"
-            + f"Content-Type: {content_type}; name=\"{filename}\"\r\n"
-              f"Content-Disposition: attachment; filename=\"{filename}\"\r\n"
-              "Content-Transfer-Encoding: base64\r\n\r\n".encode()
-            + body + b"--XX--\r\n")
 
 
 def zip_of(files: dict[str, bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:

@@ -18,6 +18,7 @@ from pyspamd.cli import (
     learn,
     model_train,
     policy,
+    quarantine,
     remote,
     rescore,
     statistics,
@@ -110,6 +111,7 @@ def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
     model_train.add_command(commands)
     policy.add_commands(commands)
     dkim.add_command(commands)
+    quarantine.add_commands(commands)
     return parser, set(commands.choices)
 
 
@@ -270,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return policy.run(args)
         if args.command == "dkim-keygen":
             return dkim.cmd_keygen(args)
+        if args.command in quarantine.COMMANDS:
+            return quarantine.run(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

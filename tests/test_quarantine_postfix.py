@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,10 +18,14 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from support.controller_proc import Reply, call, eventually
 from support.messages import attachment_message, make_message
 from support.mta import Daemon, running_daemon
 from support.paths import REPO
+from support.ports import free_port
 from support.postfix import MAILBOX, Postfix, running_postfix
+
+from pyspamd.controller.auth import make_hash
 
 pytestmark = pytest.mark.postfix
 
@@ -37,6 +42,7 @@ quarantine = 90.0
 reject = 150.0
 """
 MAX_SIZE = 40_000  # room for the small test messages, not for the big one
+PASSWORD = "quarantine keeper"
 
 
 @dataclass
@@ -45,6 +51,11 @@ class Stack:
     daemon: Daemon
     pyspamc_config: Path
     quarantine: Path
+    controller_port: int
+
+    def api(self, method: str, path: str, password: str | None = PASSWORD) -> Reply:
+        return call(self.controller_port, method, path,
+                    headers={"Password": password} if password else {})
 
     def pyspamc(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -65,7 +76,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     rules.mkdir()
     (rules / "markers.rules").write_text(MARKER_RULES)
     quarantine = workdir / "held"
-    section = f'[quarantine]\ndir = "{quarantine}"\nmax_size = {MAX_SIZE}\n'
+    port = free_port()
+    section = (f'[quarantine]\ndir = "{quarantine}"\nmax_size = {MAX_SIZE}\n'
+               f'[controller]\nlisten = "127.0.0.1:{port}"\nsecure_ip = []\n'
+               f'enable_password = "{make_hash(PASSWORD)}"\n'
+               f'[storage]\npath = "{workdir / "store.sqlite"}"\n')
     config = f'[rules]\ndirs = ["{REPO / "rules"}", "{rules}"]\n' + CONFIG + section
     with running_daemon(workdir, config, workers=1) as daemon, \
             running_postfix(daemon.port) as postfix:
@@ -73,7 +88,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         (workdir / "local.d").mkdir()
         (workdir / "local.d" / "release.toml").write_text(
             f'[quarantine]\nrelease_smtp = "127.0.0.1:{postfix.smtp_port}"\n')
-        yield Stack(postfix, daemon, workdir / "pyspamd.toml", quarantine)
+        stack = Stack(postfix, daemon, workdir / "pyspamd.toml", quarantine, port)
+        assert daemon.proc is not None
+        os.kill(daemon.proc.pid, signal.SIGHUP)  # the controller reads local.d/ too
+
+        def reloaded() -> bool:
+            answer = stack.api("GET", "/config")
+            return answer.status == 200 and answer.json()["quarantine"]["release_smtp"] \
+                == f"127.0.0.1:{postfix.smtp_port}"
+
+        assert eventually(reloaded, timeout=30)
+        yield stack
 
 
 def _message(body: str, extra: list[tuple[str, str]] | None = None) -> bytes:
@@ -154,3 +179,31 @@ def test_full_quarantine_falls_back_to_the_hold_queue(stack: Stack) -> None:
     assert "milter-hold: END-OF-MESSAGE" in stack.postfix.log()
     (held,) = list(hold.iterdir())
     assert b"dave@example.org" in held.read_bytes()
+
+
+def test_controller_lists_releases_and_deletes(stack: Stack) -> None:
+    postfix = stack.postfix
+    postfix.clear_mailbox()
+    for sender in ("erin@example.org", "frank@example.org"):
+        assert postfix.send(_message("quarantine-me-please\n"), sender=sender)[0] == 250
+    assert stack.api("GET", "/quarantine", password=None).status == 401
+    listing = stack.api("GET", "/quarantine")
+    assert listing.status == 200
+    ids = {m["sender"]: m["id"] for m in listing.json()["messages"]}
+    erin, frank = ids["erin@example.org"], ids["frank@example.org"]
+    shown = stack.api("GET", f"/quarantine/{erin}?raw=1")
+    assert shown.status == 200 and b"quarantine-me-please" in shown.body
+    assert stack.api("POST", f"/quarantine/{erin}/release", password=None).status == 401
+    released = stack.api("POST", f"/quarantine/{erin}/release")
+    assert released.status == 200, released.body
+    assert released.json()["released_by"] == "controller 127.0.0.1"
+    (message,) = postfix.wait_delivered(1)
+    assert message["Return-Path"] == "<erin@example.org>"
+    assert stack.api("POST", f"/quarantine/{erin}/release").status == 409
+    assert stack.api("POST", f"/quarantine/{frank}/delete").status == 200
+    assert not (stack.quarantine / "messages" / f"{frank}.eml").exists()
+    left = {m["id"] for m in stack.api("GET", "/quarantine").json()["messages"]}
+    assert erin not in left and frank not in left
+    assert stack.api("GET", "/quarantine/../../etc/passwd").status == 404
+    assert f"{erin} released by controller 127.0.0.1" in stack.daemon.log()
+    assert f"{frank} deleted by controller 127.0.0.1" in stack.daemon.log()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sqlite3
 import time
@@ -23,6 +24,7 @@ from typing import Any
 from pyspamd.quarantine.settings import QuarantineConfig
 from pyspamd.storage.backends import default_sqlite_path
 
+_ID = re.compile(r"[0-9a-z-]{1,64}")
 HELD = "held"
 RELEASED = "released"
 _SCHEMA = """
@@ -109,7 +111,7 @@ class QuarantineStore:
             db.close()
 
     def path_of(self, message_id: str) -> Path:
-        if not message_id or not all(c.isalnum() or c == "-" for c in message_id):
+        if not _ID.fullmatch(message_id):
             raise QuarantineError(f"{message_id!r} is not a quarantine id")
         return self.messages / f"{message_id}.eml"
 

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_OK
         if args.action == "expire":
             count = store.expire() if store.index.exists() else 0
-            print(f"{count} message(s) expired")
+            print(f"expired {count} held message(s) from the quarantine")
             return EXIT_OK
     except QuarantineError as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)

@@ -3,6 +3,8 @@ on real files and SQLite (the Postfix round trip is test_quarantine_postfix.py).
 
 from __future__ import annotations
 
+import os
+import pwd
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from support.ports import free_port
 
 from pyspamd import actions
 from pyspamd.actions import Thresholds
+from pyspamd.cli import pyspamc
 from pyspamd.config import Config, ConfigError, load_config
 from pyspamd.milter.verdict import Reply, Verdict, decide, quarantine_fallback, released_action
 from pyspamd.quarantine.release import HEADER, ReleaseCheck, release, release_header
@@ -149,3 +152,17 @@ def test_quarantine_band(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"pyspamd.toml:2: actions.quarantine \(20\) must "
                                           r"be below actions.reject"):
         load_config(path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_pyspamc_as_root_leaves_the_quarantine_to_the_daemons_user(tmp_path: Path) -> None:
+    nobody = pwd.getpwnam("nobody")
+    config = _config(tmp_path)
+    store = QuarantineStore(config)
+    store.put(RAW, _held())
+    os.chown(store.dir, nobody.pw_uid, nobody.pw_gid)  # as the package makes it
+    path = tmp_path / "pyspamd.toml"
+    path.write_text(f'[quarantine]\ndir = "{store.dir}"\n')
+    assert pyspamc.main(["--config", str(path), "quarantine", "list"]) == 0
+    assert pyspamc.main(["--config", str(path), "quarantine", "expire"]) == 0
+    assert store.index.stat().st_uid == nobody.pw_uid

@@ -10,11 +10,13 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.config import Config
 from pyspamd.logsetup import setup_admin_logging
-from pyspamd.quarantine.release import release
+from pyspamd.permissions import give_back
+from pyspamd.quarantine.release import KEY_FILE, release
 from pyspamd.quarantine.store import Entry, QuarantineError, QuarantineStore
 
 log = logging.getLogger("pyspamd.quarantine")
@@ -74,6 +76,17 @@ def _line(entry: Entry) -> str:
 def run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     store = QuarantineStore(config.quarantine)
+    try:
+        return _run(args, config, store)
+    finally:
+        # Run as root, what it wrote stays the daemon's, or the milter could no longer hold
+        # mail (and would fall back to fallback_action).
+        index = store.index
+        give_back(store.dir, [index, Path(f"{index}-wal"), Path(f"{index}-shm"),
+                              store.dir / KEY_FILE])
+
+
+def _run(args: argparse.Namespace, config: Config, store: QuarantineStore) -> int:
     if args.action in ("show", "release", "delete") and not args.ids:
         print(f"pyspamc: quarantine {args.action} needs an ID (see pyspamc quarantine list)",
               file=sys.stderr)

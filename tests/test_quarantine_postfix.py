@@ -135,7 +135,7 @@ def test_quarantine_band_is_held_listed_released_and_delivered(stack: Stack) -> 
     assert b"quarantine-me-please" in message_file.read_bytes()
     assert f"quarantined as {entry['id']}" in stack.daemon.log()
 
-    done = stack.pyspamc("quarantine", "release", str(entry["id"]))
+    done = stack.pyspamc("quarantine", "release", "--learn-ham", str(entry["id"]))
     assert done.returncode == 0, done.stderr
     (message,) = postfix.wait_delivered(1)
     assert message["Return-Path"] == f"<{sender}>"  # the original envelope sender
@@ -151,6 +151,8 @@ def test_quarantine_band_is_held_listed_released_and_delivered(stack: Stack) -> 
     assert released["status"] == "released" and released["released_by"]
     again = stack.pyspamc("quarantine", "release", str(entry["id"]))
     assert again.returncode != 0 and "released already" in again.stderr
+    assert "BAYES_HAM type: sqlite3; learned: 1;" in stack.pyspamc("stat").stdout
+    assert f"{entry['id']} learned as ham: learned" in stack.daemon.log()
 
 
 def test_forged_release_header_frees_nothing(stack: Stack) -> None:

@@ -21,23 +21,32 @@ from pyspamd.quarantine.store import Entry, QuarantineError, QuarantineStore
 
 log = logging.getLogger("pyspamd.quarantine")
 COMMANDS = ("quarantine",)
-_ACTIONS = ("list", "show", "release", "delete", "expire")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("quarantine", add_help=False,
                             help="list, show, release or delete held messages; expire old ones")
     p.add_argument("--help", action="help", help="show this help and exit")
-    p.add_argument("action", choices=_ACTIONS, metavar="ACTION",
-                   help="list | show ID | release ID... | delete ID... | expire")
-    p.add_argument("ids", nargs="*", metavar="ID", help="quarantine ids (from list)")
-    p.add_argument("--all", action="store_true", help="list: released messages too")
-    p.add_argument("--limit", type=int, default=100, metavar="N",
-                   help="list: at most N messages, newest first (default 100)")
-    p.add_argument("--raw", action="store_true", help="show: the message itself")
-    p.add_argument("--learn-ham", action="store_true",
-                   help="release: also learn the messages as ham (as [quarantine] "
-                        "learn_ham_on_release does)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", add_help=False, help="held messages, newest first")
+    listing.add_argument("--all", action="store_true", help="released messages too")
+    listing.add_argument("--limit", type=int, default=100, metavar="N",
+                         help="at most N messages (default 100)")
+    show = actions.add_parser("show", add_help=False,
+                              help="one message's entry (--raw: the message)")
+    show.add_argument("--raw", action="store_true", help="the message itself")
+    release_p = actions.add_parser(
+        "release", add_help=False, help="send back to the MTA with the original envelope")
+    release_p.add_argument("--learn-ham", action="store_true",
+                           help="also learn the messages as ham (as [quarantine] "
+                                "learn_ham_on_release does)")
+    delete = actions.add_parser("delete", add_help=False, help="delete held messages")
+    for sub in (show, release_p, delete):
+        sub.add_argument("ids", nargs="+", metavar="ID", help="quarantine ids (from list)")
+    expire = actions.add_parser("expire", add_help=False,
+                                help="delete what is past [quarantine] expire_days")
+    for sub in (listing, show, release_p, delete, expire):
+        sub.add_argument("--help", action="help", help="show this help and exit")
 
 
 def who() -> str:
@@ -87,10 +96,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, config: Config, store: QuarantineStore) -> int:
-    if args.action in ("show", "release", "delete") and not args.ids:
-        print(f"pyspamc: quarantine {args.action} needs an ID (see pyspamc quarantine list)",
-              file=sys.stderr)
-        return EXIT_FAILED
     try:
         if args.action == "list":
             entries = ([] if not store.index.exists()
@@ -111,8 +116,8 @@ def _run(args: argparse.Namespace, config: Config, store: QuarantineStore) -> in
         return EXIT_FAILED
     setup_admin_logging(config.logging)
     failed = 0
-    learn = ham_learner(config) if (args.learn_ham or config.quarantine.learn_ham_on_release) \
-        else None
+    wants_ham = getattr(args, "learn_ham", False) or config.quarantine.learn_ham_on_release
+    learn = ham_learner(config) if args.action == "release" and wants_ham else None
     for message_id in args.ids:
         try:
             failed += _one(store, config, args, message_id, learn)

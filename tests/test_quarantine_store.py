@@ -166,3 +166,17 @@ def test_pyspamc_as_root_leaves_the_quarantine_to_the_daemons_user(tmp_path: Pat
     assert pyspamc.main(["--config", str(path), "quarantine", "list"]) == 0
     assert pyspamc.main(["--config", str(path), "quarantine", "expire"]) == 0
     assert store.index.stat().st_uid == nobody.pw_uid
+
+
+def test_configtest_says_where_held_mail_goes(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from pyspamd.cli.pyspamd import configtest
+
+    path = tmp_path / "pyspamd.toml"
+    path.write_text(f'[quarantine]\ndir = "{tmp_path / "held"}"\nfallback_action = "reject"\n'
+                    '[banned_files]\nexempt = ["BANNED_EXECUTABLE_NAME"]\n')
+    assert configtest(str(path)) == 0
+    out = capsys.readouterr().out
+    assert f"quarantine: {tmp_path / 'held'} (max 1073741824 bytes" in out
+    assert "full or unwritable: reject" in out
+    assert "banned files: BANNED_DOUBLE_EXTENSION, BANNED_EXECUTABLE_TYPE\n" in out

@@ -102,6 +102,12 @@ def test_release_to_a_closed_port_loses_nothing(tmp_path: Path) -> None:
     with pytest.raises(QuarantineError, match="not released"):
         release(store, config, message_id, "admin")
     assert store.get(message_id).status == HELD and store.read(message_id) == RAW
+    # Two releases at once: one takes it, the other is told so.
+    assert store.claim(message_id, "alice") and not store.claim(message_id, "bob")
+    with pytest.raises(QuarantineError, match="released already by alice"):
+        release(store, config, message_id, "bob")
+    store.unclaim(message_id)
+    assert store.get(message_id).status == HELD
 
 
 def _result(action: str, score: float, message: str = "") -> ScanResult:

@@ -23,7 +23,7 @@ import aiosmtplib
 
 from pyspamd.config_schema import split_host_port
 from pyspamd.quarantine.settings import QuarantineConfig
-from pyspamd.quarantine.store import HELD, QuarantineError, QuarantineStore
+from pyspamd.quarantine.store import QuarantineError, QuarantineStore
 
 log = logging.getLogger("pyspamd.quarantine")
 
@@ -103,15 +103,12 @@ class ReleaseCheck:
 
 
 async def _send(host: str, port: int, timeout: float, sender: str, rcpts: list[str],
-                data: bytes) -> str:
+                data: bytes) -> tuple[str, str]:
+    """(the MTA's reply, the recipients it refused); raises when it took none."""
     async with aiosmtplib.SMTP(hostname=host, port=port, timeout=timeout,
                                start_tls=False) as smtp:
         refused, reply = await smtp.sendmail(sender, rcpts, data)
-    if refused:
-        raise QuarantineError("the MTA refused "
-                              + ", ".join(f"{r} ({code} {text})" for r, (code, text)
-                                          in refused.items()))
-    return reply
+    return reply, ", ".join(f"{r} ({code} {text})" for r, (code, text) in refused.items())
 
 
 def release(store: QuarantineStore, config: QuarantineConfig, message_id: str, by: str,
@@ -120,19 +117,29 @@ def release(store: QuarantineStore, config: QuarantineConfig, message_id: str, b
     marks it released, and learns it as ham when `learn_ham` is given. Returns what the MTA
     answered; raises QuarantineError (nothing changed) when it could not be sent."""
     entry = store.get(message_id)
-    if entry.status != HELD:
+    if not store.claim(message_id, by):
         raise QuarantineError(f"message {message_id} was released already by "
-                              f"{entry.released_by}")
-    raw = store.read(message_id)
-    stamped = f"{HEADER}: {release_header(store.dir, message_id, by, raw)}\r\n".encode() + raw
-    host, port = split_host_port(config.release_smtp)
+                              f"{store.get(message_id).released_by or entry.released_by}")
     try:
-        reply = asyncio.run(_send(host, port, config.release_timeout, entry.sender,
-                                  entry.rcpts, stamped))
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raw = store.read(message_id)
+        stamped = f"{HEADER}: {release_header(store.dir, message_id, by, raw)}\r\n".encode() \
+            + raw
+        host, port = split_host_port(config.release_smtp)
+        reply, refused = asyncio.run(_send(host, port, config.release_timeout,
+                                           entry.sender, entry.rcpts, stamped))
+    except (aiosmtplib.SMTPException, OSError, TimeoutError, QuarantineError) as exc:
+        store.unclaim(message_id)
+        if isinstance(exc, QuarantineError):
+            raise
         raise QuarantineError(f"message {message_id} not released: {config.release_smtp}: "
                               f"{exc}") from exc
+    except BaseException:
+        store.unclaim(message_id)
+        raise
+    # Queued for the others: released, so a second release does not deliver it twice.
     store.mark_released(message_id, by)
+    if refused:
+        log.warning("quarantine: %s released, but the MTA refused %s", message_id, refused)
     log.info("quarantine: %s released by %s to %s (from=<%s>, rcpts=%s): %s", message_id, by,
              config.release_smtp, entry.sender, ",".join(entry.rcpts), reply.strip())
     if learn_ham is not None:

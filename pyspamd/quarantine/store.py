@@ -26,6 +26,7 @@ from pyspamd.storage.backends import default_sqlite_path
 
 _ID = re.compile(r"[0-9a-z-]{1,64}")
 HELD = "held"
+RELEASING = "releasing"  # taken by one release; back to held if the MTA refuses it
 RELEASED = "released"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -176,6 +177,20 @@ class QuarantineStore:
             return self.path_of(message_id).read_bytes()
         except OSError as exc:
             raise QuarantineError(f"message {message_id}: {exc.strerror or exc}") from exc
+
+    def claim(self, message_id: str, by: str) -> bool:
+        """Takes a held message for one release, so two admins releasing it at once
+        deliver it once; False when it is not (or no longer) held."""
+        with self._db() as db:
+            taken = db.execute("UPDATE messages SET status = ?, released_by = ? "
+                               "WHERE id = ? AND status = ?",
+                               (RELEASING, by, message_id, HELD)).rowcount
+        return taken == 1
+
+    def unclaim(self, message_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE messages SET status = ?, released_by = '' WHERE id = ? AND "
+                       "status = ?", (HELD, message_id, RELEASING))
 
     def mark_released(self, message_id: str, by: str) -> None:
         """The message was handed back to the MTA: its bytes go, its row stays as a record."""

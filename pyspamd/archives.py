@@ -22,6 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 # Problems a listing reports, each a symbol option.
 ENCRYPTED = "encrypted"
@@ -248,13 +249,19 @@ class _Walk:
                                  else BROKEN, where)
 
 
-def _entry_is_encrypted(entry_p: object) -> int:
+@cache
+def _is_encrypted_function() -> Callable[[object], int]:
+    """libarchive's archive_entry_is_encrypted, which libarchive-c does not wrap."""
     from libarchive import ffi
 
     function = ffi.libarchive.archive_entry_is_encrypted
     function.argtypes = [ctypes.c_void_p]
     function.restype = ctypes.c_int
-    return int(function(entry_p))
+    return function
+
+
+def _entry_is_encrypted(entry_p: object) -> int:
+    return int(_is_encrypted_function()(entry_p))
 
 
 _ARCHIVE_NAME = (".zip", ".rar", ".7z", ".gz", ".tgz", ".tar", ".bz2", ".tbz", ".xz",

@@ -31,7 +31,7 @@ from pyspamd.auth.settings import (
     check_dkim_signing,
 )
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
-from pyspamd.checks.banned_settings import BannedFilesConfig, BannedRule, check_banned_files
+from pyspamd.checks.banned_settings import BannedFilesConfig, check_banned_files
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
 from pyspamd.classifiers.settings import AutolearnConfig, BayesConfig, check_bayes
@@ -65,12 +65,10 @@ from pyspamd.task import ParseLimits
 __all__ = [
     "BIG_SENDER_HOSTS", "DEFAULT_MATCH", "DKIM_SIGNED_HEADERS", "MAP_MATCHES", "MAP_TYPES",
     "SHIPPED_MODEL", "ActionsConfig", "AntivirusConfig", "AuthConfig", "AutolearnConfig",
-    "BannedFilesConfig", "BannedRule", "BayesConfig", "Config", "ConfigError",
-    "ControllerConfig", "DkimKeyConfig",
+    "BayesConfig", "Config", "ConfigError", "ControllerConfig", "DkimKeyConfig",
     "DkimSigningConfig", "DnsConfig", "FuzzyConfig", "FuzzyFlagConfig", "GreylistConfig",
     "GroupConfig", "HeadersConfig", "HeloConfig", "LdapConfig", "LoggingConfig", "MapConfig",
-    "MilterConfig", "ModelConfig", "QuarantineConfig", "RatelimitConfig", "RblConfig",
-    "RblListConfig",
+    "MilterConfig", "ModelConfig", "RatelimitConfig", "RblConfig", "RblListConfig",
     "RulesConfig", "ScanConfig", "StorageConfig", "config_files", "is_local_host",
     "load_config", "local_dir", "merge_tables", "resolve_config_path", "shipped_path",
     "split_host_port",

@@ -9,6 +9,7 @@ syslog daemon: /var/log/pyspamd/pyspamd.log when the package made that directory
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -61,10 +62,8 @@ def describe_target(config: LoggingConfig, daemon: bool) -> str:
     return target
 
 
-def setup_logging(config: LoggingConfig, daemon: bool = False, override: str = "") -> None:
-    """`override`: a target instead of the configured one (an admin command logging what it
-    changed)."""
-    target = override or resolve_target(config.target, daemon)
+def setup_logging(config: LoggingConfig, daemon: bool = False) -> None:
+    target = resolve_target(config.target, daemon)
     handler: logging.Handler
     if target == "stderr":
         handler = logging.StreamHandler()
@@ -84,7 +83,7 @@ def setup_logging(config: LoggingConfig, daemon: bool = False, override: str = "
     root.handlers[:] = [handler]
     root.setLevel(config.level.upper())
     root.propagate = False
-    if daemon and not override:
+    if daemon:
         # The last thing the admin sees before the terminal is let go.
         print(f"pyspamd: detaching; logging to {describe_target(config, daemon)}",
               file=sys.stderr)
@@ -94,4 +93,5 @@ def setup_admin_logging(config: LoggingConfig) -> None:
     """For pyspamc commands that change what the daemon keeps (a quarantine release): their
     lines go where the daemon's go, a file or syslog (which the journal also collects)."""
     target = resolve_target(config.target, daemon=True)
-    setup_logging(config, override="syslog" if target == "stderr" else target)
+    setup_logging(dataclasses.replace(config, target="syslog" if target == "stderr"
+                                      else target))

@@ -78,6 +78,7 @@ class Member:
     name: str  # the last part of the path: what a user would see
     size: int  # declared unpacked size, -1 when unknown
     encrypted: bool = False
+    inner: str = ""  # the name as its own archive records it ("docs/evil.exe")
 
 
 @dataclass(slots=True)
@@ -107,7 +108,7 @@ class _Walk:
 
     def add(self, prefix: str, name: str, size: int, encrypted: bool) -> Member:
         member = Member(f"{prefix}/{name}", name.rstrip("/").rsplit("/", 1)[-1], size,
-                        encrypted)
+                        encrypted, name)
         self.listing.members.append(member)
         if encrypted:
             self.listing.problem(ENCRYPTED, member.path)

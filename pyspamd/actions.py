@@ -15,7 +15,7 @@ ADD_HEADER = "add header"
 REWRITE_SUBJECT = "rewrite subject"
 SOFT_REJECT = "soft reject"
 REJECT = "reject"
-# Only admin maps force these two; no score leads to them.
+# Only forced (admin maps, banned files, viruses), or [actions] quarantine for the latter.
 DISCARD = "discard"
 QUARANTINE = "quarantine"
 
@@ -25,8 +25,9 @@ STRENGTH = (REJECT, DISCARD, QUARANTINE, SOFT_REJECT, REWRITE_SUBJECT, ADD_HEADE
 ALL_ACTIONS = frozenset(STRENGTH)
 # Actions that mean "this is spam" (X-Spam-Flag: YES, `Spam: true`).
 SPAM_ACTIONS = frozenset((REJECT, DISCARD, QUARANTINE, REWRITE_SUBJECT, ADD_HEADER))
-_CONFIG_KEYS = {REJECT: "reject", SOFT_REJECT: "soft_reject", REWRITE_SUBJECT: "rewrite_subject",
-                ADD_HEADER: "add_header", GREYLIST: "greylist"}
+_CONFIG_KEYS = {REJECT: "reject", QUARANTINE: "quarantine", SOFT_REJECT: "soft_reject",
+                REWRITE_SUBJECT: "rewrite_subject", ADD_HEADER: "add_header",
+                GREYLIST: "greylist"}
 # The threshold options of [actions] (and of a [[settings]] table's actions).
 THRESHOLD_KEYS = tuple(_CONFIG_KEYS.values())
 # What a map entry or [antivirus] virus_action may force, in the order errors list them;
@@ -41,6 +42,8 @@ ACCEPT_WORDS = {ACCEPT: NO_ACTION}
 class ActionsConfig:
     # A threshold of false turns the action off.
     reject: float | bool = 15.0
+    # Held in pyspamd's quarantine ([quarantine]) from this score up to reject's.
+    quarantine: float | bool = False
     add_header: float | bool = 6.0
     rewrite_subject: float | bool = False
     greylist: float | bool = 4.0
@@ -54,6 +57,12 @@ def check_actions(config: ActionsConfig, loc: Locator) -> list[str]:
         if getattr(config, name) is True:
             errors.append(f"{loc.where(('actions', name))}: actions.{name} must be a "
                           "score threshold (a number) or false to turn the action off")
+    quarantine, reject = config.quarantine, config.reject
+    if (not isinstance(quarantine, bool) and not isinstance(reject, bool)
+            and quarantine >= reject):
+        errors.append(f"{loc.where(('actions', 'quarantine'))}: actions.quarantine "
+                      f"({quarantine:g}) must be below actions.reject ({reject:g}), or no "
+                      "message is ever quarantined by its score")
     if "%s" not in config.subject_template:
         errors.append(f"{loc.where(('actions', 'subject_template'))}: subject_template "
                       "needs %s where the original subject goes")

@@ -32,6 +32,7 @@ from pyspamd.auth.settings import (
     check_dkim_signing,
 )
 from pyspamd.checks.antivirus_settings import AntivirusConfig, check_antivirus
+from pyspamd.checks.banned_settings import BannedFilesConfig, check_banned_files
 from pyspamd.checks.helo_settings import HeloConfig, check_helo
 from pyspamd.checks.pyzor_settings import PyzorConfig, check_pyzor
 from pyspamd.checks.rbl_settings import RblConfig, RblListConfig, check_rbl
@@ -61,6 +62,7 @@ from pyspamd.policy.map_settings import (
 from pyspamd.policy.ratelimit_settings import RatelimitConfig, check_ratelimit
 from pyspamd.policy.rcpt_policy_settings import SettingsConfig, check_settings
 from pyspamd.policy_service.settings import PolicyServiceConfig, check_policy_service
+from pyspamd.quarantine.settings import QuarantineConfig, check_quarantine
 from pyspamd.storage.settings import StorageConfig, check_storage
 from pyspamd.task import ParseLimits
 from pyspamd.update.settings import UpdateConfig, check_update
@@ -151,6 +153,8 @@ class Config:
     pyzor: PyzorConfig = field(default_factory=PyzorConfig)
     settings: list[SettingsConfig] = field(default_factory=list)
     policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
+    banned_files: BannedFilesConfig = field(default_factory=BannedFilesConfig)
+    quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -274,6 +278,8 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
                                                   loc)),
     ("pyzor", lambda c, loc: check_pyzor(c.pyzor, c.milter.scan_timeout, loc)),
     ("policy_service", lambda c, loc: check_policy_service(c.policy_service, c.path, loc)),
+    ("banned_files", lambda c, loc: check_banned_files(c.banned_files, loc)),
+    ("quarantine", lambda c, loc: check_quarantine(c.quarantine, c.path, loc)),
     ("settings", lambda c, loc: check_settings(c.settings, loc)),
     # after model and maps: it points their resolved paths at the installed update sets
     ("update", _check_update),

@@ -11,6 +11,7 @@ instance, so two daemons on one host never write one file).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.handlers
 import os
@@ -101,3 +102,11 @@ def setup_logging(config: LoggingConfig, daemon: bool = False,
         # The last thing the admin sees before the terminal is let go.
         print(f"pyspamd: detaching; logging to {describe_target(config, daemon, config_path)}",
               file=sys.stderr)
+
+
+def setup_admin_logging(config: LoggingConfig, config_path: Path | None = None) -> None:
+    """For pyspamc commands that change what the daemon keeps (a quarantine release): their
+    lines go where the daemon's go, a file or syslog (which the journal also collects)."""
+    target = resolve_target(config.target, daemon=True, config_path=config_path)
+    setup_logging(dataclasses.replace(config, target="syslog" if target == "stderr"
+                                      else target))

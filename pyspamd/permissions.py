@@ -137,12 +137,19 @@ def give_store_back(config: Config) -> None:
     still write them. Root may read users' Maildirs to learn from them; the store must stay
     the daemon's."""
     path = sqlite_store_path(config)
-    if os.geteuid() != 0 or path is None or not path.parent.is_dir():
+    if path is not None:
+        give_back(path.parent, [path, Path(f"{path}-wal"), Path(f"{path}-shm")])
+
+
+def give_back(directory: Path, paths: list[Path]) -> None:
+    """Run as root: those of `paths` root made or owns go to the owner of `directory`
+    (the daemon's user), when it is another user."""
+    if os.geteuid() != 0 or not directory.is_dir():
         return
-    owner = path.parent.stat()
+    owner = directory.stat()
     if owner.st_uid == 0:
         return
-    for candidate in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+    for candidate in paths:
         try:
             if candidate.stat().st_uid == 0:
                 os.chown(candidate, owner.st_uid, owner.st_gid)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspamd.actions import REJECT, REWRITE_SUBJECT, SPAM_ACTIONS
+from pyspamd.actions import QUARANTINE, REJECT, REWRITE_SUBJECT, SPAM_ACTIONS
 from pyspamd.config import Config, HeadersConfig
 
 
@@ -104,12 +104,16 @@ def spamd_result_header(result: ScanResult) -> str:
 
 def result_headers(result: ScanResult, config: HeadersConfig) -> list[tuple[str, str]]:
     headers: list[tuple[str, str]] = []
+    # A message quarantined for what it carries (a banned file, a map's HOLD) is not spam
+    # by its score: its flag says what the score says, X-Pyspamd-Quarantine says why.
+    spam = result.is_spam and (result.action != QUARANTINE
+                               or result.score >= result.spam_score)
     if config.spamd_result:
         headers.append(("X-Spamd-Result", spamd_result_header(result)))
     if config.spam_flag:
-        headers.append(("X-Spam-Flag", "YES" if result.is_spam else "NO"))
+        headers.append(("X-Spam-Flag", "YES" if spam else "NO"))
     if config.spam_status:
-        word = "Yes" if result.is_spam else "No"
+        word = "Yes" if spam else "No"
         headers.append(
             ("X-Spam-Status", f"{word}, score={result.score:.1f} required={result.spam_score:.1f}")
         )

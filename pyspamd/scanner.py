@@ -148,6 +148,8 @@ class Scanner:
         return self._finish(task, hits, errors, start)
 
     def _start_clock(self, task: Task, budget: float | None) -> float:
+        if self.settings and task.settings is None:
+            task.settings = self.select_settings(task)
         if budget is None:
             budget = self.config.milter.scan_timeout
         task.deadline = time.monotonic() + budget
@@ -251,7 +253,7 @@ class Scanner:
 
     def _finish(self, task: Task, hits: Hits, errors: list[str], start: float,
                 after_scan: bool = True) -> ScanResult:
-        applied = self.select_settings(task) if self.settings else self.settings.default
+        applied = task.settings or self.settings.default
         self._apply_settings(applied, task, hits)
         counts = {name: hit.count for name, hit in hits.hits.items()}
         readers = self.meta_readers

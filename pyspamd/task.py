@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from pyspamd.htmltext import HtmlContent, html_to_text
 from pyspamd.mime import MimePart, parse_message, payload_bytes, walk_parts
 from pyspamd.received import ReceivedChain
 from pyspamd.textdecode import decode_bytes, decode_header_value, surrogates_to_text, unfold
 from pyspamd.urls import Url, find_urls
+
+if TYPE_CHECKING:
+    from pyspamd.policy.rcpt_policy import AppliedSettings
 
 
 @dataclass(slots=True)
@@ -161,6 +165,9 @@ class Task:
         self.scratch: dict[str, object] = {}
         # time.monotonic() by which the scan must finish; None: no budget.
         self.deadline: float | None = None
+        # The [[settings]] entry this message's recipients get, picked before the checks run
+        # so that a check can follow it (banned-file exemptions); None: no entries.
+        self.settings: AppliedSettings | None = None
 
     def time_left(self) -> float | None:
         """Seconds left of the scan's time budget (0.0 once spent), or None without one."""

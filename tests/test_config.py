@@ -42,6 +42,8 @@ def test_example_config_loads_and_documents_every_option() -> None:
         assert getattr(loaded, section) == getattr(defaults, section), section
     assert loaded.greylist == defaults.greylist and loaded.ratelimit == defaults.ratelimit
     assert loaded.helo == defaults.helo and loaded.controller == defaults.controller
+    assert loaded.banned_files == defaults.banned_files
+    assert loaded.quarantine == defaults.quarantine
     assert "\n[ratelimit.limits]\n" in text and '\n# ip = "100 / 1h"\n' in text
     for name, options in (("storage", defaults.storage), ("bayes", defaults.bayes),
                           ("bayes.autolearn", defaults.bayes.autolearn),

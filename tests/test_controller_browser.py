@@ -136,3 +136,41 @@ def test_admin_page(controller: ControllerProc, page: Page, tmp_path: Path) -> N
     assert "$scrypt$" not in p.locator("#config-text").inner_text()
     _shot(p, tmp_path, "controller-config")
     assert not errors, errors
+
+
+def test_quarantine_tab(page: Page, tmp_path: Path) -> None:
+    """Held messages listed; delete removes one; a release the MTA cannot take (nothing
+    listens on release_smtp) says so and keeps the message."""
+    from support.ports import free_port
+
+    from pyspamd.quarantine.settings import QuarantineConfig
+    from pyspamd.quarantine.store import Held, QuarantineStore
+
+    held_dir = tmp_path / "held"
+    config = (f'enable_password = "{make_hash(PASSWORD)}"\nsecure_ip = []\n'
+              f'[quarantine]\ndir = "{held_dir}"\nrelease_smtp = "127.0.0.1:{free_port()}"\n'
+              "release_timeout = 3.0\n")
+    store = QuarantineStore(QuarantineConfig(dir=str(held_dir)))
+    for sender, subject in (("eve@example.org", "Invoice"), ("zed@example.org", "Prize")):
+        store.put(make_message({"Subject": subject}),
+                  Held(sender=sender, rcpts=["bob@example.net"], score=11.5,
+                       action="quarantine", reason=f"banned attachment: {subject}.pdf.exe",
+                       subject=subject))
+    workdir = tmp_path / "controller"
+    workdir.mkdir()
+    with running_controller(workdir, config) as controller:
+        p = page
+        p.on("dialog", lambda dialog: dialog.accept())
+        p.goto(f"http://127.0.0.1:{controller.port}/#quarantine")
+        p.fill("#login-password", PASSWORD)
+        p.click("#login-submit")
+        rows = p.locator("#quarantine-table tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.first).to_contain_text("banned attachment: Prize.pdf.exe")
+        _shot(p, tmp_path, "controller-quarantine")
+        rows.filter(has_text="zed@example.org").locator("button.delete").click()
+        expect(rows).to_have_count(1)
+        rows.first.locator("button.release").click()
+        expect(p.locator("#status")).to_contain_text("not released")
+        expect(rows).to_have_count(1)
+    assert [e.sender for e in store.list()] == ["eve@example.org"]

@@ -82,7 +82,7 @@ def test_errors_name_the_line_and_what_to_write(tmp_path: Path) -> None:
 [[settings]]
 name = "a"
 rcpt = ["example.test"]
-actions = { reject = true, quarantine = 3.0 }
+actions = { reject = true, hold = 3.0 }
 
 [[settings]]
 name = "a"
@@ -101,7 +101,7 @@ server_url = "http://x"
     text = "\n".join(errors)
     assert f"{path}:12: settings a: rcpt has 'example.test'; write whole addresses" in text
     assert f"{path}:13: settings a: actions.reject must be a score threshold" in text
-    assert "actions has 'quarantine'; known: reject, soft_reject, rewrite_subject" in text
+    assert "actions has 'hold'; known: reject, quarantine, soft_reject, rewrite_subject" in text
     assert f"{path}:16: settings a: name is defined twice" in text
     assert "settings a: selects nothing: give rcpt, rcpt_domain, from, ip, user" in text
     assert f"{path}:17: settings a: subject needs %s" in text

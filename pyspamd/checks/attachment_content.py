@@ -3,18 +3,17 @@ password-protected archives, Office documents with macros, HTML and SVG files th
 run scripts or ask for passwords, and programs or disk images under harmless names.
 
 Only the first bytes of a part are decoded for the magic numbers, and a ZIP's member
-list is read from its central directory (no member is decompressed except the small
-VBA marker check), so a large attachment costs little more than its base64 decoding.
+list is read from its central directory by pyspamd.archives (no member is decompressed),
+so a large attachment costs little more than its base64 decoding.
 """
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 from collections.abc import Mapping
 from typing import ClassVar
 
+from pyspamd import archives
 from pyspamd.checks.base import Check
 from pyspamd.mime import MimePart, payload_bytes
 from pyspamd.symbols import Hits, SymbolDef
@@ -22,6 +21,9 @@ from pyspamd.task import Task
 
 _G = "attachment"
 _MAX_ARCHIVE_BYTES = 8 << 20  # ZIPs larger than this are not opened
+# The member list of the ZIP itself: nested archives are banned_files' to open.
+_ZIP_LIMITS = archives.ArchiveLimits(max_depth=0, max_members=500,
+                                     max_bytes=_MAX_ARCHIVE_BYTES)
 _HEAD_BYTES = 64 << 10  # what is decoded of other attachments to look at
 _EXEC_EXT = re.compile(
     r"\.(?:exe|scr|pif|com|bat|cmd|cpl|msi|msp|dll|js|jse|vbs|vbe|wsf|wsh|hta|ps1|lnk|jar"
@@ -49,6 +51,15 @@ def _name(part: MimePart) -> str:
     return part.filename or ""
 
 
+def scanned_attachments(task: Task) -> list[MimePart]:
+    """The parts that are files someone sent: attachments, and application/* parts however
+    they are marked; not containers (multipart, message/rfc822)."""
+    return [part for part in task.parts
+            if not (part.content_type.startswith("multipart/")
+                    or part.content_type == "message/rfc822")
+            and (part.is_attachment or part.content_type.startswith("application/"))]
+
+
 class AttachmentContent(Check):
     name = "attachment_content"
     symbols: ClassVar[Mapping[str, SymbolDef]] = {
@@ -73,11 +84,7 @@ class AttachmentContent(Check):
     }
 
     def run(self, task: Task, hits: Hits) -> None:
-        for part in task.parts:
-            if part.content_type.startswith("multipart/") or part.content_type == "message/rfc822":
-                continue
-            if not part.is_attachment and not part.content_type.startswith("application/"):
-                continue
+        for part in scanned_attachments(task):
             self._part(part, hits)
 
     def _part(self, part: MimePart, hits: Hits) -> None:
@@ -114,13 +121,12 @@ class AttachmentContent(Check):
                 hits.add("ATT_SVG_SCRIPT", label)
 
     def _zip(self, data: bytes, label: str, hits: Hits) -> None:
-        try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
-            members = archive.infolist()[:500]
-        except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        listing = archives.list_archive(data, label, _ZIP_LIMITS)
+        if archives.BROKEN in listing.problems and not listing.members:
             return
-        names = [m.filename for m in members if not m.is_dir()]
-        if any(m.flag_bits & 1 for m in members):
+        members = listing.members
+        names = [m.inner for m in members]
+        if any(m.encrypted for m in members):
             hits.add("ATT_ZIP_ENCRYPTED", label)
         if len(names) == 1:
             hits.add("ATT_ZIP_SINGLE_FILE", names[0])

@@ -23,6 +23,7 @@ CHECKS: tuple[str, ...] = (
     "url_features:UrlFeatures",
     "html_features:HtmlFeatures",
     "attachment_content:AttachmentContent",
+    "banned_files:BannedFiles",
     "sender_identity:SenderIdentity",
     "helo_sanity:HeloSanity",
     "multimap:MultiMap",

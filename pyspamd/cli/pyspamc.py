@@ -18,6 +18,7 @@ from pyspamd.cli import (
     learn,
     model_train,
     policy,
+    quarantine,
     remote,
     rescore,
     statistics,
@@ -112,6 +113,7 @@ def _parser() -> tuple[argparse.ArgumentParser, set[str]]:
     policy.add_commands(commands)
     dkim.add_command(commands)
     update.add_command(commands)
+    quarantine.add_commands(commands)
     return parser, set(commands.choices)
 
 
@@ -274,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dkim.cmd_keygen(args)
         if args.command == "update":
             return update.cmd_update(args)
+        if args.command in quarantine.COMMANDS:
+            return quarantine.run(args)
     except BrokenPipeError:  # `pyspamc symbols DIR | head` is normal use
         sys.stderr.close()
         return EXIT_OK

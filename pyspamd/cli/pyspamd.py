@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,28 @@ from pyspamd.permissions import write_problems
 from pyspamd.scanner import RuleLoadError, Scanner, load_ruleset
 from pyspamd.services import Services
 from pyspamd.symbols import is_hidden
+
+
+def _show_quarantine(config: Config) -> None:
+    """Where held mail goes, and which banned-file rules apply."""
+    from pyspamd.checks.banned_settings import all_rules
+    from pyspamd.quarantine.store import quarantine_dir
+
+    q = config.quarantine
+    if q.enabled:
+        directory = quarantine_dir(q)
+        existing = next(p for p in (directory, *directory.parents) if p.exists())
+        print(f"quarantine: {directory} (max {q.max_size} bytes, {q.expire_days:g} days; "
+              f"full or unwritable: {q.fallback_action}; release to {q.release_smtp})")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            print(f"warning: quarantine: {existing} is not writable by this user; held mail "
+                  f"would get fallback_action ({q.fallback_action})")
+    else:
+        print("quarantine: off (the quarantine action is Postfix's hold queue)")
+    if config.banned_files.enabled:
+        rules = [r.name for r in all_rules(config.banned_files)
+                 if r.name not in config.banned_files.exempt]
+        print(f"banned files: {', '.join(rules) or 'no rules'}")
 
 
 def configtest(config_arg: str | None) -> int:
@@ -67,6 +90,7 @@ def configtest(config_arg: str | None) -> int:
 
         print("\n".join(load_families(config.antivirus.families_file, config.antivirus.families)
                         .listing(config.antivirus.reject_classes)))
+    _show_quarantine(config)
     scored = sum(1 for name in ruleset.rules if not is_hidden(name))
     print(f"config {path or '(built-in defaults)'}: OK; {len(ruleset.rules)} rules "
           f"({scored} scored) from {len(ruleset.files)} file(s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import time
 from importlib import resources
 from typing import Any
@@ -19,11 +20,14 @@ from pyspamd.controller.app import (
     Controller,
     access,
     auth_middleware,
+    client_ip,
     json_error,
     redact_config,
 )
 from pyspamd.controller.limits import ConnectionGuard, body_deadline
 from pyspamd.fuzzy.store import fuzzy_add, fuzzy_delete, learned_spam_hook
+from pyspamd.quarantine.release import release
+from pyspamd.quarantine.store import QuarantineError, QuarantineStore
 from pyspamd.rescore.vectors import keep_vector
 from pyspamd.result import ScanResult, header_changes
 from pyspamd.sources import not_a_message
@@ -32,6 +36,7 @@ from pyspamd.stats.render import symbol_rows
 from pyspamd.storage.base import HAM, SPAM, LearnOutcome, StorageError
 from pyspamd.task import Envelope, Task
 
+log = logging.getLogger("pyspamd.quarantine")
 # The page's files, by URL name; nothing from a URL is ever joined to a file-system path.
 STATIC = {"app.js": "application/javascript", "app.css": "text/css",
           "favicon.svg": "image/svg+xml"}
@@ -338,6 +343,85 @@ async def explain_message(request: web.Request) -> web.Response:
     return web.json_response(why.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
+def _quarantine(request: web.Request) -> QuarantineStore:
+    c = request.app[CONTROLLER]
+    if not c.config.quarantine.enabled:
+        raise web.HTTPNotFound(text=json.dumps({"error": "[quarantine] is off"}),
+                               content_type="application/json")
+    return QuarantineStore(c.config.quarantine)
+
+
+@access(READ)
+async def quarantine_list(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    store = _quarantine(request)
+    try:
+        limit = min(max(int(request.query.get("limit", 100)), 1), 1000)
+    except ValueError:
+        return json_error(400, "limit must be a number")
+    everything = request.query.get("all") in ("1", "yes", "true")
+
+    def listing() -> list[dict[str, Any]]:
+        if not store.index.exists():
+            return []
+        return [e.to_json() for e in store.list(limit, include_released=everything)]
+
+    try:
+        rows = await c.run(listing)
+    except QuarantineError as exc:
+        return json_error(503, str(exc))
+    return web.json_response({"messages": rows}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+@access(READ)
+async def quarantine_show(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    store = _quarantine(request)
+    message_id = request.match_info["id"]
+    try:
+        entry = await c.run(store.get, message_id)
+        if request.query.get("raw") in ("1", "yes", "true"):
+            data = await c.run(store.read, message_id)
+            return web.Response(body=data, content_type="text/plain", charset="utf-8",
+                                headers={"X-Content-Type-Options": "nosniff"})
+    except QuarantineError as exc:
+        return json_error(404, str(exc))
+    return web.json_response(entry.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+@access(WRITE)
+async def quarantine_release(request: web.Request) -> web.Response:
+    """Back to the MTA with the original envelope; `?learn=ham` also learns it as ham."""
+    c = request.app[CONTROLLER]
+    store = _quarantine(request)
+    message_id = request.match_info["id"]
+    by = f"controller {client_ip(request, c.access) or '-'}"
+    learn = None
+    if request.query.get("learn") == "ham" or c.config.quarantine.learn_ham_on_release:
+        def learn(raw: bytes) -> str:
+            bayes = c.bayes
+            return bayes.learn_tokens(bayes.tokens(Task(raw)), HAM).value
+    try:
+        reply = await c.run(release, store, c.config.quarantine, message_id, by, learn)
+    except QuarantineError as exc:
+        return json_error(409 if "released already" in str(exc) else 502, str(exc))
+    return web.json_response({"success": True, "reply": reply.strip(), "released_by": by})
+
+
+@access(WRITE)
+async def quarantine_delete(request: web.Request) -> web.Response:
+    c = request.app[CONTROLLER]
+    store = _quarantine(request)
+    message_id = request.match_info["id"]
+    try:
+        await c.run(store.delete, message_id)
+    except QuarantineError as exc:
+        return json_error(404, str(exc))
+    log.info("quarantine: %s deleted by controller %s", message_id,
+             client_ip(request, c.access) or "-")
+    return web.json_response({"success": True})
+
+
 ROUTES = [
     web.get("/healthy", healthy),
     web.get("/ready", ready),
@@ -356,6 +440,10 @@ ROUTES = [
     web.get("/maps", maps),
     web.get("/config", config),
     web.get("/metrics", metrics),
+    web.get("/quarantine", quarantine_list),
+    web.get("/quarantine/{id}", quarantine_show),
+    web.post("/quarantine/{id}/release", quarantine_release),
+    web.post("/quarantine/{id}/delete", quarantine_delete),
     web.get("/", index),
     web.get("/static/{name}", static),
 ]

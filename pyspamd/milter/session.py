@@ -24,8 +24,19 @@ import milter
 from pyspamd.auth.dkim_sign import Signer
 from pyspamd.faultlog import FaultLog
 from pyspamd.milter.recipients import DEFER_CODE, RecipientGate, RecipientPolicy
-from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
+from pyspamd.milter.verdict import (
+    VERDICT_HEADERS,
+    Verdict,
+    decide,
+    quarantine_fallback,
+    released_action,
+    unscanned,
+)
 from pyspamd.policy.trusted import TrustedNetworks
+from pyspamd.quarantine.release import HEADER as RELEASE_HEADER
+from pyspamd.quarantine.release import ReleaseCheck
+from pyspamd.quarantine.store import Held, QuarantineError, QuarantineStore
+from pyspamd.result import ScanResult
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.storage.sqlite_store import release_thread_connections
@@ -65,6 +76,12 @@ class MilterApp:
         self.on_sessions_changed: Callable[[int], None] = lambda active: None
         # Counters and history for the controller; set in the worker (its thread is there).
         self.recorder: ScanRecorder | None = None
+        # pyspamd's own quarantine; without it the quarantine action is Postfix's hold queue.
+        self.quarantine: QuarantineStore | None = None
+        self.release_check: ReleaseCheck | None = None
+        if self.config.quarantine.enabled:
+            self.quarantine = QuarantineStore(self.config.quarantine)
+            self.release_check = ReleaseCheck(self.config.quarantine)
 
     def may_sign(self, user: str | None, client_ip: str | None) -> bool:
         """Outbound mail: from an authenticated sender or a trusted network, as configured."""
@@ -252,6 +269,8 @@ class MilterSession(Milter.Base):
             scanner = self.app.scanner
             task = scanner.task(raw, envelope)
             result = scanner.scan_task(task, budget=self.app.config.milter.scan_timeout)
+            self._honour_release(task.headers.raw(RELEASE_HEADER.lower()), raw, result,
+                                 queue_id)
             task_log.info("%s", task_log_line(result, envelope, len(raw)))
             if self.app.recorder is not None:
                 self.app.recorder.record(result, envelope, len(raw))
@@ -259,9 +278,49 @@ class MilterSession(Milter.Base):
                              self.foreign, task.add_headers)
             for index in reversed(self.forged_auth_results):
                 verdict.change_headers.append(("Authentication-Results", index, ""))
+            if verdict.quarantine and self.app.quarantine is not None:
+                verdict = self._hold(verdict, raw, envelope, result)
         if signature is not None:
             verdict.insert_headers.append(signature)
         return verdict
+
+    def _honour_release(self, values: list[str], raw: bytes, result: ScanResult,
+                        queue_id: str) -> None:
+        """A message released from the quarantine a moment ago is delivered, not held,
+        refused or deferred again; its headers still say what the scan found."""
+        check = self.app.release_check
+        if check is None or not values:
+            return
+        released = check.released(values, raw)
+        if released is None:
+            return
+        was = result.action
+        released_action(result)
+        log.info("qid: %s: released from the quarantine (%s): %s instead of %s",
+                 queue_id or "-", released, result.action, was)
+
+    def _hold(self, verdict: Verdict, raw: bytes, envelope: Envelope,
+              result: ScanResult) -> Verdict:
+        """Into pyspamd's quarantine, then discarded for the MTA: only once the bytes are
+        synced to disk. A store that is full or unwritable costs one log line and
+        [quarantine] fallback_action, never the message."""
+        assert self.app.quarantine is not None
+        queue_id = envelope.queue_id or "-"
+        held = Held(sender=envelope.mail_from or "", rcpts=list(envelope.rcpts),
+                    score=result.score, action=result.action, reason=verdict.quarantine,
+                    symbols={s.name: s.options for s in result.sorted_symbols()},
+                    message_id=result.message_id, subject=result.subject,
+                    queue_id=envelope.queue_id or "")
+        try:
+            quarantine_id = self.app.quarantine.put(raw, held)
+        except QuarantineError as exc:
+            fallback = self.app.config.quarantine.fallback_action
+            log.warning("qid: %s: not quarantined, fallback_action=%s: %s", queue_id,
+                        fallback, exc)
+            return quarantine_fallback(verdict, fallback)
+        log.info("qid: %s: quarantined as %s (from=<%s>, rcpts=%s, score=%.2f): %s", queue_id,
+                 quarantine_id, held.sender, ",".join(held.rcpts), held.score, held.reason)
+        return Verdict("discard")
 
     def _dkim_signature(self, raw: bytes, queue_id: str) -> tuple[str, str] | None:
         """A DKIM-Signature for outbound mail; a failure costs the signature, not the mail."""

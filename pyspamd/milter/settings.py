@@ -24,6 +24,8 @@ class MilterConfig:
     reject_message: str = (
         "Message rejected as spam (score {score:.1f} of {required:.1f}: {symbols})")
     soft_reject_message: str = "Try again later: message looks like spam ({symbols})"
+    # Why a message is held, when the score put it in [actions] quarantine's band.
+    quarantine_message: str = "Quarantined as spam (score {score:.1f}: {symbols})"
     greylist_message: str = "Greylisted, please try again later"
     foreign_headers: str = "remove"
     server_name: str = ""
@@ -66,7 +68,8 @@ def check_milter(m: MilterConfig, loc: Locator) -> list[str]:
         bad("fail_action", f"must be \"accept\" or \"tempfail\", got {m.fail_action!r}")
     if m.foreign_headers not in ("remove", "rename", "keep"):
         bad("foreign_headers", "must be \"remove\", \"rename\" or \"keep\"")
-    for key in ("reject_message", "soft_reject_message", "greylist_message"):
+    for key in ("reject_message", "soft_reject_message", "greylist_message",
+                "quarantine_message"):
         try:
             getattr(m, key).format(**_TEMPLATE_FIELDS)
         except (KeyError, ValueError, IndexError) as exc:

@@ -16,7 +16,7 @@ from pyspamd.result import ScanResult, header_changes
 # Headers a sender could forge to fake a verdict; ours replace them.
 VERDICT_HEADERS = ("x-spamd-result", "x-spam-flag", "x-spam-status", "x-spam-level",
                    "x-spam-bar", "x-pyspamd-queue-id", "x-pyspamd-server", "x-pyspamd-scan",
-                   "x-pyspamd-antivirus")
+                   "x-pyspamd-antivirus", "x-pyspamd-quarantine")
 _MAX_REPLY_TEXT = 400  # SMTP reply lines are limited to 512 octets with code and CRLF
 
 
@@ -99,8 +99,36 @@ def decide(
     if changes.subject is not None:
         verdict.change_headers.append(("Subject", 1, changes.subject))
     if action == actions.QUARANTINE:
-        verdict.quarantine = reply_text(result.message or _fill(m.reject_message, result))
+        verdict.quarantine = reply_text(result.message or _fill(m.quarantine_message, result))
+        verdict.add_headers.append(("X-Pyspamd-Quarantine", verdict.quarantine))
     return verdict
+
+
+def quarantine_fallback(verdict: Verdict, fallback: str) -> Verdict:
+    """What a message pyspamd could not quarantine gets instead ([quarantine]
+    fallback_action): Postfix's hold queue (`verdict` as it is), a refusal, or delivery."""
+    if fallback == "reject":
+        return Verdict("reject", Reply("554", "5.7.1", verdict.quarantine))
+    if fallback == "tempfail":
+        return Verdict("tempfail", Reply("451", "4.7.1", "Temporary local problem, please "
+                                                         "try again later"))
+    if fallback == "accept":
+        verdict.quarantine = ""
+    return verdict
+
+
+# What a release from the quarantine overrides: all that would stop the delivery.
+_HELD_BACK = (actions.REJECT, actions.DISCARD, actions.QUARANTINE, actions.SOFT_REJECT,
+              actions.GREYLIST)
+
+
+def released_action(result: ScanResult) -> None:
+    """An admin released it: delivered, as spam by its headers if its score says so."""
+    if result.action not in _HELD_BACK:
+        return
+    result.action = actions.ADD_HEADER if result.score >= result.spam_score else (
+        actions.NO_ACTION)
+    result.message = result.forced_by = ""
 
 
 def unscanned(reason: str, server_name: str, queue_id: str) -> list[tuple[str, str]]:

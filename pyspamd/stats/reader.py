@@ -13,7 +13,8 @@ from pyspamd.stats import keys
 from pyspamd.stats.recorder import history_entry
 from pyspamd.storage.base import HAM, NO_TOKENS, SPAM, Storage, StorageMissing
 
-# rspamc stat's order; discard and quarantine (admin maps only) follow when they occurred.
+# rspamc stat's order; discard and quarantine (forced, or [actions] quarantine) follow when
+# they occurred.
 STAT_ACTIONS = ("reject", "soft reject", "rewrite subject", "add header", "greylist",
                 "no action")
 

@@ -292,3 +292,16 @@ def many_headers(n: int = 100_000, text: str = GTUBE) -> bytes:
     extra = "".join(f"X-Filler-{i}: value {i}\n" for i in range(n))
     return (_headers("Many headers", f"many-headers-{n}", "text/plain; charset=us-ascii",
                      extra) + f"\n{text}\n").encode("ascii")
+
+
+def attachment_message(filename: str, data: bytes,
+                       content_type: str = "application/octet-stream") -> bytes:
+    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (b"From: alice@example.org\r\nTo: bob@example.test\r\nSubject: papers\r\n"
+            b"Message-ID: <banned@example.org>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+            b"Content-Type: text/plain\r\n\r\nsee the attachment\r\n--XX\r\n"
+            + f"Content-Type: {content_type}; name=\"{filename}\"\r\n"
+              f"Content-Disposition: attachment; filename=\"{filename}\"\r\n"
+              "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+            + body + b"--XX--\r\n")

@@ -9,7 +9,7 @@ const COLORS = {"reject": "#d64545", "discard": "#7a7f87", "quarantine": "#8d6e6
                 "greylist": "#5b84c4", "no action": "#3b9b5b"};
 const state = {password: sessionStorage.getItem("pyspamd-password") || "", level: "",
                view: "dashboard", history: [], symbols: [], step: "minute", timer: 0,
-               sortKey: "hits", sortAsc: false, selected: ""};
+               sortKey: "hits", sortAsc: false, selected: "", held: []};
 
 function $(sel) { return document.querySelector(sel); }
 
@@ -118,7 +118,7 @@ function show(view) {
   for (const t of document.querySelectorAll(".tab")) t.classList.toggle("on", t.dataset.view === view);
   clearInterval(state.timer);
   const loaders = {dashboard: loadDashboard, history: loadHistory, symbols: loadSymbols,
-                   config: loadConfig, scan: async () => {}};
+                   config: loadConfig, quarantine: loadQuarantine, scan: async () => {}};
   guarded(loaders[view]);
   if (view === "dashboard" || view === "history") {
     state.timer = setInterval(() => { if (!document.hidden) guarded(loaders[view]); }, 5000);
@@ -277,6 +277,44 @@ function showDetail(r) {
   box.scrollIntoView({block: "nearest"});
 }
 
+// --- quarantine: release and delete need the enable (write) password ---
+async function loadQuarantine() {
+  const data = await api("quarantine?limit=1000" + ($("#quarantine-all").checked ? "&all=1" : ""));
+  state.held = data.messages;
+  renderQuarantine();
+}
+
+function renderQuarantine() {
+  const words = $("#quarantine-filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+  const rows = state.held.filter((m) => words.every((w) =>
+    [m.sender, ...m.rcpts, m.subject, m.reason, m.id].join(" ").toLowerCase().includes(w)));
+  $("#quarantine-count").textContent = `${rows.length} of ${state.held.length} messages`;
+  const writable = state.level === "write";
+  $("#quarantine-table tbody").replaceChildren(...rows.map((m) => {
+    const held = m.status === "held";
+    const button = (label, cls, what) => el("button", {class: cls, disabled: !writable || !held,
+      title: writable ? "" : "Needs the enable (write) password", "data-id": m.id,
+      onclick: () => guarded(() => quarantineAct(m.id, what))}, label);
+    return el("tr", {"data-id": m.id},
+      el("td", {}, when(m.time)), el("td", {class: "num"}, score(m.score)),
+      el("td", {class: "clip", title: m.sender}, m.sender || "<>"),
+      el("td", {class: "clip", title: m.rcpts.join(", ")}, m.rcpts.join(", ")),
+      el("td", {class: "clip", title: m.subject}, m.subject),
+      el("td", {class: "clip", title: m.reason}, m.reason),
+      el("td", {class: "num"}, fmt(m.size)),
+      el("td", {}, held ? button("Release", "good release", "release") : "released by " + m.released_by,
+         held ? button("Delete", "danger delete", "delete") : null));
+  }));
+}
+
+async function quarantineAct(id, what) {
+  if (what === "delete" && !confirm("Delete this message for good?")) return;
+  const learn = what === "release" && $("#quarantine-learn").checked ? "?learn=ham" : "";
+  await api(`quarantine/${encodeURIComponent(id)}/${what}${learn}`, {method: "POST"});
+  showStatus(what === "release" ? `${id} released` : `${id} deleted`);
+  await loadQuarantine();
+}
+
 async function loadSymbols() {
   const data = await api("symbols");
   state.symbols = data.symbols;
@@ -364,6 +402,8 @@ document.addEventListener("DOMContentLoaded", () => {
   }
   $("#history-filter").addEventListener("input", renderHistory);
   $("#history-action").addEventListener("change", renderHistory);
+  $("#quarantine-filter").addEventListener("input", renderQuarantine);
+  $("#quarantine-all").addEventListener("change", () => guarded(loadQuarantine));
   $("#symbols-filter").addEventListener("input", renderSymbols);
   $("#symbols-hit").addEventListener("change", renderSymbols);
   for (const th of document.querySelectorAll("#symbols-table th")) {

@@ -23,7 +23,15 @@ import milter
 
 from pyspamd.auth.dkim_sign import Signer
 from pyspamd.faultlog import FaultLog
-from pyspamd.milter.verdict import VERDICT_HEADERS, Verdict, decide, unscanned
+from pyspamd.milter.verdict import (
+    ALL_ACTIONS,
+    SMFIF_ADDHDRS,
+    VERDICT_HEADERS,
+    Verdict,
+    decide,
+    fit_to_mta,
+    unscanned,
+)
 from pyspamd.policy.trusted import TrustedNetworks
 from pyspamd.scanner import Scanner
 from pyspamd.stats.recorder import ScanRecorder
@@ -107,9 +115,15 @@ class MilterSession(Milter.Base):
         self.client_ip: str | None = None
         self.client_hostname: str | None = None
         self.helo: str | None = None
+        self.mta_actions = ALL_ACTIONS  # what the MTA offered; set at negotiation
         self.app.session_started()
         self._counted = True
         self._reset_message()
+
+    def negotiate(self, opts: list[int]) -> int:
+        # opts[0]: the actions the MTA offers; the verdict keeps to them (fit_to_mta)
+        self.mta_actions = int(opts[0])
+        return int(super().negotiate(opts))
 
     def _reset_message(self) -> None:
         self.mail_from: str | None = None
@@ -210,6 +224,11 @@ class MilterSession(Milter.Base):
                 faults.report("scan", f"qid: {queue_id or '-'}: scan failed, applying "
                               f"fail_action={self.app.config.milter.fail_action}", exc)
                 return self._fail(queue_id, exc)
+            dropped = fit_to_mta(verdict, self.mta_actions)
+            if dropped:
+                faults.report("mta actions", f"qid: {queue_id or '-'}: the MTA did not offer "
+                              f"these actions, left out: {'; '.join(dropped)}",
+                              level=logging.WARNING)
             try:
                 return self._apply(verdict)
             except milter.error as exc:
@@ -219,6 +238,11 @@ class MilterSession(Milter.Base):
                 faults.report("apply", f"qid: {queue_id or '-'}: verdict not sent to the MTA "
                               "(connection closed?)", exc, level=logging.WARNING)
                 return self._fail_code()
+            except Exception as exc:  # e.g. Milter.DisabledAction: never pymilter's own 451
+                faults.report("apply", f"qid: {queue_id or '-'}: verdict not applied, "
+                              f"applying fail_action={self.app.config.milter.fail_action}",
+                              exc)
+                return self._fail(queue_id, exc)
         finally:
             self._reset_message()
 
@@ -301,6 +325,8 @@ class MilterSession(Milter.Base):
                 faults.report("fail reply", "could not set the tempfail reply", reply_exc,
                               level=logging.WARNING)
             return Milter.TEMPFAIL
+        if not self.mta_actions & SMFIF_ADDHDRS:
+            return Milter.ACCEPT
         try:
             reason = f"failed; {type(exc).__name__}"
             for name, value in unscanned(reason, self.app.server_name, queue_id):

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes
+from pyspamd.classifiers.refit import ModelRefitter
 from pyspamd.config import Config
 from pyspamd.controller.auth import Access, LoginThrottle
 from pyspamd.controller.limits import ConnectionGuard
@@ -67,6 +68,9 @@ class Controller:
         self.executor = ThreadPoolExecutor(config.controller.scan_threads,
                                            thread_name_prefix="controller")
         self._apply(config, scanner or Scanner.from_config(config))
+        # Learned messages count in the workers' verdicts within seconds, not from the
+        # nightly fit (classifiers/refit.py).
+        self.refitter = ModelRefitter(lambda: self.bayes).start()
 
     def _apply(self, config: Config, scanner: Scanner) -> None:
         old_scanner: Scanner | None = getattr(self, "scanner", None)
@@ -96,6 +100,7 @@ class Controller:
         log.info("controller: config and rules reloaded")
 
     def close(self) -> None:
+        self.refitter.stop()
         self.recorder.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.scanner.services.close()

@@ -128,6 +128,8 @@ async def _learn(request: web.Request, label: str) -> web.Response:
             keep_vector(c.storage, label, tokens.digest(), result,
                         c.config.bayes.max_fit_messages)
         c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+        if outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+            c.refitter.learned()
         hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
         if hook is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
             hook(task)

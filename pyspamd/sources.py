@@ -91,6 +91,34 @@ def _walk_dir(root: Path) -> Iterator[MessageSource]:
     yield from _walk_files(root, recurse=True)
 
 
+def folders_named(paths: list[str], names: frozenset[str]) -> list[tuple[str, int]]:
+    """Folders that reading `paths` would descend into whose name (leading dot and case
+    aside) is one of `names`, with the messages each holds: a ham folder holding a `spam/`
+    folder would have its spam learned as ham. Outermost matches only."""
+    found: list[tuple[str, int]] = []
+
+    def visit(folder: Path) -> None:
+        if is_maildir(folder):
+            return  # its subfolders are not read (_walk_dir)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if entry.name.lower() in names:
+                count = sum(1 for s in _walk_dir(Path(entry.path)) if s.error is None)
+                found.append((entry.path, count))
+            else:
+                visit(Path(entry.path))
+
+    for name in paths:
+        if name != "-" and Path(name).is_dir():
+            visit(Path(name))
+    return found
+
+
 def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)

@@ -355,3 +355,25 @@ def test_progress_bar_on_a_terminal_counts_in_a_log(capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().err.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["2 messages", "4 messages"]
     assert "\r" not in "".join(lines)
+
+
+def test_folder_named_like_the_other_class_is_refused(config: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    tree = tmp_path / "mail"
+    (tree / "spam" / "cur").mkdir(parents=True)
+    (tree / "ham").mkdir()
+    for n, path in enumerate(sorted((HAM_DIR / "cur").iterdir())[:2]):
+        shutil.copy(path, tree / "ham" / f"{n}.eml")
+    for path in spam_files(3):
+        shutil.copy(path, tree / "spam" / "cur")
+    assert run(config, "learn_ham", str(tree)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pyspamc: not learned: {tree / 'spam'} (3 messages) would be learned as "
+                   "ham though named like spam; name the folders to learn, or add --force")
+    assert not (config.parent / "bayes.sqlite").exists()  # nothing learned, no store made
+    assert run(config, "learn_spam", str(tree / "spam")) == 0  # named, not refused
+    assert run(config, "learn_spam", str(tree)) == 1
+    assert f"{tree / 'ham'} (2 messages) would be learned as spam" in capsys.readouterr().err
+    assert run(config, "learn_ham", "--force", str(tree)) == 0
+    assert summary(capsys.readouterr().out)["moved"] == 3

@@ -16,7 +16,7 @@ from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.fuzzy.store import learned_spam_hook
-from pyspamd.sources import iter_messages, not_a_message
+from pyspamd.sources import folders_named, iter_messages, not_a_message
 from pyspamd.stats import keys
 from pyspamd.stats.render import size_text
 from pyspamd.storage import open_storage
@@ -30,7 +30,12 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # The outcomes a learn run reports, in the order of its summary line.
 LEARN_ORDER = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
-# A message starts with a header line ("Name: value") or an mbox "From " line.
+# Folder names that mean the other class: learning a tree as ham that holds one of these
+# (or as spam one of those) is refused without --force.
+OTHER_CLASS_FOLDERS = {
+    HAM: frozenset({"spam", "junk", "junk e-mail", "junk email", "bulk mail"}),
+    SPAM: frozenset({"ham", "not spam", "notspam", "not-spam", "inbox", "good"}),
+}
 
 
 def parse_duration(text: str) -> float:
@@ -49,6 +54,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         _paths_args(p)
         p.add_argument("--newer-than", type=parse_duration, metavar="AGE",
                        help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
+        p.add_argument("--force", action="store_true",
+                       help="learn folders named like the other class (spam/, ham/) found "
+                            "inside the PATHs too")
         p.add_argument("--rescore", type=Path, metavar="FILE",
                        help="at the end, fit the scores from the store's symbol vectors "
                             "(pyspamc rescore --from-store) and write them to FILE")
@@ -63,6 +71,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--days", type=int, metavar="N",
                    help="age limit in days (default: [bayes] expire_days)")
+
+
+def other_class_refusal(args: argparse.Namespace, label: str) -> str | None:
+    """The one line that refuses a learn whose folders hold one named like the other class
+    (a `spam/` inside the folder given to learn_ham), unless --force was given."""
+    if getattr(args, "force", False):
+        return None
+    found = folders_named(args.paths, OTHER_CLASS_FOLDERS[label])
+    if not found:
+        return None
+    other = SPAM if label == HAM else HAM
+    where = ", ".join(f"{path} ({count} messages)" for path, count in found)
+    return (f"pyspamc: not learned: {where} would be learned as {label} though named like "
+            f"{other}; name the folders to learn, or add --force")
 
 
 def _paths_args(p: argparse.ArgumentParser) -> None:
@@ -204,6 +226,10 @@ def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
 def cmd_learn(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
+    refusal = other_class_refusal(args, label) if label is not None else None
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return EXIT_FAILED
     vectors = None
     if label is not None and config.bayes.symbol_vectors:
         from pyspamd.cli.common import scanner_or_exit

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from pyspamd.cli.learn import LEARN_ORDER, Summary
+from pyspamd.cli.learn import LEARN_ORDER, Summary, other_class_refusal
 from pyspamd.config import split_host_port
 from pyspamd.result import ScanResult, Symbol, text_report
 from pyspamd.sources import MessageSource, iter_messages, not_a_message
@@ -203,6 +203,10 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     label = "spam" if args.command == "learn_spam" else "ham"
+    refusal = other_class_refusal(args, label)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return EXIT_FAILED
     cutoff = time.time() - args.newer_than if args.newer_than is not None else None
 
     def learn(source: MessageSource) -> str:

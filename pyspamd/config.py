@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from pyspamd.actions import ActionsConfig, check_actions
 from pyspamd.auth.settings import (
@@ -177,15 +177,55 @@ def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from exc
 
 
-def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`: tables merge key by key, anything else (numbers, strings,
-    lists, arrays of tables such as [[maps]]) is replaced whole."""
+# Where each merged entry of an array of tables came from: by the array's key path, one
+# list per merged entry of (file's place in config_files, the entry's index in that file).
+ArrayOrigins = dict[tuple[str, ...], list[list[tuple[int, int]]]]
+
+
+def _is_table_array(value: Any) -> TypeGuard[list[dict[str, Any]]]:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any], origins: ArrayOrigins | None = None,
+                 layer: int = 0, _path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`over` on top of `base`: tables merge key by key; in an array of tables such as
+    [[maps]] an entry whose `name` an earlier entry has updates that one key by key, and any
+    other entry is appended; anything else (numbers, strings, lists) is replaced whole.
+    `origins` (if given) records where each array entry came from, `layer` being `over`'s
+    place among the files."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_tables(merged[key], value)
+        path = (*_path, key)
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = merge_tables(old, value, origins, layer, path)
+        elif _is_table_array(value) and _is_table_array(old):
+            merged[key] = _merge_array(old, value, origins, layer, path)
         else:
             merged[key] = value
+            if origins is not None and _is_table_array(value):
+                origins[path] = [[(layer, index)] for index in range(len(value))]
+    return merged
+
+
+def _merge_array(base: list[dict[str, Any]], over: list[dict[str, Any]],
+                 origins: ArrayOrigins | None, layer: int,
+                 path: tuple[str, ...]) -> list[dict[str, Any]]:
+    merged = list(base)
+    sources = origins.setdefault(path, [[] for _ in base]) if origins is not None else None
+    named = {e["name"]: i for i, e in enumerate(merged) if isinstance(e.get("name"), str)}
+    for local, entry in enumerate(over):
+        name = entry.get("name")
+        if isinstance(name, str) and name in named:
+            merged[named[name]] = merge_tables(merged[named[name]], entry)
+            if sources is not None:
+                sources[named[name]].append((layer, local))
+            continue
+        if isinstance(name, str):
+            named[name] = len(merged)
+        merged.append(entry)
+        if sources is not None:
+            sources.append([(layer, local)])
     return merged
 
 
@@ -197,11 +237,12 @@ def load_config(path: str | Path | None) -> Config:
     path = Path(path)
     data: dict[str, Any] = {}
     sources = []
-    for file in config_files(path):
+    origins: ArrayOrigins = {}
+    for number, file in enumerate(config_files(path)):
         text, layer = _read_toml(file)
-        data = merge_tables(data, layer)
+        data = merge_tables(data, layer, origins, number)
         sources.append((file, text))
-    locator = Locator(path, sources[0][1], sources[1:])
+    locator = Locator(path, sources[0][1], sources[1:], origins)
     errors: list[str] = []
     config = _build(Config, data, (), locator, errors)
     config.path = path

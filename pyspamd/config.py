@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from pyspamd.actions import ActionsConfig, check_actions
+from pyspamd.actions import ActionsConfig, check_actions, greylist_without_greylisting
 from pyspamd.auth.settings import (
     DKIM_SIGNED_HEADERS,
     AuthConfig,
@@ -141,6 +141,8 @@ class Config:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     fuzzy: FuzzyConfig = field(default_factory=FuzzyConfig)
     antivirus: AntivirusConfig = field(default_factory=AntivirusConfig)
+    # What is allowed but likely wrong, with FILE:LINE: configtest prints it, the daemon logs it.
+    warnings: list[str] = field(default_factory=list, init=False, compare=False)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -266,6 +268,13 @@ def _check_logging(config: Config, loc: Locator) -> list[str]:
     return []
 
 
+def _warn_greylist(config: Config, loc: Locator) -> list[str]:
+    warning = greylist_without_greylisting(config.actions, config.greylist.enabled, loc)
+    if warning:
+        config.warnings.append(warning)
+    return []
+
+
 def _check_groups(config: Config, loc: Locator) -> list[str]:
     return [f"{loc.where(('groups', name, 'max_score'))}: max_score must be a number or false"
             for name, group in config.groups.items() if group.max_score is True]
@@ -285,6 +294,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("model", lambda c, loc: check_model(c.model, c.path, loc)),
     ("maps", lambda c, loc: check_maps(c.maps, c.path, loc)),
     ("greylist", lambda c, loc: check_greylist(c.greylist, loc)),
+    ("greylist", _warn_greylist),
     ("ratelimit", lambda c, loc: check_ratelimit(c.ratelimit, loc)),
     ("helo", lambda c, loc: check_helo(c.helo, loc)),
     ("dns", lambda c, loc: check_dns(c.dns, c.milter.scan_timeout, loc)),

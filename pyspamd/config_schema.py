@@ -52,6 +52,16 @@ class Locator:
                 return found
         return self._find(self.path, self.lines, keys) or str(self.path)
 
+    def where_any(self, *options: tuple[str, ...]) -> str:
+        """The place of whichever of these keys was set last (the first named, within one
+        file): for an error about two settings, the one the admin wrote most recently."""
+        for path, lines in [*reversed(self.overlays), (self.path, self.lines)]:
+            for keys in options:
+                found = self._find(path, lines, keys)
+                if found:
+                    return found
+        return str(self.path)
+
     def _in_array(self, keys: tuple[str, ...]) -> str | None:
         files = [(self.path, self.lines), *self.overlays]
         for cut in range(1, len(keys)):

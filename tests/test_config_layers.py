@@ -156,3 +156,41 @@ def test_configtest_says_why_dns_is_off_and_rejects_other_words(tmp_path: Path) 
     out = _pyspamd("--config", str(config), "configtest")
     assert out.returncode == 1
     assert f"{config}:2: dns.enabled must be true, false or \"auto\", got 'yes'" in out.stdout
+
+
+# --- action thresholds ---------------------------------------------------------------
+
+def test_thresholds_out_of_order_are_refused(layered: Path) -> None:
+    local = layered.parent / "local.d" / "30-actions.toml"
+    local.write_text("[actions]\n# too strict\nreject = 3.0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors[:2] == [
+        f"{local}:3: actions.reject (3) must be above actions.greylist (4), or greylist never "
+        "happens; set them in order (greylist < add_header < rewrite_subject < reject) or set "
+        "one to false",
+        f"{local}:3: actions.reject (3) must be above actions.add_header (6), or add header "
+        "never happens; set them in order (greylist < add_header < rewrite_subject < reject) "
+        "or set one to false"]
+    local.write_text("[actions]\nadd_header = 16.0\nreject = 12.0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors[0].startswith(f"{local}:3: actions.reject (12) must be above "
+                                             "actions.add_header (16)")
+    local.write_text("[actions]\nadd_header = false\nreject = 5.0\ngreylist = 3.0\n")
+    assert load_config(layered).actions.reject == 5.0  # off is not out of order
+    out = _pyspamd("--config", str(layered), "configtest")
+    assert "OK" in out.stdout.splitlines()[-1], out.stdout
+
+
+def test_greylist_threshold_without_greylisting_is_a_warning(layered: Path) -> None:
+    local = layered.parent / "local.d" / "30-grey.toml"
+    local.write_text("[greylist]\nenabled = false\n")
+    warning = (f"{local}:2: actions.greylist = 4 while [greylist] enabled = false: every "
+               "message scoring from 4 is deferred (451) on every attempt; set "
+               "actions.greylist = false, or enable greylisting")
+    assert load_config(layered).warnings == [warning]
+    out = _pyspamd("--config", str(layered), "configtest")
+    assert f"warning: {warning}" in out.stdout.splitlines()
+    local.write_text("[greylist]\nenabled = false\n[actions]\ngreylist = false\n")
+    assert load_config(layered).warnings == []

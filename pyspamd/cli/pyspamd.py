@@ -40,6 +40,8 @@ def configtest(config_arg: str | None) -> int:
         print(line)
     if config.dns.auto_note:
         print(f"note: {config.dns.auto_note}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
@@ -81,6 +83,7 @@ def configdump(config_arg: str | None) -> int:
     data = _without_none(redact_config(config))
     data.pop("path", None)
     data["dns"].pop("auto_note", None)
+    data.pop("warnings", None)
     print(tomli_w.dumps(data), end="")
     return EXIT_OK
 

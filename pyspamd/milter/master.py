@@ -57,6 +57,8 @@ class Master:
         log.info("pyspamd starting: %s", ", ".join(self.config.milter.listen))
         if self.config.dns.auto_note:
             log.info("%s", self.config.dns.auto_note)
+        for warning in self.config.warnings:
+            log.warning("config: %s", warning)
         _mark_started(self.scanner.services)
         while not self.stopping:
             self._reap()
@@ -182,6 +184,8 @@ class Master:
         if reloaded is None:
             return
         self.config = reloaded[0]
+        for warning in self.config.warnings:
+            log.warning("config: %s", warning)
         for pid in self.pools:
             kill_child(pid, signal.SIGHUP)
 

@@ -241,6 +241,8 @@ class Scanner:
                     faults.report(f"check {check.name}", f"check {check.name} failed", exc)
             symbols, total = self._score(hits)
             action, message, forced_by = decision.action, decision.message, decision.forced_by
+        forced = [forced_by] if forced_by else []
+        forced += [f.symbol for f in hits.forced if f.symbol and f.symbol not in forced]
         result = ScanResult(
             action=action,
             score=total,
@@ -249,6 +251,7 @@ class Scanner:
             symbols=symbols,
             message=message,
             forced_by=forced_by,
+            forced_symbols=forced,
             scan_time=time.perf_counter() - start,
             errors=errors,
             message_id=task.headers.first("message-id") if "message-id" in task.headers else "",

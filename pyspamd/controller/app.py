@@ -158,6 +158,8 @@ def _cross_site(request: web.Request) -> bool:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Seconds between looks, for a request held while its client's other passwords are checked.
+_CHECKS_POLL = 0.02
 
 
 def _too_many(wait: float) -> web.Response:
@@ -178,19 +180,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     password = _password(request)
     ip = client_ip(request, controller.access)
-    if password and not controller.access.is_secure(ip):
-        wait = controller.throttle.wait(ip)
+    throttled = bool(password) and not controller.access.is_secure(ip)
+    if throttled:
+        throttle = controller.throttle
+        while (wait := throttle.begin(ip)) is None:
+            await asyncio.sleep(_CHECKS_POLL)
         if wait > 0:  # refused unchecked: guessing costs the guesser the time
             return _too_many(wait)
-        level = await controller.run(controller.access.level, ip, password)
-        if level:
-            controller.throttle.succeeded(ip)
+        level = ""
+        try:
+            level = await controller.run(controller.access.level, ip, password)
+        finally:
+            wait = throttle.end(ip, bool(level))
     else:
-        level = controller.access.level(ip, password)
+        level, wait = controller.access.level(ip, password), 0.0
     if not level:
         if not password:
             return json_error(401, "password required (send it in the Password header)")
-        wait = controller.throttle.failed(ip)
         log.warning("controller: wrong password from %s for %s%s", ip, request.path,
                     f"; it must wait {wait:.0f}s" if wait else "")
         return json_error(403, "wrong password")

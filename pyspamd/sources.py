@@ -27,6 +27,11 @@ class MessageSource:
     data: bytes | None = None
     error: str | None = None
     mtime: float | None = None
+    part: int = 0  # the message's number in an mbox file; 0 or 1: a file's first
+
+    @property
+    def starts_file(self) -> bool:
+        return self.part <= 1
 
 
 def is_mbox(data: bytes) -> bool:
@@ -58,7 +63,7 @@ def _from_bytes(label: str, data: bytes, mtime: float | None) -> Iterator[Messag
             yield MessageSource(label, messages[0], mtime=mtime)
             return
         for number, message in enumerate(messages, 1):
-            yield MessageSource(f"{label}:{number}", message, mtime=mtime)
+            yield MessageSource(f"{label}:{number}", message, mtime=mtime, part=number)
         return
     yield MessageSource(label, data, mtime=mtime)
 
@@ -79,16 +84,32 @@ def is_maildir(path: Path) -> bool:
 
 
 def _walk_dir(root: Path) -> Iterator[MessageSource]:
-    """Maildir: cur/ and new/ only (Maildir++ subfolders like .Spam are separate folders and
-    must be named explicitly, or learning ~/Maildir as ham would learn its .Spam too).
-    Other directories: every non-hidden file below, in name order."""
+    for item in _dir_files(root):
+        yield from _read_file(item) if isinstance(item, Path) else (item,)
+
+
+def count_files(paths: list[str]) -> int:
+    """How many files iter_messages(paths) reads (stdin counts as one), without reading
+    them: the total a progress bar counts up to."""
+    total = 0
+    for name in paths:
+        path = Path(name)
+        total += sum(1 for _ in _dir_files(path)) if name != "-" and path.is_dir() else 1
+    return total
+
+
+def _dir_files(root: Path) -> Iterator[Path | MessageSource]:
+    """The files below `root` to read, or a MessageSource with the error of a folder that
+    cannot be listed. Maildir: cur/ and new/ only (Maildir++ subfolders like .Spam are
+    separate folders and must be named explicitly, or learning ~/Maildir as ham would learn
+    its .Spam too). Other directories: every non-hidden file below, in name order."""
     if is_maildir(root):
         for sub in ("cur", "new"):
             folder = root / sub
             if folder.is_dir():
-                yield from _walk_files(folder, recurse=False)
+                yield from _files_in(folder, recurse=False)
         return
-    yield from _walk_files(root, recurse=True)
+    yield from _files_in(root, recurse=True)
 
 
 def folders_named(paths: list[str], names: frozenset[str]) -> list[tuple[str, int]]:
@@ -119,7 +140,7 @@ def folders_named(paths: list[str], names: frozenset[str]) -> list[tuple[str, in
     return found
 
 
-def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
+def _files_in(folder: Path, recurse: bool) -> Iterator[Path | MessageSource]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -135,10 +156,9 @@ def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
             is_dir = False
         if is_dir:
             if recurse:
-                yield from _walk_dir(path)
+                yield from _dir_files(path)
         else:
-            yield from _read_file(path)
-
+            yield path
 
 def iter_messages(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[MessageSource]:
     for name in paths:

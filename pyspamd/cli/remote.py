@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from pyspamd.cli.learn import LEARN_ORDER, Summary, other_class_refusal
+from pyspamd.cli.learn import LEARN_ORDER, Progress, Summary, other_class_refusal
 from pyspamd.config import split_host_port
 from pyspamd.result import ScanResult, Symbol, text_report
-from pyspamd.sources import MessageSource, iter_messages, not_a_message
+from pyspamd.sources import MessageSource, count_files, iter_messages, not_a_message
 from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
@@ -220,6 +220,7 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
         return cutoff is None or source.mtime is None or source.mtime >= cutoff
 
     summary = Summary()
+    progress = Progress(sys.stderr.isatty(), count_files(args.paths))
     for source, answer in _ordered(client, args.parallel,
                                    filter(wanted, iter_messages(args.paths)),
                                    _skip_errors(learn)):
@@ -231,6 +232,8 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
                 break
         else:
             summary.add(LearnOutcome(answer))
+        progress.show(source, summary, LEARN_ORDER)
+    progress.end()
     print(summary.line(LEARN_ORDER))
     for name, reason in summary.failed:
         print(f"failed: {name}: {reason}")

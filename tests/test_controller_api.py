@@ -112,6 +112,10 @@ def test_metrics_is_valid_prometheus_text(controller: ControllerProc) -> None:
                  "pyspamd_symbol_hits", "pyspamd_bayes_learned_messages"):
         assert name in families, name
     assert families["pyspamd_dns_timeouts"].samples[0].value == 0
+    # the controller process's own, by prometheus_client's process collector
+    assert families["process_resident_memory_bytes"].samples[0].value > 10 << 20
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["process_open_fds"].samples[0].value >= 3
 
 
 def test_learn_moves_and_counts(controller: ControllerProc) -> None:
@@ -213,3 +217,31 @@ def test_explain_over_http_is_the_in_process_explanation(
                          f"127.0.0.1:{controller.port}", "explain", str(path)]) == 0
     assert "  rule:    " in capsys.readouterr().out
     assert controller.call("POST", "/explain", b"  ").status == 400
+
+
+def test_rspamc_stat_counters_and_ping(controller: ControllerProc) -> None:
+    """rspamd's own client reads the controller: Statfile lines, the symbols cache table."""
+    import subprocess
+
+    _scan(controller, GTUBE.read_bytes())
+    eventually(lambda: controller.call("GET", "/stat").json()["scanned"] >= 1)
+    controller.call("POST", "/learnspam", make_message(body="rspamc stat learned line\n"))
+    ping = controller.call("GET", "/ping")
+    assert ping.status == 200 and ping.body == b"pong\r\n"
+
+    def rspamc(command: str) -> str:
+        out = subprocess.run(["rspamc", "-h", f"127.0.0.1:{controller.port}", command],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    stat = controller.call("GET", "/stat").json()
+    spam = stat["bayes"]["learned"]["spam"]
+    text = rspamc("stat")
+    assert re.search(r"^Messages scanned: [1-9]", text, re.MULTILINE)
+    assert re.search(rf"Statfile: BAYES_SPAM type: sqlite3; .*learned: {spam}; users: 1", text)
+    assert "Statfile: BAYES_HAM type: sqlite3; " in text
+    assert f"Total learns: {spam + stat['bayes']['learned']['ham']}" in text
+    counters = rspamc("counters")
+    row = next(line for line in counters.splitlines() if " GTUBE " in line)
+    assert row.split("|")[3].strip() == "1000.0" and int(row.split("|")[5]) >= 1

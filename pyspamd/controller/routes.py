@@ -165,6 +165,28 @@ async def stat(request: web.Request) -> web.Response:
 
 
 @access(READ)
+async def counters(request: web.Request) -> web.Response:
+    """rspamd's /counters, which `rspamc counters` prints: each symbol's weight, hits, and
+    hits per second since the statistics started (rspamc shows them per minute)."""
+    c = request.app[CONTROLLER]
+    try:
+        counted = await c.run(c.reader.counters)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    since = c.reader.scans(counted)["started"] or c.started
+    seconds = max(time.time() - since, 1.0)
+    rows = [{"symbol": r["name"], "weight": r["score"], "hits": r["hits"],
+             "frequency": r["hits"] / seconds, "frequency_stddev": 0.0, "time": 0.0}
+            for r in symbol_rows(c.scanner.defs, c.reader.symbol_hits(counted))]
+    return web.json_response(rows)
+
+
+@access(PUBLIC)
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="pong\r\n")
+
+
+@access(READ)
 async def history(request: web.Request) -> web.Response:
     c = request.app[CONTROLLER]
     size = c.config.controller.history_size
@@ -247,7 +269,8 @@ async def metrics(request: web.Request) -> web.Response:
             learned = c.storage.bayes_stats().learned
         except StorageError:
             learned = None
-        return prometheus.render(c.reader, learned, time.time() - c.started)
+        return (prometheus.render(c.reader, learned, time.time() - c.started)
+                + prometheus.process_metrics())
 
     try:
         text = await c.run(render)
@@ -352,6 +375,8 @@ ROUTES = [
     web.post("/fuzzydel", fuzzydel),
     web.get("/stat", stat),
     web.get("/history", history),
+    web.get("/counters", counters),
+    web.get("/ping", ping),
     web.get("/graph", graph),
     web.get("/symbols", symbols),
     web.get("/actions", actions),

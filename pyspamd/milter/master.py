@@ -17,6 +17,7 @@ from pyspamd.milter.health import Probe
 from pyspamd.milter.instance import EXIT_NO_SOCKET
 from pyspamd.milter.pool import REPLACE_SIGNAL, Pool
 from pyspamd.scanner import Scanner, reload_pipeline
+from pyspamd.sdnotify import notify, reloading
 from pyspamd.services import Services
 from pyspamd.stats.keys import STARTED
 
@@ -49,6 +50,8 @@ class Master:
     stopping: bool = False
     reload_requested: bool = False
     exit_code: int = 0
+    # Until every listener has answered a probe once: then systemd is told READY=1.
+    waiting_ready: dict[str, Probe | None] | None = None
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -74,7 +77,9 @@ class Master:
                 if spec not in running and time.monotonic() >= backoff.not_before:
                     self._spawn_pool(spec)
             self._check_health()
+            self._check_ready()
             time.sleep(TICK)
+        notify("STOPPING=1", "STATUS=finishing the messages in flight")
         for pid in self.pools:
             kill_child(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.milter.shutdown_timeout + 15
@@ -85,6 +90,23 @@ class Master:
             kill_child(pid, signal.SIGKILL)
         log.info("pyspamd stopped")
         return self.exit_code
+
+    def _check_ready(self) -> None:
+        """READY=1 once each listener answers the way the MTA will ask (an OPTNEG)."""
+        if self.waiting_ready is None:
+            self.waiting_ready = {spec: None for spec in self.config.milter.listen}
+        if not self.waiting_ready:
+            return
+        for spec, probe in list(self.waiting_ready.items()):
+            if probe is None:
+                probe = self.waiting_ready[spec] = Probe(spec, 5.0)
+            outcome = probe.step()
+            if outcome == "":
+                del self.waiting_ready[spec]
+            elif outcome is not None:
+                self.waiting_ready[spec] = None  # not listening yet: ask again
+        if not self.waiting_ready:
+            notify("READY=1", f"STATUS=serving {', '.join(self.config.milter.listen)}")
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -180,14 +202,17 @@ class Master:
                       describe_status(status), backoff.delay)
 
     def _reload(self) -> None:
+        reloading()
         reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
         if reloaded is None:
+            notify("READY=1", "STATUS=reload refused (see the log); the old config runs")
             return
         self.config = reloaded[0]
         for warning in self.config.warnings:
             log.warning("config: %s", warning)
         for pid in self.pools:
             kill_child(pid, signal.SIGHUP)
+        notify("READY=1", f"STATUS=serving {', '.join(self.config.milter.listen)}")
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children

@@ -215,6 +215,7 @@ def _merge_array(base: list[dict[str, Any]], over: list[dict[str, Any]],
                  path: tuple[str, ...]) -> list[dict[str, Any]]:
     merged = list(base)
     sources = origins.setdefault(path, [[] for _ in base]) if origins is not None else None
+    # Names read before this file only: a name twice in one file stays an error of its own.
     named = {e["name"]: i for i, e in enumerate(merged) if isinstance(e.get("name"), str)}
     for local, entry in enumerate(over):
         name = entry.get("name")
@@ -223,8 +224,6 @@ def _merge_array(base: list[dict[str, Any]], over: list[dict[str, Any]],
             if sources is not None:
                 sources[named[name]].append((layer, local))
             continue
-        if isinstance(name, str):
-            named[name] = len(merged)
         merged.append(entry)
         if sources is not None:
             sources.append([(layer, local)])

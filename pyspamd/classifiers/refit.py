@@ -24,6 +24,7 @@ faults = FaultLog(log)
 
 REFIT_DELAY = 2.0  # seconds after a learn: a folder moved by a sieve pipe is one fit
 CHECK_INTERVAL = 30.0  # seconds between looks for learns by others (autolearn, other hosts)
+MAX_WAIT = 20.0  # seconds a steady stream of learns may put the fit off
 
 
 class ModelRefitter:
@@ -51,10 +52,21 @@ class ModelRefitter:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def _quiet(self) -> bool:
+        """Wait until no learn came for `delay` seconds (a folder learned message by message
+        is one fit, not one per message), but no longer than MAX_WAIT; True if stopping."""
+        waited_from = time.monotonic()
+        while True:
+            self._wake.clear()
+            if self._stopping.wait(self.delay):
+                return True
+            if not self._wake.is_set() or time.monotonic() - waited_from >= MAX_WAIT:
+                return False
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             asked = self._wake.wait(self.interval)
-            if asked and self._stopping.wait(self.delay):
+            if asked and self._quiet():
                 return
             self._wake.clear()  # learns from here on wake the next round
             try:

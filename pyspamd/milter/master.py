@@ -93,8 +93,9 @@ class Master:
 
     def _check_ready(self) -> None:
         """READY=1 once each listener answers the way the MTA will ask (an OPTNEG)."""
-        if self.waiting_ready is None:
-            self.waiting_ready = {spec: None for spec in self.config.milter.listen}
+        if self.waiting_ready is None:  # no probe connections when nobody is told
+            self.waiting_ready = {spec: None for spec in self.config.milter.listen
+                                  if os.environ.get("NOTIFY_SOCKET")}
         if not self.waiting_ready:
             return
         for spec, probe in list(self.waiting_ready.items()):

@@ -191,6 +191,10 @@ def test_pyspamc_learn_over_http(controller: ControllerProc, tmp_path: Path,
     assert "junk.bin: binary data, not a mail message" in out
     assert pyspamc_main([*remote, "learn_spam", str(folder / "0.eml")]) == 0
     assert capsys.readouterr().out.startswith("learned: 0, already learned: 1")
+    (folder / "Ham").mkdir()  # a folder named like the other class: nothing is sent
+    (folder / "Ham" / "h.eml").write_bytes(make_message(body="a kept letter\n"))
+    assert pyspamc_main([*remote, "learn_spam", str(folder)]) == 1
+    assert f"{folder / 'Ham'} (1 message) would be learned as spam" in capsys.readouterr().err
 
 
 def test_pyspamc_without_a_controller(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

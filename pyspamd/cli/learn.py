@@ -84,7 +84,8 @@ def other_class_refusal(args: argparse.Namespace, label: str) -> str | None:
     if not found:
         return None
     other = SPAM if label == HAM else HAM
-    where = ", ".join(f"{path} ({count} messages)" for path, count in found)
+    where = ", ".join(f"{path} ({count} message{'' if count == 1 else 's'})"
+                      for path, count in found)
     return (f"pyspamc: not learned: {where} would be learned as {label} though named like "
             f"{other}; name the folders to learn, or add --force")
 

@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from support.controller_proc import eventually
 from support.messages import make_message
 from support.mta import MtaSession, free_port, running_daemon, wait_for_port
@@ -78,3 +79,19 @@ def test_learns_by_others_are_fitted_by_the_periodic_look(tmp_path: Path) -> Non
     finally:
         refitter.stop()
     assert store.model_snapshot(0).generation != generation
+
+
+def test_a_store_not_made_yet_is_no_fault(tmp_path: Path,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A new install's controller looks before anything is learned: nothing to fit, and
+    nothing in the log."""
+    import time
+
+    bayes = Bayes(SqliteStorage(tmp_path / "none.sqlite", create=False))
+    refitter = ModelRefitter(lambda: bayes, delay=0.0, interval=0.05).start()
+    try:
+        time.sleep(0.5)
+    finally:
+        refitter.stop()
+    assert not (tmp_path / "none.sqlite").exists()
+    assert not [r for r in caplog.records if r.name == "pyspamd.bayes"]

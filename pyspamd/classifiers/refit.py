@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from pyspamd.classifiers.bayes import Bayes
 from pyspamd.faultlog import FaultLog
+from pyspamd.storage import StorageMissing
 
 log = logging.getLogger("pyspamd.bayes")
 faults = FaultLog(log)
@@ -76,5 +77,7 @@ class ModelRefitter:
                     tokens = bayes.fit_model()
                     log.info("Bayes model fitted again after learning: %d tokens in %.1f s",
                              tokens, time.monotonic() - started)
+            except StorageMissing:
+                pass  # nothing learned yet: nothing to fit
             except Exception as exc:  # the store down: the next learn or look tries again
                 faults.report("bayes refit", "Bayes model not fitted again", exc)

@@ -57,16 +57,52 @@ def check_actions(config: ActionsConfig, loc: Locator) -> list[str]:
         if getattr(config, name) is True:
             errors.append(f"{loc.where(('actions', name))}: actions.{name} must be a "
                           "score threshold (a number) or false to turn the action off")
-    quarantine, reject = config.quarantine, config.reject
-    if (not isinstance(quarantine, bool) and not isinstance(reject, bool)
-            and quarantine >= reject):
-        errors.append(f"{loc.where(('actions', 'quarantine'))}: actions.quarantine "
-                      f"({quarantine:g}) must be below actions.reject ({reject:g}), or no "
-                      "message is ever quarantined by its score")
+    if not errors:
+        errors.extend(check_threshold_order(config, loc))
     if "%s" not in config.subject_template:
         errors.append(f"{loc.where(('actions', 'subject_template'))}: subject_template "
                       "needs %s where the original subject goes")
     return errors
+
+
+# (weaker, stronger): when both are set, the weaker's threshold must be the lower one, or
+# the weaker action can never happen (reject = 3 below add_header = 6 rejects all the mail
+# that was to be marked).
+_ORDER = (("greylist", "add_header"), ("greylist", "rewrite_subject"), ("greylist", "reject"),
+          ("add_header", "reject"), ("rewrite_subject", "reject"), ("soft_reject", "reject"),
+          ("greylist", "quarantine"), ("add_header", "quarantine"),
+          ("rewrite_subject", "quarantine"), ("quarantine", "reject"))
+
+
+def _number(value: float | bool) -> float | None:
+    return None if isinstance(value, bool) else float(value)
+
+
+def check_threshold_order(config: ActionsConfig, loc: Locator) -> list[str]:
+    errors = []
+    for weaker, stronger in _ORDER:
+        low, high = _number(getattr(config, weaker)), _number(getattr(config, stronger))
+        if low is None or high is None or low < high:
+            continue
+        at = loc.where_any(("actions", stronger), ("actions", weaker))
+        errors.append(f"{at}: actions.{stronger} ({high:g}) must be above actions.{weaker} "
+                      f"({low:g}), or {weaker.replace('_', ' ')} never happens; set them in "
+                      "order (greylist < add_header < rewrite_subject < quarantine < reject) "
+                      "or set one to false")
+    return errors
+
+
+def greylist_without_greylisting(config: ActionsConfig, greylisting: bool,
+                                 loc: Locator) -> str | None:
+    """The warning for a greylist threshold while greylisting is off: with nothing to
+    remember the first attempt, every message from that score on is deferred every time."""
+    threshold = _number(config.greylist)
+    if greylisting or threshold is None:
+        return None
+    at = loc.where_any(("actions", "greylist"), ("greylist", "enabled"))
+    return (f"{at}: actions.greylist = {threshold:g} while [greylist] enabled = false: "
+            f"every message scoring from {threshold:g} is deferred (451) on every attempt; "
+            "set actions.greylist = false, or enable greylisting")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,9 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-from pyspamd.actions import ActionsConfig, check_actions
+from pyspamd.actions import ActionsConfig, check_actions, greylist_without_greylisting
 from pyspamd.auth.settings import (
     DKIM_SIGNED_HEADERS,
     AuthConfig,
@@ -155,6 +155,8 @@ class Config:
     policy_service: PolicyServiceConfig = field(default_factory=PolicyServiceConfig)
     banned_files: BannedFilesConfig = field(default_factory=BannedFilesConfig)
     quarantine: QuarantineConfig = field(default_factory=QuarantineConfig)
+    # What is allowed but likely wrong, with FILE:LINE: configtest prints it, the daemon logs it.
+    warnings: list[str] = field(default_factory=list, init=False, compare=False)
 
 
 def resolve_config_path(arg: str | None) -> Path | None:
@@ -191,15 +193,54 @@ def _read_toml(path: Path) -> tuple[str, dict[str, Any]]:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from exc
 
 
-def merge_tables(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on top of `base`: tables merge key by key, anything else (numbers, strings,
-    lists, arrays of tables such as [[maps]]) is replaced whole."""
+# Where each merged entry of an array of tables came from: by the array's key path, one
+# list per merged entry of (file's place in config_files, the entry's index in that file).
+ArrayOrigins = dict[tuple[str, ...], list[list[tuple[int, int]]]]
+
+
+def _is_table_array(value: Any) -> TypeGuard[list[dict[str, Any]]]:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def merge_tables(base: dict[str, Any], over: dict[str, Any], origins: ArrayOrigins | None = None,
+                 layer: int = 0, _path: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`over` on top of `base`: tables merge key by key; in an array of tables such as
+    [[maps]] an entry whose `name` an earlier entry has updates that one key by key, and any
+    other entry is appended; anything else (numbers, strings, lists) is replaced whole.
+    `origins` (if given) records where each array entry came from, `layer` being `over`'s
+    place among the files."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_tables(merged[key], value)
+        path = (*_path, key)
+        old = merged.get(key)
+        if isinstance(value, dict) and isinstance(old, dict):
+            merged[key] = merge_tables(old, value, origins, layer, path)
+        elif _is_table_array(value) and _is_table_array(old):
+            merged[key] = _merge_array(old, value, origins, layer, path)
         else:
             merged[key] = value
+            if origins is not None and _is_table_array(value):
+                origins[path] = [[(layer, index)] for index in range(len(value))]
+    return merged
+
+
+def _merge_array(base: list[dict[str, Any]], over: list[dict[str, Any]],
+                 origins: ArrayOrigins | None, layer: int,
+                 path: tuple[str, ...]) -> list[dict[str, Any]]:
+    merged = list(base)
+    sources = origins.setdefault(path, [[] for _ in base]) if origins is not None else None
+    # Names read before this file only: a name twice in one file stays an error of its own.
+    named = {e["name"]: i for i, e in enumerate(merged) if isinstance(e.get("name"), str)}
+    for local, entry in enumerate(over):
+        name = entry.get("name")
+        if isinstance(name, str) and name in named:
+            merged[named[name]] = merge_tables(merged[named[name]], entry)
+            if sources is not None:
+                sources[named[name]].append((layer, local))
+            continue
+        merged.append(entry)
+        if sources is not None:
+            sources.append([(layer, local)])
     return merged
 
 
@@ -213,11 +254,12 @@ def load_config(path: str | Path | None, staged: dict[str, str] | None = None) -
     path = Path(path)
     data: dict[str, Any] = {}
     sources = []
-    for file in config_files(path):
+    origins: ArrayOrigins = {}
+    for number, file in enumerate(config_files(path)):
         text, layer = _read_toml(file)
-        data = merge_tables(data, layer)
+        data = merge_tables(data, layer, origins, number)
         sources.append((file, text))
-    locator = Locator(path, sources[0][1], sources[1:])
+    locator = Locator(path, sources[0][1], sources[1:], origins)
     errors: list[str] = []
     config = _build(Config, data, (), locator, errors)
     config.path = path
@@ -239,6 +281,13 @@ def _check_logging(config: Config, loc: Locator) -> list[str]:
     if logging.getLevelName(config.logging.level.upper()) not in range(0, 100):
         return [f"{loc.where(('logging', 'level'))}: logging.level must be debug, info, "
                 "warning or error"]
+    return []
+
+
+def _warn_greylist(config: Config, loc: Locator) -> list[str]:
+    warning = greylist_without_greylisting(config.actions, config.greylist.enabled, loc)
+    if warning:
+        config.warnings.append(warning)
     return []
 
 
@@ -266,6 +315,7 @@ VALIDATORS: tuple[tuple[str, Validator], ...] = (
     ("model", lambda c, loc: check_model(c.model, c.path, loc)),
     ("maps", lambda c, loc: check_maps(c.maps, c.path, loc)),
     ("greylist", lambda c, loc: check_greylist(c.greylist, loc)),
+    ("greylist", _warn_greylist),
     ("ratelimit", lambda c, loc: check_ratelimit(c.ratelimit, loc)),
     ("helo", lambda c, loc: check_helo(c.helo, loc)),
     ("dns", lambda c, loc: check_dns(c.dns, c.milter.scan_timeout, loc)),

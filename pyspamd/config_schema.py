@@ -31,18 +31,53 @@ class Locator:
     """Finds the line of a key, so semantic errors can point at it like syntax errors do."""
 
     def __init__(self, path: Path, text: str,
-                 overlays: Sequence[tuple[Path, str]] = ()) -> None:
+                 overlays: Sequence[tuple[Path, str]] = (),
+                 arrays: dict[tuple[str, ...], list[list[tuple[int, int]]]] | None = None
+                 ) -> None:
         self.path = path
         self.lines = text.splitlines()
         # local.d files, read after the main one: the last that sets a key is where it is.
         self.overlays = [(p, t.splitlines()) for p, t in overlays]
+        # Merged arrays of tables ([[maps]]): each entry's (file number, index in that file),
+        # since the merged index is not the index in any one file (config.merge_tables).
+        self.arrays = arrays or {}
 
     def where(self, keys: tuple[str, ...]) -> str:
+        found = self._in_array(keys)
+        if found:
+            return found
         for path, lines in reversed(self.overlays):
             found = self._find(path, lines, keys)
             if found:
                 return found
         return self._find(self.path, self.lines, keys) or str(self.path)
+
+    def where_any(self, *options: tuple[str, ...]) -> str:
+        """The place of whichever of these keys was set last (the first named, within one
+        file): for an error about two settings, the one the admin wrote most recently."""
+        for path, lines in [*reversed(self.overlays), (self.path, self.lines)]:
+            for keys in options:
+                found = self._find(path, lines, keys)
+                if found:
+                    return found
+        return str(self.path)
+
+    def _in_array(self, keys: tuple[str, ...]) -> str | None:
+        files = [(self.path, self.lines), *self.overlays]
+        for cut in range(1, len(keys)):
+            entries = self.arrays.get(keys[:cut])
+            if entries is None or not keys[cut].isdigit() or int(keys[cut]) >= len(entries):
+                continue
+            # the key itself where it was last set, else the entry's last [[header]] (for a
+            # key it got by default)
+            for whole in (False, True):
+                for layer, local in reversed(entries[int(keys[cut])]):
+                    path, lines = files[layer]
+                    wanted = (*keys[:cut], str(local), *(() if whole else keys[cut + 1:]))
+                    found = self._find(path, lines, wanted)
+                    if found:
+                        return found
+        return None
 
     @staticmethod
     def _find(path: Path, lines: list[str], keys: tuple[str, ...]) -> str | None:

@@ -34,6 +34,9 @@ class ScanResult:
     symbols: dict[str, Symbol]
     message: str = ""  # SMTP reply text for a forced action
     forced_by: str = ""  # symbol that forced the action
+    # Every symbol that forced an action (the one that won first), score 0 or not: the log
+    # line and the history always show them, so an admin sees why a map acted.
+    forced_symbols: list[str] = field(default_factory=list)
     scan_time: float = 0.0
     errors: list[str] = field(default_factory=list)
     message_id: str = ""
@@ -50,6 +53,12 @@ class ScanResult:
 
     def sorted_symbols(self) -> list[Symbol]:
         return sorted(self.symbols.values(), key=lambda s: (-abs(s.score), s.name))
+
+    def logged_symbols(self) -> list[Symbol]:
+        """The symbols a log line shows: those with a score, and those that forced an
+        action whatever their score."""
+        return [s for s in self.sorted_symbols() if s.score != 0
+                or s.name in self.forced_symbols]
 
     def to_json(self, file: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}

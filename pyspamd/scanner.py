@@ -288,6 +288,8 @@ class Scanner:
             action, message, forced_by = decision.action, decision.message, decision.forced_by
         if action == actions.REJECT and applied.quarantine_instead_of_reject:
             action = actions.QUARANTINE
+        forced = [forced_by] if forced_by else []
+        forced += [f.symbol for f in hits.forced if f.symbol and f.symbol not in forced]
         result = ScanResult(
             action=action,
             score=total,
@@ -296,6 +298,7 @@ class Scanner:
             symbols=symbols,
             message=message,
             forced_by=forced_by,
+            forced_symbols=forced,
             scan_time=time.perf_counter() - start,
             errors=errors,
             message_id=task.headers.first("message-id") if "message-id" in task.headers else "",

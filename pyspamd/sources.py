@@ -27,6 +27,11 @@ class MessageSource:
     data: bytes | None = None
     error: str | None = None
     mtime: float | None = None
+    part: int = 0  # the message's number in an mbox file; 0 or 1: a file's first
+
+    @property
+    def starts_file(self) -> bool:
+        return self.part <= 1
 
 
 def is_mbox(data: bytes) -> bool:
@@ -58,7 +63,7 @@ def _from_bytes(label: str, data: bytes, mtime: float | None) -> Iterator[Messag
             yield MessageSource(label, messages[0], mtime=mtime)
             return
         for number, message in enumerate(messages, 1):
-            yield MessageSource(f"{label}:{number}", message, mtime=mtime)
+            yield MessageSource(f"{label}:{number}", message, mtime=mtime, part=number)
         return
     yield MessageSource(label, data, mtime=mtime)
 
@@ -79,19 +84,63 @@ def is_maildir(path: Path) -> bool:
 
 
 def _walk_dir(root: Path) -> Iterator[MessageSource]:
-    """Maildir: cur/ and new/ only (Maildir++ subfolders like .Spam are separate folders and
-    must be named explicitly, or learning ~/Maildir as ham would learn its .Spam too).
-    Other directories: every non-hidden file below, in name order."""
+    for item in _dir_files(root):
+        yield from _read_file(item) if isinstance(item, Path) else (item,)
+
+
+def count_files(paths: list[str]) -> int:
+    """How many files iter_messages(paths) reads (stdin counts as one), without reading
+    them: the total a progress bar counts up to."""
+    total = 0
+    for name in paths:
+        path = Path(name)
+        total += sum(1 for _ in _dir_files(path)) if name != "-" and path.is_dir() else 1
+    return total
+
+
+def _dir_files(root: Path) -> Iterator[Path | MessageSource]:
+    """The files below `root` to read, or a MessageSource with the error of a folder that
+    cannot be listed. Maildir: cur/ and new/ only (Maildir++ subfolders like .Spam are
+    separate folders and must be named explicitly, or learning ~/Maildir as ham would learn
+    its .Spam too). Other directories: every non-hidden file below, in name order."""
     if is_maildir(root):
         for sub in ("cur", "new"):
             folder = root / sub
             if folder.is_dir():
-                yield from _walk_files(folder, recurse=False)
+                yield from _files_in(folder, recurse=False)
         return
-    yield from _walk_files(root, recurse=True)
+    yield from _files_in(root, recurse=True)
 
 
-def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
+def folders_named(paths: list[str], names: frozenset[str]) -> list[tuple[str, int]]:
+    """Folders that reading `paths` would descend into whose name (leading dot and case
+    aside) is one of `names`, with the messages each holds: a ham folder holding a `spam/`
+    folder would have its spam learned as ham. Outermost matches only."""
+    found: list[tuple[str, int]] = []
+
+    def visit(folder: Path) -> None:
+        if is_maildir(folder):
+            return  # its subfolders are not read (_walk_dir)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            if entry.name.lower() in names:
+                count = sum(1 for s in _walk_dir(Path(entry.path)) if s.error is None)
+                found.append((entry.path, count))
+            else:
+                visit(Path(entry.path))
+
+    for name in paths:
+        if name != "-" and Path(name).is_dir():
+            visit(Path(name))
+    return found
+
+
+def _files_in(folder: Path, recurse: bool) -> Iterator[Path | MessageSource]:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
@@ -107,10 +156,9 @@ def _walk_files(folder: Path, recurse: bool) -> Iterator[MessageSource]:
             is_dir = False
         if is_dir:
             if recurse:
-                yield from _walk_dir(path)
+                yield from _dir_files(path)
         else:
-            yield from _read_file(path)
-
+            yield path
 
 def iter_messages(paths: list[str], stdin: BinaryIO | None = None) -> Iterator[MessageSource]:
     for name in paths:

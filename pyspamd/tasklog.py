@@ -9,9 +9,7 @@ from pyspamd.task import Envelope
 
 def task_log_line(result: ScanResult, envelope: Envelope, size: int) -> str:
     verdict = "T" if result.action == "reject" else "F"
-    symbols = ",".join(
-        f"{s.name}({s.score:.2f})" for s in result.sorted_symbols() if s.score != 0
-    )
+    symbols = ",".join(f"{s.name}({s.score:.2f})" for s in result.logged_symbols())
     rcpts = ",".join(f"<{r}>" for r in envelope.rcpts)
     parts = [
         f"qid: {envelope.queue_id or '-'}",

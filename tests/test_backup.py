@@ -131,6 +131,20 @@ def test_truncated_or_foreign_file_restores_nothing(
         out.write('{"hello": 1}\n')
     assert pyspamc(["-c", str(target), "restore", str(foreign)]) == 1
     assert "not a pyspamd Bayes backup" in capsys.readouterr().err
+    # Not gzip, gzip of other text, compressed data cut short, a record that is not JSON:
+    # one line each saying so, never Python's own words.
+    plain, other, short, damaged = (tmp_path / n for n in ("p.txt", "o.gz", "s.gz", "d.gz"))
+    plain.write_text("a mail message, not a backup\n")
+    other.write_bytes(gzip.compress(b"\x00\xff not text at all"))
+    short.write_bytes(backup.read_bytes()[:200])
+    damaged.write_bytes(gzip.compress(("\n".join([lines[0], "{broken"]) + "\n").encode()))
+    for path, said in ((plain, "not a pyspamd Bayes backup (not gzip-compressed)"),
+                       (other, "not a pyspamd Bayes backup (no pyspamd-bayes-backup header)"),
+                       (short, "damaged or cut short"),
+                       (damaged, ":2: damaged record (not JSON)")):
+        assert pyspamc(["-c", str(target), "restore", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"pyspamc: {path}") and said in err, err
     # The store kept what it had.
     with open_storage(StorageConfig(path=str(tmp_path / "t.sqlite"))) as store:
         assert store.bayes_stats().learned["spam"] == 1

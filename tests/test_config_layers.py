@@ -52,6 +52,36 @@ def test_lists_are_replaced_not_appended(layered: Path) -> None:
     assert load_config(layered).milter.listen == ["unix:/tmp/x.sock"]
 
 
+def test_arrays_of_tables_merge_by_name(layered: Path) -> None:
+    """A local.d [[maps]] entry updates the same-named map read before and adds the others;
+    configdump shows the merged list, and errors point into the file that set the key."""
+    with layered.open("a") as main:
+        main.write('[[maps]]\nname = "blocked"\ntype = "ip"\nvalues = ["192.0.2.1"]\n'
+                   'score = 1.0\naction = "reject"\n'
+                   '[[maps]]\nname = "friends"\ntype = "address"\nvalues = ["a@example.org"]\n'
+                   'score = -2.0\n')
+    local = layered.parent / "local.d" / "30-maps.toml"
+    local.write_text('[[maps]]\nname = "blocked"\nscore = 5.0\n'
+                     '[[maps]]\nname = "partners"\ntype = "domain"\nvalues = ["example.net"]\n')
+    maps = {m.name: m for m in load_config(layered).maps}
+    assert list(maps) == ["blocked", "friends", "partners"]
+    assert (maps["blocked"].score, maps["blocked"].action) == (5.0, "reject")
+    assert maps["blocked"].values == ["192.0.2.1"] and maps["friends"].score == -2.0
+    dumped = tomllib.loads(_pyspamd("--config", str(layered), "configdump").stdout)
+    assert [(m["name"], m["score"]) for m in dumped["maps"]] == [
+        ("blocked", 5.0), ("friends", -2.0), ("partners", 0.0)]
+    with local.open("a") as more:  # its line 10: the third entry of this file, the 4th map
+        more.write('[[maps]]\nname = "broken"\ntype = "nosuchtype"\nvalues = ["x"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors == [f"{local}:10: maps broken: type must be one of ip, address, "
+                                   "domain, regexp, ldap, got 'nosuchtype'"]
+    local.write_text('[[maps]]\nname = "blocked"\naction = "rejected"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors[0].startswith(f"{local}:3: maps blocked: ")
+
+
 def test_errors_name_the_file_and_line_that_set_the_key(layered: Path) -> None:
     bad = layered.parent / "local.d" / "30-bad.toml"
     bad.write_text('# local tuning\n[milter]\n\nworkers = "many"\n[bayes]\nclassifer = "x"\n')
@@ -133,3 +163,41 @@ def test_configtest_says_why_dns_is_off_and_rejects_other_words(tmp_path: Path) 
     out = _pyspamd("--config", str(config), "configtest")
     assert out.returncode == 1
     assert f"{config}:2: dns.enabled must be true, false or \"auto\", got 'yes'" in out.stdout
+
+
+# --- action thresholds ---------------------------------------------------------------
+
+def test_thresholds_out_of_order_are_refused(layered: Path) -> None:
+    local = layered.parent / "local.d" / "30-actions.toml"
+    local.write_text("[actions]\n# too strict\nreject = 3.0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors[:2] == [
+        f"{local}:3: actions.reject (3) must be above actions.greylist (4), or greylist never "
+        "happens; set them in order (greylist < add_header < rewrite_subject < quarantine "
+        "< reject) or set one to false",
+        f"{local}:3: actions.reject (3) must be above actions.add_header (6), or add header "
+        "never happens; set them in order (greylist < add_header < rewrite_subject "
+        "< quarantine < reject) or set one to false"]
+    local.write_text("[actions]\nadd_header = 16.0\nreject = 12.0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(layered)
+    assert caught.value.errors[0].startswith(f"{local}:3: actions.reject (12) must be above "
+                                             "actions.add_header (16)")
+    local.write_text("[actions]\nadd_header = false\nreject = 5.0\ngreylist = 3.0\n")
+    assert load_config(layered).actions.reject == 5.0  # off is not out of order
+    out = _pyspamd("--config", str(layered), "configtest")
+    assert "OK" in out.stdout.splitlines()[-1], out.stdout
+
+
+def test_greylist_threshold_without_greylisting_is_a_warning(layered: Path) -> None:
+    local = layered.parent / "local.d" / "30-grey.toml"
+    local.write_text("[greylist]\nenabled = false\n")
+    warning = (f"{local}:2: actions.greylist = 4 while [greylist] enabled = false: every "
+               "message scoring from 4 is deferred (451) on every attempt; set "
+               "actions.greylist = false, or enable greylisting")
+    assert load_config(layered).warnings == [warning]
+    out = _pyspamd("--config", str(layered), "configtest")
+    assert f"warning: {warning}" in out.stdout.splitlines()
+    local.write_text("[greylist]\nenabled = false\n[actions]\ngreylist = false\n")
+    assert load_config(layered).warnings == []

@@ -116,6 +116,10 @@ def test_metrics_is_valid_prometheus_text(controller: ControllerProc) -> None:
                  "pyspamd_symbol_hits", "pyspamd_bayes_learned_messages"):
         assert name in families, name
     assert families["pyspamd_dns_timeouts"].samples[0].value == 0
+    # the controller process's own, by prometheus_client's process collector
+    assert families["process_resident_memory_bytes"].samples[0].value > 10 << 20
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["process_open_fds"].samples[0].value >= 3
 
 
 def test_learn_moves_and_counts(controller: ControllerProc) -> None:
@@ -191,6 +195,10 @@ def test_pyspamc_learn_over_http(controller: ControllerProc, tmp_path: Path,
     assert "junk.bin: binary data, not a mail message" in out
     assert pyspamc_main([*remote, "learn_spam", str(folder / "0.eml")]) == 0
     assert capsys.readouterr().out.startswith("learned: 0, already learned: 1")
+    (folder / "Ham").mkdir()  # a folder named like the other class: nothing is sent
+    (folder / "Ham" / "h.eml").write_bytes(make_message(body="a kept letter\n"))
+    assert pyspamc_main([*remote, "learn_spam", str(folder)]) == 1
+    assert f"{folder / 'Ham'} (1 message) would be learned as spam" in capsys.readouterr().err
 
 
 def test_pyspamc_without_a_controller(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -229,3 +237,31 @@ def test_recipient_settings_over_http(controller: ControllerProc,
     assert json.loads(capsys.readouterr().out)["settings"] == "abuse-desk"
     assert pyspamc_main([*remote, str(GTUBE)]) == 0
     assert "\nSettings: abuse-desk\n" in capsys.readouterr().out
+
+
+def test_rspamc_stat_counters_and_ping(controller: ControllerProc) -> None:
+    """rspamd's own client reads the controller: Statfile lines, the symbols cache table."""
+    import subprocess
+
+    _scan(controller, GTUBE.read_bytes())
+    eventually(lambda: controller.call("GET", "/stat").json()["scanned"] >= 1)
+    controller.call("POST", "/learnspam", make_message(body="rspamc stat learned line\n"))
+    ping = controller.call("GET", "/ping")
+    assert ping.status == 200 and ping.body == b"pong\r\n"
+
+    def rspamc(command: str) -> str:
+        out = subprocess.run(["rspamc", "-h", f"127.0.0.1:{controller.port}", command],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+
+    stat = controller.call("GET", "/stat").json()
+    spam = stat["bayes"]["learned"]["spam"]
+    text = rspamc("stat")
+    assert re.search(r"^Messages scanned: [1-9]", text, re.MULTILINE)
+    assert re.search(rf"Statfile: BAYES_SPAM type: sqlite3; .*learned: {spam}; users: 1", text)
+    assert "Statfile: BAYES_HAM type: sqlite3; " in text
+    assert f"Total learns: {spam + stat['bayes']['learned']['ham']}" in text
+    counters = rspamc("counters")
+    row = next(line for line in counters.splitlines() if " GTUBE " in line)
+    assert row.split("|")[3].strip() == "1000.0" and int(row.split("|")[5]) >= 1

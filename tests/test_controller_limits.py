@@ -127,6 +127,27 @@ def test_wrong_passwords_back_off(controller: ControllerProc) -> None:
     assert "it must wait 1s" in log
 
 
+def test_parallel_wrong_passwords_get_no_more_guesses(controller: ControllerProc) -> None:
+    """Many connections at once: each password is counted as a failure before it is
+    checked, so a lockout allows FREE_FAILURES + 1 checks however many run in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    right, wrong = {"Password": PASSWORD}, {"Password": "parallel-guess"}
+    log = controller.workdir / "pyspamd.log"
+    before = log.read_text().count("wrong password from")
+    # four at once: the fixture's max_connections is 6 and a closed one may still count
+    with ThreadPoolExecutor(4) as pool:  # right ones in parallel all get in
+        assert set(pool.map(lambda _: controller.call("GET", "/stat", headers=right).status,
+                            range(20))) == {200}
+        statuses = list(pool.map(lambda _: controller.call("GET", "/stat",
+                                                           headers=wrong).status, range(48)))
+    checked = log.read_text().count("wrong password from") - before
+    assert statuses.count(403) == checked <= FREE_FAILURES + 1, statuses
+    assert statuses.count(429) == 48 - checked
+    time.sleep(1.1)  # the wait earned; then the right password is checked again
+    assert controller.call("GET", "/stat", headers=right).status == 200
+
+
 def test_wrong_password_pays_full_cost_after_a_right_one(monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     calls = []

@@ -48,3 +48,22 @@ def test_keygen_refuses_to_overwrite_and_bad_names(tmp_path: Path,
     assert pyspamc(["dkim-keygen", "example.org", "s2", "--bits", "512",
                     "--dir", str(tmp_path)]) == 1
     assert "at least 1024 bits" in capsys.readouterr().err
+
+
+def test_keygen_puts_the_key_beside_the_config_and_names_the_local_d_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "etc" / "pyspamd.toml"
+    config.parent.mkdir()
+    config.write_text("")
+    assert pyspamc(["-c", str(config), "dkim-keygen", "example.org", "2026b"]) == 0
+    out = capsys.readouterr().out
+    key = tmp_path / "etc" / "dkim" / "example.org.2026b.key"
+    assert key.exists()
+    local = tmp_path / "etc" / "local.d" / "dkim-example.org.toml"
+    assert f"write these lines to {local} " in out and "the DNS zone of example.org" in out
+    snippet = out[out.index('[dkim_signing.keys."example.org"]'):]
+    local.parent.mkdir()
+    local.write_text(snippet)
+    from pyspamd.config import load_config
+
+    assert load_config(config).dkim_signing.keys["example.org"].key == str(key)

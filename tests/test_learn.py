@@ -22,7 +22,7 @@ from pyspamd.classifiers.bayes import TOKENIZER_KEY, Bayes, today
 from pyspamd.classifiers.tokenizer import TOKENIZER_VERSION
 from pyspamd.cli.learn import Progress, Summary, parse_duration
 from pyspamd.cli.pyspamc import main as pyspamc_main
-from pyspamd.sources import not_a_message
+from pyspamd.sources import MessageSource, not_a_message
 from pyspamd.storage.base import HAM, SPAM, LearnOutcome
 from pyspamd.storage.sqlite_store import SqliteStorage
 from pyspamd.task import Task
@@ -341,17 +341,55 @@ def test_eval_prints_the_measures(capsys: pytest.CaptureFixture[str]) -> None:
 def test_progress_bar_on_a_terminal_counts_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
     order = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
     done = Summary()
-    for _ in range(4):
+    sources = [MessageSource(f"f{n}", b"x") for n in range(3)] + [
+        MessageSource(f"box:{n}", b"x", part=n) for n in (1, 2, 3)]  # one mbox file
+    bar = Progress(tty=True, total=4)
+    for _ in bar.track(sources, done, order):
         done.add(LearnOutcome.LEARNED)
-    bar = Progress(tty=True)
-    bar.show(4, done, order)
     bar.end()
     err = capsys.readouterr().err
-    assert err.startswith("\r4 messages, ") and "learned: 4, already learned: 0" in err
-    log = Progress(tty=False, every=2)
-    for n in (1, 2, 3, 4):
-        log.show(n, done, order)
+    assert "100%" in err and "4/4" in err and "learned: 6, already learned: 0" in err
+    done = Summary()
+    log = Progress(tty=False, total=4, every=2)
+    for _ in log.track(sources, done, order):
+        done.add(LearnOutcome.LEARNED)
     log.end()
     lines = capsys.readouterr().err.splitlines()
-    assert [ln.split(":")[0] for ln in lines] == ["2 messages", "4 messages"]
+    assert [ln.split(" (")[0] for ln in lines] == [
+        "2 messages, 2/4 files", "4 messages, 4/4 files", "6 messages, 4/4 files"]
+    assert "50%" in lines[0] and "messages/s" in lines[0] and " left): learned: 2," in lines[0]
     assert "\r" not in "".join(lines)
+
+
+def test_a_learn_run_in_a_log_shows_its_progress(config: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Not on a terminal (cron): a line every 500 messages, with the total of files."""
+    folder = config.parent / "many"
+    folder.mkdir()
+    for n, path in enumerate(sorted((SPAM_DIR / "cur").iterdir()) * 6):
+        (folder / f"{n:04d}.eml").write_bytes(path.read_bytes())
+    assert run(config, "learn_spam", str(folder)) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("500 messages, 500/600 files (83%, ") and " left): " in lines[0]
+
+
+def test_folder_named_like_the_other_class_is_refused(config: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    tree = tmp_path / "mail"
+    (tree / "spam" / "cur").mkdir(parents=True)
+    (tree / "ham").mkdir()
+    for n, path in enumerate(sorted((HAM_DIR / "cur").iterdir())[:2]):
+        shutil.copy(path, tree / "ham" / f"{n}.eml")
+    for path in spam_files(3):
+        shutil.copy(path, tree / "spam" / "cur")
+    assert run(config, "learn_ham", str(tree)) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"pyspamc: not learned: {tree / 'spam'} (3 messages) would be learned as "
+                   "ham though named like spam; name the folders to learn, or add --force")
+    assert not (config.parent / "bayes.sqlite").exists()  # nothing learned, no store made
+    assert run(config, "learn_spam", str(tree / "spam")) == 0  # named, not refused
+    assert run(config, "learn_spam", str(tree)) == 1
+    assert f"{tree / 'ham'} (2 messages) would be learned as spam" in capsys.readouterr().err
+    assert run(config, "learn_ham", "--force", str(tree)) == 0
+    assert summary(capsys.readouterr().out)["moved"] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -213,3 +214,32 @@ def test_configtest_knows_the_symbols_of_configured_checks(
     assert "score for NO_SUCH_THING, which no rule or check defines" in out
     for known in ("HELO_IS_US", "GREYLIST", "BAYES_SPAM", "BLOCKED"):
         assert f"score for {known}," not in out
+
+
+def test_a_zero_score_map_that_acted_is_in_the_log_line_and_the_history(tmp_path: Path) -> None:
+    from pyspamd.stats.recorder import history_entry, history_row
+    from pyspamd.stats.render import history_lines
+    from pyspamd.tasklog import task_log_line
+
+    (tmp_path / "header_checks").write_text(HEADER_CHECKS)
+    (tmp_path / "friends").write_text("friend.example OK\n")
+    scanner = scanner_for(tmp_path, '[[maps]]\nname = "header_checks"\ntype = "regexp"\n'
+                                    'match = "headers"\nfile = "header_checks"\n'
+                                    'symbol = "POSTFIX_HEADER_CHECKS"\n'
+                                    '[[maps]]\nname = "friends"\ntype = "domain"\n'
+                                    'match = "envelope_from"\nfile = "friends"\n')
+    envelope = Envelope(client_ip="192.0.2.7", mail_from="ann@friend.example",
+                        rcpts=("bob@example.net",), queue_id="4QFORCED")
+    for headers, action, symbol in (
+            ({"From": "Deals <promo@adsgreece.com>"}, "reject", "POSTFIX_HEADER_CHECKS"),
+            ({}, "no action", "FRIENDS")):
+        raw = make_message(headers)
+        task = scanner.task(raw, envelope if symbol == "FRIENDS" else Envelope(
+            client_ip="192.0.2.7", mail_from="x@example.org", rcpts=("bob@example.net",)))
+        result = scanner.scan_task(task)
+        assert result.action == action and result.symbols[symbol].score == 0.0
+        assert f"{symbol}(0.00)" in task_log_line(result, task.envelope, len(raw))
+        entry = history_entry(json.dumps(history_row(result, task.envelope, len(raw), 0.0,
+                                                     "milter", 1)).encode())
+        assert entry is not None and entry["forced_by"] == [symbol]
+        assert f"{symbol}(0.00)" in history_lines([entry])[0]

@@ -97,6 +97,24 @@ def test_forged_verdict_headers_are_removed(daemon: Daemon) -> None:
     assert changed.index(("X-Spam-Flag", 2, "")) < changed.index(("X-Spam-Flag", 1, ""))
 
 
+def test_actions_the_mta_did_not_offer_are_left_out(daemon: Daemon) -> None:
+    """An MTA that offers adding headers only: no header change is asked of it, and the
+    verdict stands (pymilter would otherwise answer its own 451 for the change)."""
+    session = MtaSession(daemon.port, actions=C.SMFIF_ADDHDRS)
+    try:
+        forged = b"X-Spam-Flag: NO\r\n" + GTUBE
+        spam = session.send(forged, queue_id="4QNOCHG1")
+        ham = session.send(make_message([("X-Spam-Flag", "NO")], "plain words\n"),
+                           queue_id="4QNOCHG2")
+    finally:
+        session.close()
+    assert spam.reply.startswith("554 5.7.1 "), spam.replies
+    assert ham.disposition == C.SMFIR_ACCEPT and not ham.changed
+    assert ham.added["X-Spam-Flag"] == "NO"
+    assert "4QNOCHG1: the MTA did not offer these actions, left out: header changes " \
+        "(no SMFIF_CHGHDRS): X-Spam-Flag" in daemon.log()
+
+
 def test_several_messages_on_one_connection(daemon: Daemon) -> None:
     session = MtaSession(daemon.port)
     try:

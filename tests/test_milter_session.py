@@ -121,3 +121,20 @@ def test_trusted_networks_one_decision() -> None:
     grey = next(c for c in scanner.post_checks if c.name == "greylist")
     for ip in ("198.51.100.7", "192.0.2.1"):
         assert (ip in helo.trusted) == (ip in grey.trusted) == app.is_trusted(ip)
+
+
+def test_verdict_keeps_to_the_actions_the_mta_offered() -> None:
+    from pyspamd.milter.verdict import SMFIF_ADDHDRS, SMFIF_CHGHDRS, Verdict, fit_to_mta
+
+    quarantined = Verdict("accept", add_headers=[("X-Spam-Flag", "YES")],
+                          change_headers=[("Subject", 1, "[SPAM] x")], quarantine="held")
+    dropped = fit_to_mta(quarantined, SMFIF_ADDHDRS | SMFIF_CHGHDRS)
+    assert dropped == ["quarantine (no SMFIF_QUARANTINE): accepted"]
+    assert quarantined.quarantine == "" and quarantined.add_headers and \
+        quarantined.change_headers
+    rejected = Verdict("reject", add_headers=[("X-A", "1")], insert_headers=[("X-B", "2")],
+                       change_headers=[("X-Spam-Flag", 1, "")])
+    assert fit_to_mta(rejected, 0) == ["header changes (no SMFIF_CHGHDRS): X-Spam-Flag",
+                                       "added headers (no SMFIF_ADDHDRS)"]
+    assert rejected.disposition == "reject" and not (
+        rejected.add_headers or rejected.insert_headers or rejected.change_headers)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -351,3 +352,15 @@ def test_pidfile_naming_a_live_pyspamd_without_a_lock_is_respected(
     assert out.returncode == 1
     assert out.stderr.strip() == f"pyspamd is already running (pid {daemon.proc.pid} in {pidfile})"
     assert pidfile.read_text() == f"{daemon.proc.pid}\n"
+
+
+def test_every_pyspamc_command_is_in_its_man_page() -> None:
+    from pyspamd.cli.pyspamc import _parser
+
+    page = (REPO / "docs" / "man" / "pyspamc.1").read_text()
+    described = {m.replace("\\-", "-") for m in re.findall(
+        r'^\.(?:B|BI|BR) "?([a-z_\\-]+)', page, re.MULTILINE)}
+    described |= {m.replace("\\-", "-") for m in re.findall(
+        r'"\\fR, " ([a-z_]+)', page)}
+    _, commands = _parser()
+    assert sorted(commands - described) == []

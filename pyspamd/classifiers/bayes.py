@@ -28,6 +28,8 @@ class Verdict:
 
 # The Bayes marker holding the tokenizer version the store was learned with.
 TOKENIZER_KEY = "bayes:tokenizer"
+# The Bayes marker holding the learned totals ("nspam:nham") the model was last fitted at.
+FITTED_KEY = "bayes:fitted_totals"
 
 
 def learned_tokenizer(storage: BayesStore) -> int | None:
@@ -121,9 +123,21 @@ class Bayes:
         the number of tokens in it. `pyspamc learn_*`, `unlearn` and `expire` call it."""
         if self.max_fit_messages:  # learn() keeps to it; this applies a lowered limit
             self.storage.limit_fit_messages(self.max_fit_messages)
+        totals = self._totals()
         tokens, weights = logistic.fit(self.storage.learned_messages(), self.logistic_params)
         self.storage.set_model(tokens, weights)
+        self.storage.set_bayes_marker(FITTED_KEY, totals)
         return len(tokens)
+
+    def _totals(self) -> bytes:
+        counts = self.storage.token_counts(NO_TOKENS)
+        return f"{counts.nspam}:{counts.nham}".encode()
+
+    def model_outdated(self) -> bool:
+        """Messages learned or unlearned since the model was fitted (as far as the totals
+        tell: a learn and an unlearn in between cancel out until the next fit)."""
+        fitted = self.storage.bayes_marker(FITTED_KEY)
+        return fitted is not None and fitted != self._totals()
 
     def classify(self, task: Task) -> Verdict:
         return self.classify_tokens(self.tokens(task))

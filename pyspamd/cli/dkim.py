@@ -9,8 +9,9 @@ from typing import Any
 
 from pyspamd.auth.dkim_sign import generate_key, zone_line
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
+from pyspamd.config import local_dir, resolve_config_path
 
-DEFAULT_KEY_DIR = "/etc/pyspamd/dkim"
+DEFAULT_KEY_DIR = "/etc/pyspamd/dkim"  # without a config file
 
 
 def add_command(commands: Any) -> None:
@@ -18,14 +19,17 @@ def add_command(commands: Any) -> None:
         "dkim-keygen", help="write a DKIM key pair and print the DNS TXT record to publish")
     keygen.add_argument("domain", metavar="DOMAIN", help="the signing domain (d=)")
     keygen.add_argument("selector", metavar="SELECTOR", help="the selector (s=), e.g. 2026a")
-    keygen.add_argument("--dir", default=DEFAULT_KEY_DIR,
-                        help=f"where the private key goes (default {DEFAULT_KEY_DIR})")
+    keygen.add_argument("--dir", help="where the private key goes (default: dkim/ beside "
+                                      f"the config file, -c; {DEFAULT_KEY_DIR} without one)")
     keygen.add_argument("--bits", type=int, default=2048, help="RSA key size (default 2048)")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    config_path = resolve_config_path(args.config)
+    key_dir = Path(args.dir) if args.dir else (
+        config_path.parent / "dkim" if config_path is not None else Path(DEFAULT_KEY_DIR))
     try:
-        path, record = generate_key(args.domain, args.selector, Path(args.dir), args.bits)
+        path, record = generate_key(args.domain, args.selector, key_dir, args.bits)
     except FileExistsError as exc:
         print(f"pyspamc: {exc.filename} exists; pick a new selector to roll the key",
               file=sys.stderr)
@@ -33,10 +37,18 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"pyspamc: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"Private key written to {path} (mode 0600; make it readable by pyspamd's user).")
-    print("Publish this TXT record, then add to pyspamd.toml:")
-    print(f'  [dkim_signing.keys."{args.domain}"]\n  selector = "{args.selector}"\n'
-          f'  key = "{path}"')
+    settings = (local_dir(config_path) / f"dkim-{args.domain}.toml" if config_path is not None
+                else Path("local.d") / f"dkim-{args.domain}.toml")
+    print(f"Private key written to {path} (mode 0600; make it readable by pyspamd's user: "
+          f"chown pyspamd {path}).")
+    print()
+    print(f"1. Publish this TXT record in the DNS zone of {args.domain}:")
     print()
     print(zone_line(args.domain, args.selector, record))
+    print()
+    print(f"2. Once it resolves, write these lines to {settings} (a local.d file: the "
+          "main config is left as shipped), then run pyspamd configtest and reload:")
+    print()
+    print(f'[dkim_signing.keys."{args.domain}"]\nselector = "{args.selector}"\n'
+          f'key = "{path}"')
     return EXIT_OK

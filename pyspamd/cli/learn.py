@@ -7,16 +7,16 @@ import io
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes, today
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, load_config_or_exit
 from pyspamd.fuzzy.store import learned_spam_hook
-from pyspamd.sources import iter_messages, not_a_message
+from pyspamd.sources import MessageSource, count_files, folders_named, iter_messages, not_a_message
 from pyspamd.stats import keys
 from pyspamd.stats.render import size_text
 from pyspamd.storage import open_storage
@@ -24,13 +24,20 @@ from pyspamd.storage.base import HAM, SPAM, BatchError, LearnOutcome, StateStore
 from pyspamd.task import Task
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from pyspamd.rescore.learned import LearnedVectors
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 # The outcomes a learn run reports, in the order of its summary line.
 LEARN_ORDER = (LearnOutcome.LEARNED, LearnOutcome.ALREADY, LearnOutcome.MOVED)
-# A message starts with a header line ("Name: value") or an mbox "From " line.
+# Folder names that mean the other class: learning a tree as ham that holds one of these
+# (or as spam one of those) is refused without --force.
+OTHER_CLASS_FOLDERS = {
+    HAM: frozenset({"spam", "junk", "junk e-mail", "junk email", "bulk mail"}),
+    SPAM: frozenset({"ham", "not spam", "notspam", "not-spam", "inbox", "good"}),
+}
 
 
 def parse_duration(text: str) -> float:
@@ -49,6 +56,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         _paths_args(p)
         p.add_argument("--newer-than", type=parse_duration, metavar="AGE",
                        help="only files changed within AGE (e.g. 1d, 12h), for a daily cron job")
+        p.add_argument("--force", action="store_true",
+                       help="learn folders named like the other class (spam/, ham/) found "
+                            "inside the PATHs too")
         p.add_argument("--rescore", type=Path, metavar="FILE",
                        help="at the end, fit the scores from the store's symbol vectors "
                             "(pyspamc rescore --from-store) and write them to FILE")
@@ -67,6 +77,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--days", type=int, metavar="N",
                    help="age limit in days (default: [bayes] expire_days)")
+
+
+def other_class_refusal(args: argparse.Namespace, label: str) -> str | None:
+    """The one line that refuses a learn whose folders hold one named like the other class
+    (a `spam/` inside the folder given to learn_ham), unless --force was given."""
+    if getattr(args, "force", False):
+        return None
+    found = folders_named(args.paths, OTHER_CLASS_FOLDERS[label])
+    if not found:
+        return None
+    other = SPAM if label == HAM else HAM
+    where = ", ".join(f"{path} ({count} message{'' if count == 1 else 's'})"
+                      for path, count in found)
+    return (f"pyspamc: not learned: {where} would be learned as {label} though named like "
+            f"{other}; name the folders to learn, or add --force")
 
 
 def _paths_args(p: argparse.ArgumentParser) -> None:
@@ -95,29 +120,61 @@ class Summary:
 
 
 class Progress:
-    """A one-line bar on a terminal; a count every `every` messages otherwise (cron logs)."""
+    """Where a long learn run is: tqdm's bar on a terminal; in a log (cron), one line every
+    `every` messages. Both count files (the total is known before reading any; an mbox file
+    is one) and show the share done, the rate, the time left and the counts so far."""
 
-    def __init__(self, tty: bool, every: int = 1000) -> None:
-        self.tty = tty
+    def __init__(self, tty: bool, total: int = 0, every: int = 500) -> None:
+        self.total = total
         self.every = every
         self.start = time.monotonic()
-        self.drawn = 0.0
+        self.files = 0
+        self.seen = 0  # messages read, learned or not
+        self.bar: tqdm[NoReturn] | None = None
+        if tty:
+            from tqdm import tqdm
 
-    def show(self, done: int, summary: Summary, order: tuple[LearnOutcome, ...]) -> None:
-        if self.tty:
-            now = time.monotonic()
-            if now - self.drawn < 0.1 and done > 1:  # ten redraws a second are plenty
-                return
-            self.drawn = now
-            rate = done / max(now - self.start, 1e-6)
-            print(f"\r{done} messages, {rate:.0f}/s | {summary.line(order)}", end="",
-                  file=sys.stderr, flush=True)
-        elif done % self.every == 0:
-            print(f"{done} messages: {summary.line(order)}", file=sys.stderr, flush=True)
+            self.bar = tqdm(total=total or None, unit="file", file=sys.stderr,
+                            dynamic_ncols=True, mininterval=0.2, leave=True)
+
+    def track(self, sources: Iterable[MessageSource], summary: Summary,
+              order: tuple[LearnOutcome, ...]) -> Iterator[MessageSource]:
+        """The sources, each shown once the caller is done with it (whatever path of the
+        caller's loop it took)."""
+        for source in sources:
+            yield source
+            self.show(source, summary, order)
+
+    def show(self, source: MessageSource, summary: Summary,
+             order: tuple[LearnOutcome, ...]) -> None:
+        self.seen += 1
+        if source.starts_file:
+            self.files += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(summary.line(order), refresh=False)
+            self.bar.update(self.files - self.bar.n)
+            return
+        if self.seen % self.every == 0:
+            print(self.line(self.seen, summary, order), file=sys.stderr, flush=True)
+
+    def line(self, done: int, summary: Summary, order: tuple[LearnOutcome, ...]) -> str:
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        where = f"{done} messages, {self.files}/{self.total} files"
+        if self.total and self.files:
+            left = elapsed / self.files * max(self.total - self.files, 0)
+            where += (f" ({100 * self.files / self.total:.0f}%, "
+                      f"{done / elapsed:.0f} messages/s, {_clock(left)} left)")
+        return f"{where}: {summary.line(order)}"
 
     def end(self) -> None:
-        if self.tty:
-            print(file=sys.stderr)
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def run_learn(bayes: Bayes, state: StateStore, paths: list[str], label: str | None,
@@ -131,7 +188,7 @@ def run_learn(bayes: Bayes, state: StateStore, paths: list[str], label: str | No
     summary = Summary()
     order = (LEARN_ORDER if label
              else (LearnOutcome.UNLEARNED, LearnOutcome.NOT_LEARNED))
-    progress = Progress(tty)
+    progress = Progress(tty, count_files(paths))
     cutoff = time.time() - newer_than if newer_than is not None else None
     warning = bayes.tokenizer_warning()
     if warning:
@@ -163,7 +220,7 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                on_learned: Callable[[Task], object] | None = None) -> None:
     day = today()
     with bayes.storage.batch():
-        for source in iter_messages(paths, stdin):
+        for source in progress.track(iter_messages(paths, stdin), summary, order):
             if source.error is not None or source.data is None:
                 summary.fail(source.label, source.error or "unreadable")
                 continue
@@ -194,7 +251,6 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
             if on_learned is not None and outcome in (LearnOutcome.LEARNED,
                                                       LearnOutcome.MOVED):
                 on_learned(task)
-            progress.show(summary.total(), summary, order)
 
 
 def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
@@ -208,6 +264,10 @@ def _batch_lost(summary: Summary, exc: BatchError, counted: int) -> None:
 def cmd_learn(args: argparse.Namespace) -> int:
     config = load_config_or_exit(args.config)
     label = {"learn_spam": SPAM, "learn_ham": HAM}.get(args.command)
+    refusal = other_class_refusal(args, label) if label is not None else None
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return EXIT_FAILED
     vectors = None
     if label is not None and config.bayes.symbol_vectors:
         from pyspamd.cli.common import scanner_or_exit

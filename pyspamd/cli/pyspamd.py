@@ -64,6 +64,8 @@ def configtest(config_arg: str | None) -> int:
     if config.dns.auto_note:
         note = config.dns.auto_note
         print(note if note.startswith("warning:") else f"note: {note}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
     for directory in config.rules.dirs:
         if not Path(directory).exists() and directory != "/etc/pyspamd/rules.d":
             print(f"warning: rule directory {directory} does not exist")
@@ -121,6 +123,7 @@ def configdump(config_arg: str | None) -> int:
     for map_data in data["maps"]:  # a fetched map: its address, not the local copy
         url = map_data.pop("url", "")
         map_data["file"] = url or map_data["file"]
+    data.pop("warnings", None)
     print(tomli_w.dumps(data), end="")
     return EXIT_OK
 

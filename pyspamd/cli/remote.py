@@ -20,10 +20,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from pyspamd.cli.learn import LEARN_ORDER, Summary
+from pyspamd.cli.learn import LEARN_ORDER, Progress, Summary, other_class_refusal
 from pyspamd.config import split_host_port
 from pyspamd.result import ScanResult, Symbol, text_report
-from pyspamd.sources import MessageSource, iter_messages, not_a_message
+from pyspamd.sources import MessageSource, count_files, iter_messages, not_a_message
 from pyspamd.stats.render import counter_output, history_output, stat_lines
 from pyspamd.storage.base import LearnOutcome
 
@@ -204,6 +204,10 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     label = "spam" if args.command == "learn_spam" else "ham"
+    refusal = other_class_refusal(args, label)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return EXIT_FAILED
     cutoff = time.time() - args.newer_than if args.newer_than is not None else None
 
     def learn(source: MessageSource) -> str:
@@ -217,6 +221,7 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
         return cutoff is None or source.mtime is None or source.mtime >= cutoff
 
     summary = Summary()
+    progress = Progress(sys.stderr.isatty(), count_files(args.paths))
     for source, answer in _ordered(client, args.parallel,
                                    filter(wanted, iter_messages(args.paths)),
                                    _skip_errors(learn)):
@@ -228,6 +233,8 @@ def cmd_learn(args: argparse.Namespace, client: Client) -> int:
                 break
         else:
             summary.add(LearnOutcome(answer))
+        progress.show(source, summary, LEARN_ORDER)
+    progress.end()
     print(summary.line(LEARN_ORDER))
     for name, reason in summary.failed:
         print(f"failed: {name}: {reason}")

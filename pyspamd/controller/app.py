@@ -23,6 +23,7 @@ from aiohttp import web
 
 from pyspamd.checks.bayes import bayes_on
 from pyspamd.classifiers.bayes import Bayes
+from pyspamd.classifiers.refit import ModelRefitter
 from pyspamd.config import Config
 from pyspamd.controller.auth import Access, LoginThrottle
 from pyspamd.controller.limits import ConnectionGuard
@@ -70,6 +71,9 @@ class Controller:
         self.executor = ThreadPoolExecutor(config.controller.scan_threads,
                                            thread_name_prefix="controller")
         self._apply(config, scanner or Scanner.from_config(config))
+        # Learned messages count in the workers' verdicts within seconds, not from the
+        # nightly fit (classifiers/refit.py).
+        self.refitter = ModelRefitter(lambda: self.bayes).start()
 
     def _apply(self, config: Config, scanner: Scanner) -> None:
         old_scanner: Scanner | None = getattr(self, "scanner", None)
@@ -99,6 +103,7 @@ class Controller:
         log.info("controller: config and rules reloaded")
 
     def close(self) -> None:
+        self.refitter.stop()
         self.recorder.stop()
         self.executor.shutdown(wait=True, cancel_futures=True)
         self.scanner.services.close()
@@ -156,6 +161,8 @@ def _cross_site(request: web.Request) -> bool:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Seconds between looks, for a request held while its client's other passwords are checked.
+_CHECKS_POLL = 0.02
 
 
 def _too_many(wait: float) -> web.Response:
@@ -176,19 +183,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     password = _password(request)
     ip = client_ip(request, controller.access)
-    if password and not controller.access.is_secure(ip):
-        wait = controller.throttle.wait(ip)
+    throttled = bool(password) and not controller.access.is_secure(ip)
+    if throttled:
+        throttle = controller.throttle
+        while (wait := throttle.begin(ip)) is None:
+            await asyncio.sleep(_CHECKS_POLL)
         if wait > 0:  # refused unchecked: guessing costs the guesser the time
             return _too_many(wait)
-        level = await controller.run(controller.access.level, ip, password)
-        if level:
-            controller.throttle.succeeded(ip)
+        level = ""
+        try:
+            level = await controller.run(controller.access.level, ip, password)
+        finally:
+            wait = throttle.end(ip, bool(level))
     else:
-        level = controller.access.level(ip, password)
+        level, wait = controller.access.level(ip, password), 0.0
     if not level:
         if not password:
             return json_error(401, "password required (send it in the Password header)")
-        wait = controller.throttle.failed(ip)
         log.warning("controller: wrong password from %s for %s%s", ip, request.path,
                     f"; it must wait {wait:.0f}s" if wait else "")
         return json_error(403, "wrong password")

@@ -109,6 +109,7 @@ class _Failures:
     count: int = 0
     last: float = 0.0
     wait_until: float = 0.0
+    checking: int = 0  # passwords being checked now, each already counted as a failure
 
 
 class LoginThrottle:
@@ -146,19 +147,51 @@ class LoginThrottle:
         """Count a wrong password; returns the wait it earned."""
         now = self._clock()
         with self._lock:
+            return self._count(self.key(ip), now).wait_until - now
+
+    def _count(self, key: str, now: float) -> _Failures:
+        record = self._clients.pop(key, None)
+        if record is None or now - record.last > _FORGET_AFTER:
+            record = _Failures()
+        self._clients[key] = record  # most recent last
+        while len(self._clients) > _MAX_CLIENTS:
+            self._clients.popitem(last=False)
+        record.count += 1
+        record.last = now
+        over = record.count - FREE_FAILURES
+        record.wait_until = now + (0.0 if over <= 0 else
+                                   min(_MAX_WAIT, _FIRST_WAIT * 2 ** (over - 1)))
+        return record
+
+    def begin(self, ip: str | None) -> float | None:
+        """Before a password is checked. It is counted as a failure here, before the check,
+        so requests sent in parallel cannot all be checked before the first failure counts
+        (16 connections got 21 guesses per lockout when failures were counted after).
+        Returns 0.0: check it, then call end(); a wait in seconds: refuse it unchecked;
+        None: passwords of this client are being checked and the wait is on them, so ask
+        again shortly (a right one among them clears the wait)."""
+        now = self._clock()
+        with self._lock:
             key = self.key(ip)
-            record = self._clients.pop(key, None)
-            if record is None or now - record.last > _FORGET_AFTER:
-                record = _Failures()
-            self._clients[key] = record  # most recent last
-            while len(self._clients) > _MAX_CLIENTS:
-                self._clients.popitem(last=False)
-            record.count += 1
-            record.last = now
-            over = record.count - FREE_FAILURES
-            wait = 0.0 if over <= 0 else min(_MAX_WAIT, _FIRST_WAIT * 2 ** (over - 1))
-            record.wait_until = now + wait
-            return wait
+            record = self._clients.get(key)
+            if record is not None and record.wait_until > now:
+                return None if record.checking else record.wait_until - now
+            record = self._count(key, now)
+            record.checking += 1
+            return 0.0
+
+    def end(self, ip: str | None, right: bool) -> float:
+        """After the check begin() allowed; returns the wait a wrong password earned."""
+        with self._lock:
+            key = self.key(ip)
+            record = self._clients.get(key)
+            if right:
+                self._clients.pop(key, None)
+                return 0.0
+            if record is None:
+                return 0.0
+            record.checking = max(0, record.checking - 1)
+            return max(0.0, record.wait_until - self._clock())
 
     def succeeded(self, ip: str | None) -> None:
         with self._lock:

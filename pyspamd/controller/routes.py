@@ -133,6 +133,8 @@ async def _learn(request: web.Request, label: str) -> web.Response:
             keep_vector(c.storage, label, tokens.digest(), result,
                         c.config.bayes.max_fit_messages)
         c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+        if outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+            c.refitter.learned()
         hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
         if hook is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
             hook(task)
@@ -165,6 +167,28 @@ async def stat(request: web.Request) -> web.Response:
     data["controller_started"] = c.started
     data["now"] = time.time()
     return web.json_response(data)
+
+
+@access(READ)
+async def counters(request: web.Request) -> web.Response:
+    """rspamd's /counters, which `rspamc counters` prints: each symbol's weight, hits, and
+    hits per second since the statistics started (rspamc shows them per minute)."""
+    c = request.app[CONTROLLER]
+    try:
+        counted = await c.run(c.reader.counters)
+    except StorageError as exc:
+        return json_error(503, str(exc))
+    since = c.reader.scans(counted)["started"] or c.started
+    seconds = max(time.time() - since, 1.0)
+    rows = [{"symbol": r["name"], "weight": r["score"], "hits": r["hits"],
+             "frequency": r["hits"] / seconds, "frequency_stddev": 0.0, "time": 0.0}
+            for r in symbol_rows(c.scanner.defs, c.reader.symbol_hits(counted))]
+    return web.json_response(rows)
+
+
+@access(PUBLIC)
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(text="pong\r\n")
 
 
 @access(READ)
@@ -250,7 +274,8 @@ async def metrics(request: web.Request) -> web.Response:
             learned = c.storage.bayes_stats().learned
         except StorageError:
             learned = None
-        return prometheus.render(c.reader, learned, time.time() - c.started)
+        return (prometheus.render(c.reader, learned, time.time() - c.started)
+                + prometheus.process_metrics())
 
     try:
         text = await c.run(render)
@@ -434,6 +459,8 @@ ROUTES = [
     web.post("/fuzzydel", fuzzydel),
     web.get("/stat", stat),
     web.get("/history", history),
+    web.get("/counters", counters),
+    web.get("/ping", ping),
     web.get("/graph", graph),
     web.get("/symbols", symbols),
     web.get("/actions", actions),

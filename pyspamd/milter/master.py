@@ -18,6 +18,7 @@ from pyspamd.milter.instance import EXIT_NO_SOCKET
 from pyspamd.milter.pool import REPLACE_SIGNAL, Pool
 from pyspamd.policy.remote_maps import poll_forever, remote_maps
 from pyspamd.scanner import Scanner, reload_pipeline
+from pyspamd.sdnotify import notify, reloading
 from pyspamd.services import Services
 from pyspamd.stats.keys import STARTED
 
@@ -54,6 +55,8 @@ class Master:
     reload_requested: bool = False
     exit_code: int = 0
     next_dns_probe: float = 0.0
+    # Until every listener has answered a probe once: then systemd is told READY=1.
+    waiting_ready: dict[str, Probe | None] | None = None
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -64,6 +67,8 @@ class Master:
         if self.config.dns.auto_note:
             log.info("%s", self.config.dns.auto_note)
         self.next_dns_probe = time.monotonic() + DNS_REPROBE
+        for warning in self.config.warnings:
+            log.warning("config: %s", warning)
         _mark_started(self.scanner.services)
         while not self.stopping:
             self._reap()
@@ -80,7 +85,9 @@ class Master:
                     self._spawn_pool(spec)
             self._check_health()
             self._reprobe_resolver()
+            self._check_ready()
             time.sleep(TICK)
+        notify("STOPPING=1", "STATUS=finishing the messages in flight")
         for pid in self.pools:
             kill_child(pid, signal.SIGTERM)
         deadline = time.monotonic() + self.config.milter.shutdown_timeout + 15
@@ -91,6 +98,24 @@ class Master:
             kill_child(pid, signal.SIGKILL)
         log.info("pyspamd stopped")
         return self.exit_code
+
+    def _check_ready(self) -> None:
+        """READY=1 once each listener answers the way the MTA will ask (an OPTNEG)."""
+        if self.waiting_ready is None:  # no probe connections when nobody is told
+            self.waiting_ready = {spec: None for spec in self.config.milter.listen
+                                  if os.environ.get("NOTIFY_SOCKET")}
+        if not self.waiting_ready:
+            return
+        for spec, probe in list(self.waiting_ready.items()):
+            if probe is None:
+                probe = self.waiting_ready[spec] = Probe(spec, 5.0)
+            outcome = probe.step()
+            if outcome == "":
+                del self.waiting_ready[spec]
+            elif outcome is not None:
+                self.waiting_ready[spec] = None  # not listening yet: ask again
+        if not self.waiting_ready:
+            notify("READY=1", f"STATUS=serving {', '.join(self.config.milter.listen)}")
 
     def _on_stop(self, signum: int, frame: object) -> None:
         self.stopping = True
@@ -215,19 +240,24 @@ class Master:
                       describe_status(status), backoff.delay)
 
     def _reload(self) -> None:
+        reloading()
         reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
         if reloaded is None:
+            notify("READY=1", "STATUS=reload refused (see the log); the old config runs")
             return
         if reloaded[0].dns.auto_note != self.config.dns.auto_note:
             log.info("%s", reloaded[0].dns.auto_note or "network checks: as configured")
         old_listen = self.config.policy_service.listen
         self.config = reloaded[0]
         self.next_dns_probe = time.monotonic() + DNS_REPROBE
+        for warning in self.config.warnings:
+            log.warning("config: %s", warning)
         for pid, spec in self.pools.items():
             if spec == POLICY and self.config.policy_service.listen != old_listen:
                 self._retire(pid)  # started again on its new sockets by the loop
             else:
                 kill_child(pid, signal.SIGHUP)
+        notify("READY=1", f"STATUS=serving {', '.join(self.config.milter.listen)}")
 
     def _reprobe_resolver(self) -> None:
         """The local resolver "auto" found silent: once it answers, a reload (the pools'

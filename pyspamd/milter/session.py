@@ -25,9 +25,12 @@ from pyspamd.auth.dkim_sign import Signer
 from pyspamd.faultlog import FaultLog
 from pyspamd.milter.recipients import DEFER_CODE, RecipientGate, RecipientPolicy
 from pyspamd.milter.verdict import (
+    ALL_ACTIONS,
+    SMFIF_ADDHDRS,
     VERDICT_HEADERS,
     Verdict,
     decide,
+    fit_to_mta,
     quarantine_fallback,
     released_action,
     unscanned,
@@ -126,9 +129,15 @@ class MilterSession(Milter.Base):
         self.client_ip: str | None = None
         self.client_hostname: str | None = None
         self.helo: str | None = None
+        self.mta_actions = ALL_ACTIONS  # what the MTA offered; set at negotiation
         self.app.session_started()
         self._counted = True
         self._reset_message()
+
+    def negotiate(self, opts: list[int]) -> int:
+        # opts[0]: the actions the MTA offers; the verdict keeps to them (fit_to_mta)
+        self.mta_actions = int(opts[0])
+        return int(super().negotiate(opts))
 
     def _reset_message(self) -> None:
         self.mail_from: str | None = None
@@ -244,6 +253,11 @@ class MilterSession(Milter.Base):
                 faults.report("scan", f"qid: {queue_id or '-'}: scan failed, applying "
                               f"fail_action={self.app.config.milter.fail_action}", exc)
                 return self._fail(queue_id, exc)
+            dropped = fit_to_mta(verdict, self.mta_actions)
+            if dropped:
+                faults.report("mta actions", f"qid: {queue_id or '-'}: the MTA did not offer "
+                              f"these actions, left out: {'; '.join(dropped)}",
+                              level=logging.WARNING)
             try:
                 return self._apply(verdict)
             except milter.error as exc:
@@ -253,6 +267,11 @@ class MilterSession(Milter.Base):
                 faults.report("apply", f"qid: {queue_id or '-'}: verdict not sent to the MTA "
                               "(connection closed?)", exc, level=logging.WARNING)
                 return self._fail_code()
+            except Exception as exc:  # e.g. Milter.DisabledAction: never pymilter's own 451
+                faults.report("apply", f"qid: {queue_id or '-'}: verdict not applied, "
+                              f"applying fail_action={self.app.config.milter.fail_action}",
+                              exc)
+                return self._fail(queue_id, exc)
         finally:
             self._reset_message()
 
@@ -377,6 +396,8 @@ class MilterSession(Milter.Base):
                 faults.report("fail reply", "could not set the tempfail reply", reply_exc,
                               level=logging.WARNING)
             return Milter.TEMPFAIL
+        if not self.mta_actions & SMFIF_ADDHDRS:
+            return Milter.ACCEPT
         try:
             reason = f"failed; {type(exc).__name__}"
             for name, value in unscanned(reason, self.app.server_name, queue_id):

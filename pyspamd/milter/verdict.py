@@ -19,6 +19,13 @@ VERDICT_HEADERS = ("x-spamd-result", "x-spam-flag", "x-spam-status", "x-spam-lev
                    "x-pyspamd-antivirus", "x-pyspamd-quarantine")
 _MAX_REPLY_TEXT = 400  # SMTP reply lines are limited to 512 octets with code and CRLF
 
+# The milter protocol's action flags (SMFIF_*) an MTA offers at negotiation; a milter may
+# use only those. Postfix offers all; other MTAs and test clients may not.
+SMFIF_ADDHDRS = 0x01
+SMFIF_CHGHDRS = 0x10
+SMFIF_QUARANTINE = 0x20
+ALL_ACTIONS = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_QUARANTINE
+
 
 @dataclass(slots=True)
 class Reply:
@@ -38,6 +45,24 @@ class Verdict:
     # Inserted at the top, as a receiving MTA does (Authentication-Results, DKIM-Signature).
     insert_headers: list[tuple[str, str]] = field(default_factory=list)
     quarantine: str = ""
+
+
+def fit_to_mta(verdict: Verdict, offered: int) -> list[str]:
+    """Drop what the verdict asks of the MTA beyond the actions it `offered` (SMFIF_*
+    flags); returns what was dropped, to log. The disposition and its reply stay: every MTA
+    takes those, so a reject is never turned into a failure by a header it cannot add."""
+    dropped = []
+    if not offered & SMFIF_CHGHDRS and verdict.change_headers:
+        dropped.append("header changes (no SMFIF_CHGHDRS): "
+                       + ", ".join(sorted({name for name, _, _ in verdict.change_headers})))
+        verdict.change_headers = []
+    if not offered & SMFIF_ADDHDRS and (verdict.add_headers or verdict.insert_headers):
+        dropped.append("added headers (no SMFIF_ADDHDRS)")
+        verdict.add_headers, verdict.insert_headers = [], []
+    if not offered & SMFIF_QUARANTINE and verdict.quarantine:
+        dropped.append("quarantine (no SMFIF_QUARANTINE): accepted")
+        verdict.quarantine = ""
+    return dropped
 
 
 def reply_text(text: str) -> str:

@@ -42,6 +42,18 @@ class _Text:
                           else f"{name} {_number(value)}")
 
 
+def process_metrics() -> str:
+    """The standard process_* metrics (CPU seconds, resident and virtual memory, open and
+    maximum file descriptors, start time) of this process, by prometheus_client's process
+    collector, the same names every Prometheus exporter uses."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.process_collector import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    return generate_latest(registry).decode()
+
+
 def render(reader: StatsReader, bayes_learned: dict[str, int] | None,
            uptime: float) -> str:
     counters = reader.counters()

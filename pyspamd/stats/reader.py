@@ -26,6 +26,19 @@ def _int(value: bytes | None) -> int:
         return 0
 
 
+def rspamd_stat_fields(stat: dict[str, Any]) -> dict[str, Any]:
+    """rspamd's names for what `stat` holds, which rspamc stat prints: its "Messages
+    learned", a "Statfile:" line per class and "Total learns"."""
+    bayes = stat["bayes"]
+    learned = bayes["learned"][SPAM] + bayes["learned"][HAM]
+    statfiles = [{"symbol": symbol, "type": bayes["backend"], "revision": bayes["learned"][label],
+                  "users": 1, "languages": 0, "size": bayes["size_bytes"],
+                  "total": bayes["tokens"], "used": bayes["tokens"]}
+                 for symbol, label in (("BAYES_SPAM", SPAM), ("BAYES_HAM", HAM))]
+    return {"learned": learned, "total_learns": learned, "statfiles": statfiles,
+            "fuzzy_hashes": {"local": stat["fuzzy"]["hashes"]}}
+
+
 class StatsReader:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
@@ -69,6 +82,7 @@ class StatsReader:
                           "current": TOKENIZER_VERSION},
         }
         out["fuzzy"] = {"hashes": self.storage.fuzzy_count()}
+        out.update(rspamd_stat_fields(out))
         out["events"] = {k[len(keys.EVENT):]: n for k, n in counters.items()
                          if k.startswith(keys.EVENT)}
         return out

@@ -47,7 +47,7 @@ def count_event(name: str, amount: int = 1) -> None:
 # into a dict with these names.
 HISTORY_FIELDS = ("id", "time", "source", "queue_id", "ip", "helo", "user", "from", "rcpts",
                   "rcpt_count", "subject", "message_id", "action", "score", "required_score",
-                  "is_spam", "symbols", "scan_time", "size", "errors")
+                  "is_spam", "symbols", "scan_time", "size", "errors", "forced_by")
 
 
 def history_row(result: ScanResult, envelope: Envelope, size: int, when: float,
@@ -61,7 +61,7 @@ def history_row(result: ScanResult, envelope: Envelope, size: int, when: float,
         result.message_id, result.action, round(result.score, 2),
         result.required_score, result.is_spam,
         [[s.name, s.score, s.options] for s in result.sorted_symbols()],
-        round(result.scan_time, 6), size, result.errors,
+        round(result.scan_time, 6), size, result.errors, result.forced_symbols,
     ]
 
 
@@ -71,6 +71,8 @@ def history_entry(raw: bytes) -> dict[str, object] | None:
         values = json.loads(raw)
     except ValueError:
         return None
+    if isinstance(values, list) and len(values) == len(HISTORY_FIELDS) - 1:
+        values.append([])  # written before forced_by was kept
     if not isinstance(values, list) or len(values) != len(HISTORY_FIELDS):
         return None
     return dict(zip(HISTORY_FIELDS, values, strict=True))

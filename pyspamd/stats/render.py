@@ -89,8 +89,9 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"]))
         rcpts = ",".join(e["rcpts"]) + (f" (+{e['rcpt_count'] - len(e['rcpts'])})"
                                          if e["rcpt_count"] > len(e["rcpts"]) else "")
+        forced = e.get("forced_by") or []
         symbols = ",".join(f"{name}({score:.2f})" for name, score, _ in e["symbols"]
-                           if score != 0)
+                           if score != 0 or name in forced)
         lines.append(f"{when} qid: {e['queue_id'] or '-'}, ip: {e['ip'] or '-'}, "
                      f"from: <{e['from']}>, rcpts: {rcpts or '-'}, ({e['action']}): "
                      f"[{e['score']:.2f}/{e['required_score']:.2f}] [{symbols}], "

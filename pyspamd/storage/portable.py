@@ -21,6 +21,7 @@ import base64
 import gzip
 import json
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,6 +114,8 @@ def read_backup(path: Path) -> tuple[dict, list[tuple]]:
                 header = json.loads(next(lines))
             except StopIteration:
                 raise BackupError(f"{path}: empty file") from None
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                header = None
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise BackupError(f"{path}: not a pyspamd Bayes backup (no {FORMAT} header)")
             if header.get("version") != VERSION:
@@ -120,15 +123,25 @@ def read_backup(path: Path) -> tuple[dict, list[tuple]]:
                                   f"this pyspamd reads version {VERSION}")
             end = None
             for number, text in enumerate(lines, 2):
-                obj = json.loads(text)
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError:
+                    raise BackupError(f"{path}:{number}: damaged record (not JSON); nothing "
+                                      "restored") from None
                 if "end" in obj:
                     end = obj["end"]
                     break
                 record = _record(obj, f"{path}:{number}")
                 counts[record[0]] += 1
                 records.append(record)
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"{path}: cannot read: {exc}") from exc
+    except gzip.BadGzipFile:
+        raise BackupError(f"{path}: not a pyspamd Bayes backup (not gzip-compressed); "
+                          "nothing restored") from None
+    except (EOFError, zlib.error, UnicodeDecodeError):
+        raise BackupError(f"{path}: damaged or cut short (its compressed data ends early or "
+                          "is not text); nothing restored") from None
+    except OSError as exc:
+        raise BackupError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     if end is None:
         raise BackupError(f"{path}: truncated (no end line); nothing restored")
     if {k: int(v) for k, v in end.items() if v} != {k: v for k, v in counts.items() if v}:

@@ -72,6 +72,7 @@ class MtaSession:
     port: int
     client_ip: str = "192.0.2.1"
     unix_path: str = ""  # connect here instead of the TCP port
+    actions: int = C.SMFI_V6_ACTS  # the actions this MTA offers the milter
     sock: socket.socket = field(init=False)
     conn: miltertest.MilterConnection = field(init=False)
 
@@ -87,7 +88,7 @@ class MtaSession:
             # client would, on the stages it sends without waiting for an answer.
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn = miltertest.MilterConnection(self.sock)
-        _, self.protocol = self.conn.optneg_mta()
+        _, self.protocol = self.conn.optneg_mta(actions=self.actions)
         self._step(C.SMFIC_CONNECT, {"j": "mx.example.net", "{daemon_name}": "smtpd"},
                    hostname="client.example.org", family=C.SMFIA_INET, port=40000,
                    address=self.client_ip)

@@ -266,6 +266,7 @@ function showDetail(r) {
     ["Recipients", r.rcpts.join(", ") + (r.rcpt_count > r.rcpts.length ? ` (+${r.rcpt_count - r.rcpts.length} more)` : "")],
     ["Subject", r.subject], ["Message-ID", r.message_id || "–"], ["Size", fmt(r.size) + " bytes"],
     ["Scan time", (r.scan_time * 1000).toFixed(2) + " ms"], ["Scanned by", r.source]];
+  if (r.forced_by && r.forced_by.length) fields.push(["Action forced by", r.forced_by.join(", ")]);
   if (r.errors && r.errors.length) fields.push(["Errors", r.errors.join("; ")]);
   box.replaceChildren(
     el("div", {class: "verdict"}, badge(r.action),

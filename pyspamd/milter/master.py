@@ -188,13 +188,15 @@ class Master:
                       describe_status(status), backoff.delay)
 
     def _reload(self) -> None:
-        reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
+        reloaded = reload_pipeline(self.config_path, log)  # the children load their own
         if reloaded is None:
             return
         if reloaded[0].dns.auto_note != self.config.dns.auto_note:
             log.info("%s", reloaded[0].dns.auto_note or "network checks: as configured")
         self.config = reloaded[0]
         self.next_dns_probe = time.monotonic() + DNS_REPROBE
+        for pid in self.pools:  # a config the master refused is not passed on
+            kill_child(pid, signal.SIGHUP)
 
     def _reprobe_resolver(self) -> None:
         """The local resolver "auto" found silent: once it answers, a reload (the pools'
@@ -209,9 +211,7 @@ class Master:
         if probe(host, int(port)) is None:
             log.info("the resolver %s answers now: reloading to turn the network checks on",
                      host_port)
-            self.reload_requested = True
-        for pid in self.pools:
-            kill_child(pid, signal.SIGHUP)
+            self.reload_requested = True  # _reload passes it on to the children
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children

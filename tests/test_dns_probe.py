@@ -22,7 +22,7 @@ from support.dns_delay import delayed_udp
 from support.mta import MtaSession, running_daemon
 from support.network_lab import MTA_IP, SBL_IP, Lab
 
-from pyspamd.config import Config
+from pyspamd.config import load_config
 from pyspamd.dns import resolver as resolver_module
 from pyspamd.dns.resolver import DnsTimeout, Resolver
 from pyspamd.dns_settings import DnsConfig
@@ -93,6 +93,17 @@ def test_a_silent_local_resolver_costs_a_message_nothing(
             time.sleep(0.2)
         assert "network checks (DNSBL, SPF, DKIM, DMARC) on: the resolver 127.0.0.1" \
             in daemon.log()
+        # The master's log is not the workers' scan: they reload too, and check SPF now.
+        verdict = ""
+        while "R_SPF_ALLOW" not in verdict and time.monotonic() < deadline:
+            session = MtaSession(daemon.port, client_ip=MTA_IP)
+            try:
+                verdict = session.send(MESSAGE, mail_from="alice@example.test",
+                                       queue_id="4PROBE3").added["X-Spamd-Result"]
+            finally:
+                session.close()
+            time.sleep(0.2)
+        assert "R_SPF_ALLOW" in verdict, daemon.log()[-3000:]
 
 
 def test_a_worker_stops_asking_a_silent_nameserver_and_asks_it_again(
@@ -124,23 +135,37 @@ def test_a_worker_stops_asking_a_silent_nameserver_and_asks_it_again(
 
 
 def test_the_master_asks_a_silent_resolver_again_and_reloads_once_it_answers(
-        lab: Lab, default_scanner: Scanner) -> None:
+        lab: Lab, default_scanner: Scanner, tmp_path: Path) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
+    config_path = tmp_path / "pyspamd.toml"
+    config_path.write_text(f'[dns]\nnameservers = ["127.0.0.1:{port}"]\n'
+                           '[model]\nenabled = false\n')
+    # A child of the master's: the signals it is sent are what the master's children get,
+    # and SIGHUP, which pyspamd's children handle, ends this one.
+    child = subprocess.Popen(["sleep", "300"])
     try:
-        config = Config(dns=DnsConfig(nameservers=[f"127.0.0.1:{port}"]))
+        config = load_config(config_path)
         assert config.dns.enabled is False and config.dns.unanswered == f"127.0.0.1:{port}"
-        master = Master(None, config, default_scanner)
+        master = Master(config_path, config, default_scanner, pools={child.pid: "child"})
         master._reprobe_resolver()  # due: asked, still silent
         assert not master.reload_requested
         assert master.next_dns_probe > time.monotonic() + 30  # next time in a minute
+        with pytest.raises(subprocess.TimeoutExpired):  # nothing changed: no child reloads
+            child.wait(1.0)
+        sock.close()
+        # The resolver comes up at that address (here: a relay to the lab's).
+        with delayed_udp(lab.server.port, 0.0, port=port):
+            master._reprobe_resolver()  # not due yet
+            assert not master.reload_requested
+            master.next_dns_probe = 0.0
+            master._reprobe_resolver()
+            assert master.reload_requested
+            master._reload()  # what the main loop does next: the children reload too
+        assert master.config.dns.enabled is True and master.config.dns.unanswered == ""
+        assert child.wait(10) == -signal.SIGHUP
     finally:
         sock.close()
-    # The resolver comes up at that address (here: a relay to the lab's).
-    with delayed_udp(lab.server.port, 0.0, port=port):
-        master._reprobe_resolver()  # not due yet
-        assert not master.reload_requested
-        master.next_dns_probe = 0.0
-        master._reprobe_resolver()
-        assert master.reload_requested
+        child.kill()
+        child.wait()

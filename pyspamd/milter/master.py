@@ -241,7 +241,7 @@ class Master:
 
     def _reload(self) -> None:
         reloading()
-        reloaded = reload_pipeline(self.config_path, log)  # the pools load their own
+        reloaded = reload_pipeline(self.config_path, log)  # the children load their own
         if reloaded is None:
             notify("READY=1", "STATUS=reload refused (see the log); the old config runs")
             return
@@ -272,7 +272,7 @@ class Master:
         if probe(host, int(port)) is None:
             log.info("the resolver %s answers now: reloading to turn the network checks on",
                      host_port)
-            self.reload_requested = True
+            self.reload_requested = True  # _reload passes it on to the children
 
 
 CONTROLLER = "controller"  # the controller's entry among the master's children

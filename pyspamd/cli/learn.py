@@ -171,7 +171,8 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 continue
             try:
                 task = Task(source.data)
-                tokens = bayes.tokens(task)
+                known = vectors.known_tokens(source) if vectors is not None else None
+                tokens = known if known is not None else bayes.tokens(task)
             except Exception as exc:  # one odd message must not stop a run of thousands
                 summary.fail(source.label, f"cannot parse: {type(exc).__name__}: {exc}")
                 continue

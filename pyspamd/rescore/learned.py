@@ -2,7 +2,10 @@
 them in a pass before any is learned, so every vector sees the store as it was before the
 run (SQLite shows a run's learns at its end and Redis as they go: scanning during the run
 would give each backend other vectors), and the vectors of the messages that were learned
-go to the store at the end of the run, in one write per class."""
+go to the store at the end of the run, in one write per class.
+
+The first pass keeps each message's Bayes tokens (by label and a hash of its bytes), so the
+learn pass does not parse and tokenize the message a second time."""
 
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ import copy
 import logging
 from collections.abc import Iterable
 
+import xxhash
+
 from pyspamd.classifiers.bayes import Bayes
+from pyspamd.classifiers.tokenizer import Tokens
 from pyspamd.config import Config
 from pyspamd.rescore.vectors import factors_of, push_vectors, store_item
 from pyspamd.scanner import Scanner
@@ -19,6 +25,9 @@ from pyspamd.storage.base import HAM, SPAM, StateStore
 from pyspamd.task import Task
 
 log = logging.getLogger("pyspamd.rescore")
+# Tokens kept from the first pass for the learn pass (about 4 KiB a message); a bigger run
+# tokenizes the rest again.
+KEEP_TOKENS = 20_000
 
 
 class LearnedVectors:
@@ -29,6 +38,7 @@ class LearnedVectors:
         self.keep = config.bayes.max_fit_messages
         self.items: dict[str, list[bytes]] = {SPAM: [], HAM: []}
         self.scanned: dict[bytes, dict[str, float]] = {}
+        self.tokens: dict[str, tuple[bytes, Tokens]] = {}
 
     def scan(self, bayes: Bayes, sources: Iterable[MessageSource],
              cutoff: float | None) -> None:
@@ -40,12 +50,23 @@ class LearnedVectors:
                 continue
             try:
                 task = Task(source.data)
-                digest = bayes.tokens(task).digest()
+                tokens = bayes.tokens(task)
+                digest = tokens.digest()
                 result = self.scanner.scan_task(task)
             except Exception as exc:  # the learn pass reports the message; skip its vector
                 log.warning("no symbol vector for %s: %s", source.label, exc)
                 continue
             self.scanned[digest] = factors_of(result)
+            if len(self.tokens) < KEEP_TOKENS:
+                self.tokens[source.label] = (xxhash.xxh3_64_digest(source.data), tokens)
+
+    def known_tokens(self, source: MessageSource) -> Tokens | None:
+        """The tokens the first pass found for this message, if its bytes are the same."""
+        kept = self.tokens.pop(source.label, None)
+        if kept is None or source.data is None or \
+                kept[0] != xxhash.xxh3_64_digest(source.data):
+            return None
+        return kept[1]
 
     def take(self, label: str, digest: bytes) -> None:
         """The learn pass learned this message as `label`: its vector goes to the store."""

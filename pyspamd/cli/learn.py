@@ -208,10 +208,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     vectors = None
     if label is not None and config.bayes.symbol_vectors:
         from pyspamd.cli.common import scanner_or_exit
-        from pyspamd.rescore.learned import LearnedVectors
+        from pyspamd.rescore.learned import LearnedVectors, scan_config
 
-        scanner_or_exit(config)  # rule errors are told here, not as a traceback
-        vectors = LearnedVectors(config)
+        # rule errors are told here, not as a traceback; the scanner is built once
+        vectors = LearnedVectors(config, scanner_or_exit(scan_config(config)))
     storage = open_storage(config.storage, create=label is not None)
     bayes = bayes_on(config, storage)
     on_learned = learned_spam_hook(config, storage) if label == SPAM else None

@@ -30,11 +30,16 @@ log = logging.getLogger("pyspamd.rescore")
 KEEP_TOKENS = 20_000
 
 
+def scan_config(config: Config) -> Config:
+    scan = copy.deepcopy(config)
+    scan.bayes.autolearn.enabled = False  # the run learns; the scan must not
+    return scan
+
+
 class LearnedVectors:
-    def __init__(self, config: Config) -> None:
-        scan_config = copy.deepcopy(config)
-        scan_config.bayes.autolearn.enabled = False  # the run learns; the scan must not
-        self.scanner = Scanner.from_config(scan_config)
+    def __init__(self, config: Config, scanner: Scanner | None = None) -> None:
+        """`scanner`: one built from scan_config(config), if the caller has it already."""
+        self.scanner = scanner or Scanner.from_config(scan_config(config))
         self.keep = config.bayes.max_fit_messages
         self.items: dict[str, list[bytes]] = {SPAM: [], HAM: []}
         self.scanned: dict[bytes, dict[str, float]] = {}

@@ -35,7 +35,10 @@ import milter
 log = logging.getLogger("pyspamd.milter")
 
 VERSION = 6
-MAX_PACKET = 64 << 20  # larger than any chunk an MTA sends (1 MiB with SMFIP_MDS_1M)
+# A body chunk is at most 1 MiB (SMFIP_MDS_1M), a header at most the MTA's header limit
+# (Postfix: 100 kB); a longer packet closes the connection and the MTA applies its default
+# action, as libmilter does past its (by default 64 KiB) limit.
+MAX_PACKET = (1 << 20) + (64 << 10)
 _MAX_BUFFER = 4 << 20  # unread bytes kept while a scan runs before reading pauses
 
 # Commands, MTA -> milter

@@ -68,6 +68,8 @@ class Recording(Milter.Base):
     @Milter.noreply
     @Milter.decode("bytes")
     def header(self, name: Any, value: Any) -> int:
+        if name == "X-Break":
+            raise ValueError("cannot read this header")
         self.record.seen.append(("header", (name, value)))
         return Milter.CONTINUE
 
@@ -255,6 +257,19 @@ def test_a_failing_end_of_message_gets_the_fail_action(running: Running) -> None
     mta.connect()
     mta.message()
     assert [r[0] for r in mta.replies()] == [C.SMFIR_TEMPFAIL]  # no half-made changes
+
+
+def test_a_failing_stage_without_reply_fails_its_message_only(running: Running) -> None:
+    mta = Mta(running.port)
+    mta.connect()
+    mta.send(C.SMFIC_MAIL, args=["<alice@example.org>"])
+    assert mta.conn.send_get(C.SMFIC_RCPT, args=["<bob@example.net>"])[0] == C.SMFIR_CONTINUE
+    assert mta.conn.send_get(C.SMFIC_DATA)[0] == C.SMFIR_CONTINUE
+    mta.send(C.SMFIC_HEADER, name="X-Break", value="x")  # no reply negotiated here
+    mta.send(C.SMFIC_BODYEOB)
+    assert [r[0] for r in mta.replies()] == [C.SMFIR_TEMPFAIL]
+    mta.message()
+    assert [r[0] for r in mta.replies()] == [C.SMFIR_ACCEPT]
 
 
 def test_progress_goes_out_while_the_scan_runs(running: Running) -> None:

@@ -298,6 +298,7 @@ class MilterConnection(asyncio.Protocol):
         self.busy = False  # a callback runs in the executor: the next packets wait
         self.closed = False
         self.failed = False  # a callback raised: the message gets the fail action
+        self.session_failed = False  # ... before MAIL: every message of the session does
         self.in_message = False
         self.offered = (0, 0)  # the MTA's actions and protocol steps
         self.last_read = time.monotonic()
@@ -335,6 +336,7 @@ class MilterConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def shut(self) -> None:
+        self.buffer.clear()  # nothing after QUIT or a bad packet is read
         if self.transport is not None:
             self.transport.close()
 
@@ -382,7 +384,7 @@ class MilterConnection(asyncio.Protocol):
             helo = parts[0].decode("utf-8", "surrogateescape") if parts else ""
             self._call(SMFIC_HELO, "hello", helo)
         elif command == SMFIC_MAIL:
-            self.in_message, self.failed = True, False
+            self.in_message, self.failed = True, self.session_failed
             self._call(SMFIC_MAIL, "envfrom_bytes", *split_strings(payload))
         elif command == SMFIC_RCPT:
             self._call(SMFIC_RCPT, "envrcpt_bytes", *split_strings(payload))
@@ -399,6 +401,7 @@ class MilterConnection(asyncio.Protocol):
             self.shut()
         elif command == SMFIC_QUIT_NC:
             self._end_session()  # a new SMTP session follows on this connection
+            self.failed = self.session_failed = False
         else:
             raise ProtocolError(f"unknown command {chr(command)!r}")
 
@@ -517,7 +520,7 @@ class MilterConnection(asyncio.Protocol):
                 session.abort()
             except Exception as exc:
                 log.error("milter: abort callback failed: %s: %s", type(exc).__name__, exc)
-        self.failed = False
+        self.failed = self.session_failed
         self.ctx.pending.clear()
         self.ctx.reply = None
         self._message_done()
@@ -533,6 +536,7 @@ class MilterConnection(asyncio.Protocol):
                 log.error("milter: %s callback failed: %s: %s; fail action applied",
                           name, type(exc).__name__, exc)
                 self.failed = True
+                self.session_failed = self.session_failed or not self.in_message
                 code = self.server.fail_code()
         if code is None:
             code = Milter.CONTINUE

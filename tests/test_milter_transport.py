@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import Milter
@@ -24,9 +25,13 @@ import miltertest
 import pytest
 from miltertest import codec
 from miltertest import constants as C
+from support.messages import make_message
+from support.mta import Daemon, MtaSession
+from support.paths import CORPUS
 
 from pyspamd.milter.protocol import MilterServer, reply_text
 
+GTUBE = (CORPUS / "malformed" / "gtube.eml").read_bytes()
 _VERDICTS = (C.SMFIR_ACCEPT, C.SMFIR_REJECT, C.SMFIR_TEMPFAIL, C.SMFIR_DISCARD,
              C.SMFIR_REPLYCODE, C.SMFIR_CONTINUE)
 
@@ -341,3 +346,22 @@ def test_reply_text_is_checked_as_libmilter_does() -> None:
             reply_text(*bad)
     with pytest.raises(milter.error):
         reply_text("550", "5.7.1", "a", *["b"] * 32)
+
+
+def test_libmilter_stays_selectable(tmp_path: Path) -> None:
+    """`[milter] transport = "libmilter"`: the same sessions through Sendmail's library."""
+    daemon = Daemon(tmp_path, "[model]\nenabled = false\n", workers=1,
+                    milter_options='transport = "libmilter"')
+    daemon.start()
+    try:
+        session = MtaSession(daemon.port)
+        try:
+            ham = session.send(make_message(), queue_id="4QLIB1")
+            spam = session.send(GTUBE, queue_id="4QLIB2")
+        finally:
+            session.close()
+    finally:
+        daemon.stop()
+    assert ham.disposition == C.SMFIR_ACCEPT
+    assert ham.added["X-Pyspamd-Queue-Id"] == "4QLIB1"
+    assert spam.reply.startswith("554 5.7.1 Message rejected as spam")

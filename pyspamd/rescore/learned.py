@@ -4,13 +4,16 @@ run (SQLite shows a run's learns at its end and Redis as they go: scanning durin
 would give each backend other vectors), and the vectors of the messages that were learned
 go to the store at the end of the run, in one write per class.
 
-The first pass keeps each message's Bayes tokens (by label and a hash of its bytes), so the
-learn pass does not parse and tokenize the message a second time."""
+The first pass runs in one process a core, and keeps each message's Bayes tokens (by label
+and a hash of its bytes), so the learn pass does not parse and tokenize it a second time."""
 
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
+import multiprocessing
+import os
 from collections.abc import Iterable
 
 import xxhash
@@ -30,6 +33,26 @@ log = logging.getLogger("pyspamd.rescore")
 KEEP_TOKENS = 20_000
 
 
+_BATCH = 2000  # messages handed to the scanning processes at a time (held in memory)
+_Scanned = tuple[str, "tuple[bytes, Tokens, dict[str, float]] | str"]
+# The run's scanner and Bayes, set before the scanning processes fork.
+_SCANNING: tuple[Scanner, Bayes] | None = None
+
+
+def _scan_one(item: tuple[str, bytes]) -> _Scanned:
+    """One message's tokens and symbol vector (in a scanning process or inline)."""
+    label, data = item
+    assert _SCANNING is not None
+    scanner, bayes = _SCANNING
+    try:
+        task = Task(data)
+        tokens = bayes.tokens(task)
+        result = scanner.scan_task(task)
+    except Exception as exc:
+        return label, f"{type(exc).__name__}: {exc}"
+    return label, (xxhash.xxh3_64_digest(data), tokens, factors_of(result))
+
+
 def scan_config(config: Config) -> Config:
     scan = copy.deepcopy(config)
     scan.bayes.autolearn.enabled = False  # the run learns; the scan must not
@@ -44,26 +67,37 @@ class LearnedVectors:
         self.items: dict[str, list[bytes]] = {SPAM: [], HAM: []}
         self.scanned: dict[bytes, dict[str, float]] = {}
         self.tokens: dict[str, tuple[bytes, Tokens]] = {}
+        self.jobs = len(os.sched_getaffinity(0))
 
     def scan(self, bayes: Bayes, sources: Iterable[MessageSource],
              cutoff: float | None) -> None:
-        """The first pass: a vector for each message the learn pass may learn, by digest."""
-        for source in sources:
-            if source.data is None or not_a_message(source.data) is not None:
+        """The first pass: a vector for each message the learn pass may learn, by digest.
+        With more than one core the messages are scanned by forked processes, one a core
+        (the scanner opens its store on first use, so each process has its own)."""
+        global _SCANNING
+        items = ((source.label, source.data) for source in sources
+                 if source.data is not None and not_a_message(source.data) is None
+                 and (cutoff is None or source.mtime is None or source.mtime >= cutoff))
+        _SCANNING = (self.scanner, bayes)
+        try:
+            if self.jobs <= 1:
+                self._collect(map(_scan_one, items))
+                return
+            with multiprocessing.get_context("fork").Pool(self.jobs) as pool:
+                while batch := list(itertools.islice(items, _BATCH)):
+                    self._collect(pool.imap(_scan_one, batch, chunksize=8))
+        finally:
+            _SCANNING = None
+
+    def _collect(self, results: Iterable[_Scanned]) -> None:
+        for label, outcome in results:
+            if isinstance(outcome, str):  # the learn pass reports the message; no vector
+                log.warning("no symbol vector for %s: %s", label, outcome)
                 continue
-            if cutoff is not None and source.mtime is not None and source.mtime < cutoff:
-                continue
-            try:
-                task = Task(source.data)
-                tokens = bayes.tokens(task)
-                digest = tokens.digest()
-                result = self.scanner.scan_task(task)
-            except Exception as exc:  # the learn pass reports the message; skip its vector
-                log.warning("no symbol vector for %s: %s", source.label, exc)
-                continue
-            self.scanned[digest] = factors_of(result)
+            data_hash, tokens, factors = outcome
+            self.scanned[tokens.digest()] = factors
             if len(self.tokens) < KEEP_TOKENS:
-                self.tokens[source.label] = (xxhash.xxh3_64_digest(source.data), tokens)
+                self.tokens[label] = (data_hash, tokens)
 
     def known_tokens(self, source: MessageSource) -> Tokens | None:
         """The tokens the first pass found for this message, if its bytes are the same."""

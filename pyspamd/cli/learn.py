@@ -232,7 +232,8 @@ def _learn_all(bayes: Bayes, paths: list[str], label: str | None, cutoff: float 
                 continue
             try:
                 task = Task(source.data)
-                tokens = bayes.tokens(task)
+                known = vectors.known_tokens(source) if vectors is not None else None
+                tokens = known if known is not None else bayes.tokens(task)
             except Exception as exc:  # one odd message must not stop a run of thousands
                 summary.fail(source.label, f"cannot parse: {type(exc).__name__}: {exc}")
                 continue
@@ -271,10 +272,10 @@ def cmd_learn(args: argparse.Namespace) -> int:
     vectors = None
     if label is not None and config.bayes.symbol_vectors:
         from pyspamd.cli.common import scanner_or_exit
-        from pyspamd.rescore.learned import LearnedVectors
+        from pyspamd.rescore.learned import LearnedVectors, scan_config
 
-        scanner_or_exit(config)  # rule errors are told here, not as a traceback
-        vectors = LearnedVectors(config)
+        # rule errors are told here, not as a traceback; the scanner is built once
+        vectors = LearnedVectors(config, scanner_or_exit(scan_config(config)))
     storage = open_storage(config.storage, create=label is not None)
     bayes = bayes_on(config, storage)
     on_learned = learned_spam_hook(config, storage) if label == SPAM else None

@@ -16,6 +16,9 @@ worker of a pool sat there. So every swap is followed by a signal to the listene
 the call it is waiting in returns EINTR, libmilter retries, and the retry looks the
 descriptor up again. A call that starts after the swap finds the new socket directly, so
 whatever the listener was doing, it waits on the socket the gate chose.
+
+With pyspamd's own protocol (protocol.py) there is no such listener: the worker's event
+loop stops or starts watching the socket, which `switch` does in the loop's thread.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 
 _SLOT = struct.Struct("id")  # open sessions, time.monotonic() of the last update
 FREE = -1
@@ -94,9 +98,15 @@ class Gate:
         self._accepting = True
         self._draining = False
         self._lock = threading.Lock()
+        # Set by a worker whose event loop accepts (protocol.py): called instead of the swap.
+        self.switch: Callable[[bool], None] | None = None
         board.set(slot, 0)
 
     def _swap(self, accept: bool) -> None:
+        if self.switch is not None:
+            self._accepting = accept
+            self.switch(accept)
+            return
         for fd, saved in self._saved.items():
             os.dup2(saved if accept else self._decoy.fileno(), fd)
         self._accepting = accept

@@ -126,7 +126,7 @@ class Pool:
         if pid == 0:
             gate = Gate(self.board, board_slot, self.listen_fds,
                         threading.main_thread().ident or 0)
-            worker_main(app, gate, self.config.milter.shutdown_timeout)
+            worker_main(app, gate, self.config.milter.shutdown_timeout, self.listen_fds)
         slot.pid, slot.started, slot.board_slot = pid, time.monotonic(), board_slot
 
     def _fill(self) -> None:

@@ -1,7 +1,8 @@
 """One SMTP connection as the MTA reports it over the milter protocol.
 
-libmilter calls these methods from one thread per connection. All decisions are made at end
-of message, where the whole message is known; earlier stages only collect.
+The worker's milter protocol (protocol.py: stages in its event loop, end of message in a
+thread; or libmilter, a thread per connection) calls these methods. All decisions are made at
+end of message, where the whole message is known; earlier stages only collect.
 
 Stages before end of message are @noreply: Postfix sends them without waiting for an
 answer. With Postfix that is 1.8 ms per message faster than answering every stage (A/B on

@@ -12,6 +12,9 @@ from pyspamd.config_schema import Locator, bad_networks
 class MilterConfig:
     listen: list[str] = field(default_factory=lambda: ["inet:11332@127.0.0.1"])
     workers: int = 0  # 0: one per CPU
+    # "asyncio": pyspamd's own milter protocol (protocol.py); "libmilter": Sendmail's library
+    # through pymilter, with a thread per connection.
+    transport: str = "asyncio"
     socket_mode: str = "0660"
     socket_group: str = ""
     timeout: int = 300
@@ -40,6 +43,7 @@ class MilterConfig:
     mixed_settings: str = "defer"
 
 
+TRANSPORTS = ("asyncio", "libmilter")
 _LISTEN = re.compile(r"(?:inet6?:\d{1,5}(?:@\S+)?|(?:unix|local):/\S+)\Z")
 _TEMPLATE_FIELDS = {"score": 0.0, "required": 0.0, "symbols": "", "action": "", "queue_id": ""}
 
@@ -56,6 +60,8 @@ def check_milter(m: MilterConfig, loc: Locator) -> list[str]:
             bad("listen", f"has {spec!r}; write inet:PORT@HOST, inet6:PORT@HOST or unix:/PATH")
     if not m.listen:
         bad("listen", "is empty; give at least one socket, e.g. \"inet:11332@127.0.0.1\"")
+    if m.transport not in TRANSPORTS:
+        bad("transport", f"must be \"asyncio\" or \"libmilter\", got {m.transport!r}")
     if m.workers < 0:
         bad("workers", "must be 0 (one per CPU) or more")
     try:

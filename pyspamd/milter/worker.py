@@ -1,10 +1,13 @@
-"""A milter worker process: libmilter's listener in the main thread, a thread per SMTP
-session, the gate that balances connections between the pool's workers (gate.py), and the
-drain on DRAIN_SIGNAL: stop accepting, let the open sessions finish, exit (why not
-libmilter's own SIGTERM handling: server.py)."""
+"""A milter worker process: the milter protocol in the main thread (an event loop reading
+every connection, protocol.py, with scans in a few threads; or, with transport =
+"libmilter", libmilter's listener and a thread per SMTP session), the gate that balances
+connections between the pool's workers (gate.py), and the drain on DRAIN_SIGNAL: stop
+accepting, let the open sessions finish, exit (why not libmilter's own SIGTERM handling:
+server.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import logging
@@ -13,11 +16,13 @@ import signal
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import Milter
 import milter
 
 from pyspamd.milter.gate import CHECK_INTERVAL, Gate, install_kick_handler
+from pyspamd.milter.protocol import MilterServer
 from pyspamd.milter.session import MilterApp, session_class
 from pyspamd.stats.recorder import ScanRecorder
 from pyspamd.storage import StorageError
@@ -34,6 +39,9 @@ _M_ARENA_MAX = -8  # mallopt()
 # protocol, 2,000 corpus messages, two runs each); callbacks still run as soon as a scan ends,
 # so one connection's latency does not change.
 _GIL_SWITCH_INTERVAL = 0.05
+# Threads that run end of message (the scan) beside the event loop. Scans hold the GIL, so
+# one would do for CPU; more let a scan waiting on DNS leave the worker's core to the next.
+SCAN_THREADS = 4
 
 
 def register_callbacks() -> None:
@@ -60,7 +68,8 @@ def register_callbacks() -> None:
 DRAIN_SIGNAL = signal.SIGUSR1  # pool -> worker: stop accepting, finish, exit
 
 
-def worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
+def worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float,
+                listen_fds: list[int]) -> None:
     _die_with_parent()
     _few_malloc_arenas()
     # libmilter waits for these signals in its own thread; Python's handlers would hide them.
@@ -79,13 +88,36 @@ def worker_main(app: MilterApp, gate: Gate, shutdown_timeout: float) -> None:
     sys.setswitchinterval(_GIL_SWITCH_INTERVAL)
     code = 0
     try:
-        milter.main()  # libmilter's listener runs here, in the main thread (gate.py)
+        if app.config.milter.transport == "asyncio":
+            _serve(app, gate, listen_fds)
+        else:
+            milter.main()  # libmilter's listener runs here, in the main thread (gate.py)
     except Exception:
         log.exception("worker %d: milter loop failed", os.getpid())
         code = 1
     _stop_recorder(app)
     logging.shutdown()
     os._exit(code)
+
+
+def _serve(app: MilterApp, gate: Gate, listen_fds: list[int]) -> None:
+    """pyspamd's own milter protocol: one event loop for all this worker's connections."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    fail = app.config.milter.fail_action
+    server = MilterServer(
+        loop, listen_fds, Milter.factory,
+        ThreadPoolExecutor(SCAN_THREADS, thread_name_prefix="scan"),
+        float(app.config.milter.timeout),
+        lambda: Milter.TEMPFAIL if fail == "tempfail" else Milter.ACCEPT,
+    )
+
+    def switch(accept: bool) -> None:
+        loop.call_soon_threadsafe(server.set_accepting, accept)
+
+    gate.switch = switch
+    server.start()
+    loop.run_forever()
 
 
 def _few_malloc_arenas() -> None:

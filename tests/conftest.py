@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,21 @@ atexit.register(shutil.rmtree, os.environ["PYSPAMD_DATA_DIR"], ignore_errors=Tru
 # without --config read this empty file, which means the built-in defaults.
 os.environ["PYSPAMD_CONFIG"] = str(Path(os.environ["PYSPAMD_DATA_DIR"]) / "defaults.toml")
 Path(os.environ["PYSPAMD_CONFIG"]).write_text("")
+
+
+
+@pytest.fixture(autouse=True)
+def _pyspamd_logger_restored() -> Iterator[None]:
+    """Commands run in-process (pyspamc quarantine release, pyspamd's start-up) point the
+    "pyspamd" logger at syslog or a file; the next test must find it as pytest left it."""
+    logger = logging.getLogger("pyspamd")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    for handler in logger.handlers:
+        if handler not in saved[0]:
+            handler.close()
+    logger.handlers[:], logger.level, logger.propagate = saved
+
 
 # The fixtures that start a server, and the marker (pyproject.toml) their tests get, so
 # `pytest -m "not redis"` leaves them out. Suites that start their server inside the test

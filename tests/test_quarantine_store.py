@@ -155,8 +155,9 @@ def test_quarantine_band(tmp_path: Path) -> None:
     assert [thresholds.choose(s) for s in (7, 12, 16)] == [
         actions.ADD_HEADER, actions.QUARANTINE, actions.REJECT]
     path.write_text("[actions]\nquarantine = 20\nreject = 15\n")
-    with pytest.raises(ConfigError, match=r"pyspamd.toml:2: actions.quarantine \(20\) must "
-                                          r"be below actions.reject"):
+    with pytest.raises(ConfigError, match=r"pyspamd.toml:3: actions.reject \(15\) must be "
+                                          r"above actions.quarantine \(20\), or quarantine "
+                                          "never happens"):
         load_config(path)
 
 

@@ -247,9 +247,10 @@ def test_remote_map_fetch_304_age_and_errors(
     # The server fails: the copy stays, one line says so.
     config.write_text(config.read_text().replace(server.url("plain.map"), server.url("error")))
     loaded = load_config(config)
+    caplog.clear()
     with caplog.at_level("ERROR", logger="pyspamd.maps"):
         refresh_now(loaded)
-    (line,) = [r.getMessage() for r in caplog.records]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "pyspamd.maps"]
     assert re.fullmatch(f"map remote_ips: {re.escape(server.url('error'))}: server answered "
                         r"500 Internal Server Error; keeping the copy of \d+ s ago", line)
     assert MapSource(loaded.maps[0]).table().lookup("10.9.8.7") is not None

@@ -3,7 +3,7 @@
     python bench/corpora_verdict.py [--config PATH] [--jobs N] [--json FILE]
 
 Scans the seed-42 test part of the SpamAssassin corpus (../shared/corpus) and the held-out
-lists of every corpus under /work/corpora (corpus/gather/gather.py) through the real
+lists of every corpus under ../corpora (corpus/gather/gather.py; --corpora) through the real
 Scanner, built from the config (built-in defaults if none) with its Bayes store pointed
 at a new empty file, as on a new install. A spam or phish counts as caught when the
 action is `add header`, `rewrite subject` or `reject`; a ham with one of those is a false
@@ -24,9 +24,8 @@ from pathlib import Path
 from tables import print_markdown
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = next((p for p in (REPO.parent / "shared" / "corpus", Path("/work/shared/corpus"))
-               if p.is_dir()), REPO.parent / "shared" / "corpus")
-CORPORA = Path("/work/corpora")
+SHARED = REPO.parent / "shared" / "corpus"
+CORPORA = REPO.parent / "corpora"
 CAUGHT = ("add header", "rewrite subject", "reject")
 LABELS = ("spam", "phish", "ham")
 
@@ -80,8 +79,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", help="pyspamd config without [storage] (default: built-in)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--shared", type=Path, default=SHARED)
-    ap.add_argument("--corpora", type=Path, default=CORPORA)
+    ap.add_argument("--shared", type=Path, default=SHARED,
+                    help="the SpamAssassin corpus with split-42/ (default: ../shared/corpus)")
+    ap.add_argument("--corpora", type=Path, default=CORPORA,
+                    help="what corpus/gather/gather.py wrote (default: ../corpora)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     found = sets(args.shared, args.corpora)

@@ -25,6 +25,7 @@ CHECKS: tuple[str, ...] = (
     "attachment_content:AttachmentContent",
     "sender_identity:SenderIdentity",
     "helo_sanity:HeloSanity",
+    "relay:RelayAnalysis",
     "multimap:MultiMap",
     "ratelimit:RateLimit",
     "greylist:Greylist",

@@ -29,7 +29,8 @@ CASES_DIR = ROOT / "tests" / "rule_cases"
 RULES_DIR = ROOT / "rules"
 HAM_SAMPLE = ROOT / "corpus" / "ham" / "cur"
 NEW_RULE_FILES = re.compile(r"^[678]\d_.*\.rules$")
-NEW_CHECKS = ("url_features", "html_features", "attachment_content", "sender_identity")
+NEW_CHECKS = ("url_features", "html_features", "attachment_content", "sender_identity",
+              "era_lexicon")
 
 DEFAULT_HEADERS = {
     "from": "Sender <sender@example.com>",

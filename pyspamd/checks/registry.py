@@ -22,6 +22,7 @@ CHECKS: tuple[str, ...] = (
     # what phishing and today's spam show that one regex over one value cannot see
     "url_features:UrlFeatures",
     "html_features:HtmlFeatures",
+    "era_lexicon:EraLexicon",
     "attachment_content:AttachmentContent",
     "sender_identity:SenderIdentity",
     "helo_sanity:HeloSanity",

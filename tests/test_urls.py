@@ -33,3 +33,4 @@ def test_url_rules_see_scheme_less_links(tmp_path) -> None:  # type: ignore[no-u
     raw = (b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\n"
            b"Your prize waits at prize-claim.cfd/win now\r\n")
     assert "URL_TLD_MOSTLY_ABUSE" in scanner.scan(raw).symbols
+

@@ -32,6 +32,11 @@ def latin_lookalikes() -> dict[str, str]:
     return table
 
 
+@functools.cache
+def _translation() -> dict[int, str]:
+    return {ord(char): latin for char, latin in latin_lookalikes().items()}
+
+
 def is_lookalike(char: str) -> bool:
     return char in latin_lookalikes()
 
@@ -39,8 +44,7 @@ def is_lookalike(char: str) -> bool:
 def latin_skeleton(text: str) -> str:
     """The text with every look-alike letter replaced by the Latin letter it imitates
     (after NFKC, which already turns fullwidth and styled letters into plain ones)."""
-    table = latin_lookalikes()
-    text = unicodedata.normalize("NFKC", text)
     if text.isascii():
         return text
-    return "".join(table.get(c, c) for c in text)
+    text = unicodedata.normalize("NFKC", text)
+    return text if text.isascii() else text.translate(_translation())

@@ -19,14 +19,31 @@ _TRAILING = ".,;:!?)]}'\"*>"
 # A link written without a scheme, as spam writes them to slip past link checks and as
 # mail clients still make clickable: a host name, then a path (`bestdeals-now.top/claim`).
 # The path is required: a bare name ("see example.com") is as often a mention as a link.
-# Not after "@", ".", "/", ":" or a word character: an address, a longer name, or part of a
-# link found with its scheme. The host's last label must be a real top-level domain
-# (the Public Suffix List), so file paths such as `setup.c/...` are not taken.
-_BARE_URL = re.compile(
-    r"(?<![@./:\w-])((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,8}[a-z]{2,24})"
-    r"(/[^\s<>\"'`{}|\\^\[\]]*)",
-    re.IGNORECASE,
-)
+# Found from its ".tld/" (a search with a literal to skip to, cheap on any text), then the
+# host is read backwards. Not after "@", ".", "/", ":" or a word character: an address, or
+# part of a link found with its scheme. The host's last label must be a real top-level
+# domain (the Public Suffix List), so file paths such as `setup.c/...` are not taken.
+_TLD_SLASH = re.compile(r"\.[a-z]{2,24}/", re.IGNORECASE)
+_HOST_TAIL = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.){1,8}[a-z]{2,24}$",
+                        re.IGNORECASE)
+_PATH = re.compile(r"/[^\s<>\"'`{}|\\^\[\]]*")
+_NOT_BEFORE_HOST = frozenset("@./:-_")
+
+
+def _bare_links(text: str) -> list[str]:
+    """The scheme-less links of a text, as "host/path"."""
+    out = []
+    for m in _TLD_SLASH.finditer(text):
+        slash = m.end() - 1
+        host = _HOST_TAIL.search(text, max(0, slash - 260), slash)
+        if host is None:
+            continue
+        before = text[host.start() - 1] if host.start() else " "
+        if before in _NOT_BEFORE_HOST or before.isalnum():
+            continue
+        path = _PATH.match(text, slash)
+        out.append(host.group(0) + (path.group(0) if path else "/"))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +120,11 @@ def find_urls(
     for text in text_parts:
         if "/" not in text:
             continue
-        for match in _BARE_URL.finditer(text):
-            host = match.group(1)
+        for link in _bare_links(text):
+            host = link.partition("/")[0]
             if host[:4].lower() == "www." or not known_suffix(host):
                 continue  # "www." links were taken above, with the scheme-less ones
-            url = parse_url("http://" + match.group(0).rstrip(_TRAILING), False)
+            url = parse_url("http://" + link.rstrip(_TRAILING), False)
             if url is None or url.url in seen:
                 continue
             if len(out) >= limit:

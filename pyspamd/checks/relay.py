@@ -18,6 +18,7 @@ where we stand:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import TYPE_CHECKING, ClassVar, NamedTuple
@@ -68,6 +69,7 @@ _BARE = re.compile(r"^\s*from\s+(\S+)\s+\((?:[^()]*?\s)?\[?(\d{1,3}(?:\.\d{1,3})
                    re.IGNORECASE)
 # Our side of the network: a hop from one of these is one of our own hosts handing the
 # message on. Not Python's is_private, which also counts the documentation ranges.
+_WITH = re.compile(r"\bwith\s+([A-Za-z0-9]+)", re.IGNORECASE)
 _INTERNAL = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
     "169.254.0.0/16", "0.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10", "::/128"))
@@ -153,6 +155,17 @@ def parse_hop(value: str) -> Relay | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _internal_address(ip: str) -> bool:
+    """Ours by its range (cached: a site sees the same few relays all day)."""
+    address = _address(ip)
+    if address is None:
+        return True  # nothing to judge
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in net for net in _INTERNAL if net.version == address.version)
+
+
 class RelayAnalysis(Check):
     name = "relay"
     symbols: ClassVar = {
@@ -179,13 +192,7 @@ class RelayAnalysis(Check):
         self.our_addresses = {str(ipaddress.ip_address(a)) for a in config.helo.our_addresses}
 
     def _internal(self, ip: str) -> bool:
-        address = _address(ip)
-        if address is None:
-            return True  # nothing to judge
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return (any(address in net for net in _INTERNAL if net.version == address.version)
-                or str(address) in self.our_addresses or str(address) in self.trusted)
+        return (_internal_address(ip) or ip in self.our_addresses or ip in self.trusted)
 
     def relay(self, task: Task) -> Relay | None:
         env = task.envelope
@@ -204,10 +211,9 @@ class RelayAnalysis(Check):
             mine = 1 if below and env.client_ip in below[0] else 0
             return Relay(env.client_ip, rdns, (env.helo or "").strip().lower(),
                          len(below) - mine)
-        chain = task.received
         values = task.headers.raw("Received")
         for index, value in enumerate(values[:20]):
-            if index < len(chain) and chain[index].protocol in _AUTH_PROTOCOLS:
+            if (m := _WITH.search(value[:2000])) and m.group(1).upper() in _AUTH_PROTOCOLS:
                 return None
             hop = parse_hop(value)
             if hop is None or self._internal(hop.ip):

@@ -3,7 +3,7 @@
     python bench/ab_scan.py OTHER_TREE [--rounds N] [--repeat N] [--config PATH] [DIR ...]
 
 Runs this tree's bench/scan.py against the pyspamd (code and shipped rules) of this tree
-and of OTHER_TREE (e.g. /work/main) one after the other, N rounds, each in its own
+and of OTHER_TREE (e.g. ../main) one after the other, N rounds, each in its own
 process with the tree's own virtualenv (TREE/.venv, where pyspamd is installed from that
 tree; else this interpreter with the tree on PYTHONPATH), on the same messages. Speed
 here drifts 2x within an hour, so only neighbouring runs compare: the table shows each

@@ -87,8 +87,6 @@ def main() -> int:
     args = parser.parse_args()
     corpus = Path(args.corpus)
     if not (corpus / "split-42").is_dir():
-        corpus = Path("/work/shared/corpus")
-    if not (corpus / "split-42").is_dir():
         print(f"no split-42/ under {args.corpus}", file=sys.stderr)
         return 1
     train_spam = read_list(corpus, "train_spam.txt")

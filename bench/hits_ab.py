@@ -3,7 +3,7 @@
     python bench/hits_ab.py OTHER_TREE [DIR ...]
 
 Scans every message (default: the SpamAssassin corpus beside the repository, else corpus/)
-with this tree's pyspamd and with OTHER_TREE's (e.g. /work/main), each in its own process
+with this tree's pyspamd and with OTHER_TREE's (e.g. ../main), each in its own process
 with the tree's own virtualenv and a fresh, empty store (as bench/rule_hits.py), and
 compares per message the symbols (in the order they were added), each with its options
 (but those that read the clock) and score, and the action.

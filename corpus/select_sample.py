@@ -14,7 +14,7 @@ Usage::
     python corpus/select_sample.py [--source DIR] [--dry-run]
 
 ``DIR`` is the folder that holds ``MANIFEST.tsv`` and ``ham/`` + ``spam/``
-(default: ``/work/shared/corpus/spamassassin``).  Only ``*.eml`` files inside
+(default: ``../shared/corpus/spamassassin`` beside the repository).  Only ``*.eml`` files inside
 ``corpus/{ham,spam}/cur`` are replaced; nothing else is touched.  The tests do
 not run this script; they only read the files it wrote.
 """
@@ -31,8 +31,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_SOURCE = Path("/work/shared/corpus/spamassassin")
 HERE = Path(__file__).resolve().parent
+DEFAULT_SOURCE = HERE.parent.parent / "shared" / "corpus" / "spamassassin"
 SALT = b"pyspamd-corpus-sample-v1:"
 MAX_BYTES = 60 * 1024
 MAX_TOTAL = 2_500_000

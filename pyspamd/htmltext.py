@@ -62,6 +62,28 @@ _HIDING_STYLE = re.compile(
     re.IGNORECASE,
 )
 _WORD_CHAR = re.compile(r"\w")
+# Text colour and background in inline styles and the old attributes.
+_STYLE_COLOR = re.compile(r"(?:^|[;\s\"'])color\s*:\s*([^;!\"']+)", re.I)
+_STYLE_BACKGROUND = re.compile(r"background(?:-color)?\s*:\s*([^;!\"']+)", re.I)
+_HEX_COLOR = re.compile(r"#?([0-9a-f]{3}|[0-9a-f]{6})$", re.I)
+_RGB_COLOR = re.compile(r"rgba?\(\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})", re.I)
+_TRANSPARENT = re.compile(r"transparent|rgba\([^)]*,\s*0(?:\.0*)?\s*\)|#[0-9a-f]{6}00\b", re.I)
+_NAMED_COLORS = {
+    "white": (255, 255, 255), "black": (0, 0, 0), "silver": (192, 192, 192),
+    "gray": (128, 128, 128), "grey": (128, 128, 128), "red": (255, 0, 0),
+    "maroon": (128, 0, 0), "yellow": (255, 255, 0), "olive": (128, 128, 0),
+    "lime": (0, 255, 0), "green": (0, 128, 0), "aqua": (0, 255, 255), "cyan": (0, 255, 255),
+    "teal": (0, 128, 128), "blue": (0, 0, 255), "navy": (0, 0, 128),
+    "fuchsia": (255, 0, 255), "magenta": (255, 0, 255), "purple": (128, 0, 128),
+    "snow": (255, 250, 250), "ivory": (255, 255, 240), "whitesmoke": (245, 245, 245),
+    "ghostwhite": (248, 248, 255), "floralwhite": (255, 250, 240), "azure": (240, 255, 255),
+    "mintcream": (245, 255, 250), "lightgray": (211, 211, 211),
+    "lightgrey": (211, 211, 211), "gainsboro": (220, 220, 220),
+}
+_WHITE = (255, 255, 255)
+# WCAG contrast ratio under which text is all but invisible on its background (1 is the
+# same colour; body text is meant to have 4.5). Light grey #eeeeee on white is 1.16.
+_LOW_CONTRAST = 1.2
 
 
 @dataclass(slots=True)
@@ -73,6 +95,7 @@ class HtmlContent:
     # (href, shown text) of the first _MAX_ANCHORS <a href> elements
     anchors: list[tuple[str, str]] = field(default_factory=list)
     hidden_chars: int = 0  # letters and digits in elements an inline style hides
+    low_contrast_chars: int = 0  # letters and digits in a colour all but that of the ground
     forms: int = 0
     password_inputs: int = 0
 
@@ -102,6 +125,7 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
                     anchors.append((value.strip(), text.strip() if "." in text else ""))
                 break
     hidden = _hidden_chars(tree)
+    low_contrast = _low_contrast_chars(tree, "background" in markup.lower())
     passwords = len(tree.css('input[type="password" i]')) if forms or "<input" in markup else 0
     tree.strip_tags(_INVISIBLE_TAGS)
     out: list[str] = []
@@ -119,6 +143,7 @@ def html_to_text(markup: str, max_depth: int = 512) -> HtmlContent:
     return HtmlContent(
         text="\n".join(line for line in lines if line), links=links, images=images,
         anchors=anchors, hidden_chars=hidden, forms=forms, password_inputs=passwords,
+        low_contrast_chars=low_contrast,
     )
 
 
@@ -181,6 +206,85 @@ def _hidden_chars(tree: LexborHTMLParser) -> int:
     for node in tree.css("[style]"):
         style = node.attributes.get("style") or ""
         if not _HIDING_STYLE.search(style):
+            continue
+        if any(_inside(node, outer) for outer in counted):
+            continue
+        counted.append(node)
+        total += len(_WORD_CHAR.findall(node.text(deep=True)))
+    return total
+
+
+def parse_color(text: str) -> tuple[int, int, int] | None:
+    """An RGB triple for a CSS or HTML colour: #rgb, #rrggbb, rgb(), the common names."""
+    value = text.strip().lower()
+    if m := _HEX_COLOR.match(value):
+        digits = m.group(1)
+        if len(digits) == 3:
+            digits = "".join(c * 2 for c in digits)
+        return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+    if m := _RGB_COLOR.match(value):
+        r, g, b = (min(int(x), 255) for x in m.groups())
+        return r, g, b
+    return _NAMED_COLORS.get(value)
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 (same) to 21 (black on white)."""
+    def luminance(rgb: tuple[int, int, int]) -> float:
+        channels = []
+        for c in rgb:
+            x = c / 255
+            channels.append(x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4)
+        return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+    la, lb = sorted((luminance(a), luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def _own_background(node: LexborNode) -> tuple[int, int, int] | None:
+    attrs = node.attributes
+    style = attrs.get("style") or ""
+    if "background" in style.lower() and (m := _STYLE_BACKGROUND.search(style)):
+        value = m.group(1)
+        if _TRANSPARENT.match(value.strip()):
+            return None  # the parent's ground shows through
+        # a background image or gradient: its colour is unknown, never judged
+        if "url(" in value or "gradient" in value:
+            return (-1, -1, -1)
+        return parse_color(value.split()[0]) if value.split() else None
+    if attrs.get("background"):  # <td background="image">: the ground is a picture
+        return (-1, -1, -1)
+    bgcolor = attrs.get("bgcolor")
+    return parse_color(bgcolor) if bgcolor else None
+
+
+def _low_contrast_chars(tree: LexborHTMLParser, stylesheet_backgrounds: bool) -> int:
+    """Word characters in elements whose text colour is all but their background's: the
+    nearest background an inline style or bgcolor sets, else white, unless the markup sets
+    backgrounds elsewhere (a style sheet) that an inline look cannot follow."""
+    total = 0
+    counted: list[LexborNode] = []
+    for node in tree.css("[style], font[color]"):
+        attrs = node.attributes
+        style = attrs.get("style") or ""
+        found = _STYLE_COLOR.search(style) if "color" in style.lower() else None
+        fg = parse_color(found.group(1)) if found else (
+            parse_color(attrs.get("color") or "") if node.tag == "font" else None)
+        if fg is None:
+            continue
+        bg: tuple[int, int, int] | None = None
+        current: LexborNode | None = node
+        for _ in range(30):
+            if current is None:
+                break
+            bg = _own_background(current)
+            if bg is not None:
+                break
+            current = current.parent
+        if bg is None:
+            if stylesheet_backgrounds:
+                continue
+            bg = _WHITE
+        if bg[0] < 0 or contrast(fg, bg) >= _LOW_CONTRAST:
             continue
         if any(_inside(node, outer) for outer in counted):
             continue

@@ -71,6 +71,10 @@ def test_ham_arrives_with_verdict_headers(stack: tuple[Postfix, Daemon]) -> None
     assert message["X-Spamd-Result"].startswith("default: False [")
     assert message.get_all("X-Spam-Flag") == ["NO"]  # the forged one is gone
     assert message.get_all("X-Spamd-Result") and len(message.get_all("X-Spamd-Result")) == 1
+    # submitted over loopback (libmilter names the client "[127.0.0.1]"): our own user,
+    # whose host name and HELO are not judged
+    for symbol in ("RDNS_NONE", "RDNS_DYNAMIC", "HELO_BARE_IP", "DIRECT_FROM_DYNAMIC"):
+        assert symbol not in message["X-Spamd-Result"]
     queue_id = message["X-Pyspamd-Queue-Id"]
     assert queue_id and f"{queue_id}: to=<{MAILBOX}>" in postfix.log()
 

@@ -29,7 +29,8 @@ CASES_DIR = ROOT / "tests" / "rule_cases"
 RULES_DIR = ROOT / "rules"
 HAM_SAMPLE = ROOT / "corpus" / "ham" / "cur"
 NEW_RULE_FILES = re.compile(r"^[678]\d_.*\.rules$")
-NEW_CHECKS = ("url_features", "html_features", "attachment_content", "sender_identity")
+NEW_CHECKS = ("url_features", "html_features", "attachment_content", "sender_identity",
+              "era_lexicon")
 
 DEFAULT_HEADERS = {
     "from": "Sender <sender@example.com>",
@@ -126,6 +127,8 @@ OLE_MACRO = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504
 ISO_IMAGE = b"\x00" * 0x8001 + b"CD001" + b"\x01" * 64
 PE_STUB = b"MZ\x90\x00\x03\x00\x00\x00 test stub, not a program"
 PDF_JS = b"%PDF-1.7\n1 0 obj << /Type /Catalog /OpenAction 2 0 R >> endobj\n"
+# the same action with its name written in #xx escapes, as readers accept it
+PDF_JS_ESCAPED = b"%PDF-1.7\n2 0 obj << /S /J#61vaScr#69pt /J#53 (app.alert(1)) >> endobj\n"
 HTML_ACTIVE = b"<html><script>window.location.href='https://x.example/'</script></html>"
 HTML_LOGIN = b"<html><form><input type='password' name='pass'></form></html>"
 SVG_SCRIPT = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
@@ -158,6 +161,8 @@ ATTACHMENT_CASES: list[tuple[list[str], bytes]] = [
      mime_message(TEXT, [("invoice.pdf", "application/pdf", ISO_IMAGE)])),
     (["ATT_PDF_ACTIVE"],
      mime_message(TEXT, [("statement.pdf", "application/pdf", PDF_JS)])),
+    (["ATT_PDF_ACTIVE"],
+     mime_message(TEXT, [("statement.pdf", "application/pdf", PDF_JS_ESCAPED)])),
     (["ATT_WEB_ACTIVE", "ATT_WEB_PAGE_LURE"],
      mime_message(TEXT, [("Document0098.html", "text/html", HTML_ACTIVE)])),
     (["ATT_WEB_PASSWORD", "ATT_HTML_NAME_DOCUMENT"],

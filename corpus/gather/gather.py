@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
-"""Turn fetched public repositories into labelled message folders under /work/corpora.
+"""Fetch public repositories and turn them into labelled message folders.
 
-Each source in ``SOURCES`` names a public GitHub repository (snapshot fetched
-with the workplace's ``fetch`` tool into ``/work/.mirror/<owner>+<name>/repo``,
-a bare git directory), the commit it was read at, how its messages are stored
-and which label they get.  For every source this writes::
+Each source in ``SOURCES`` names a public GitHub repository, the commit it was
+read at, how its messages are stored and which label they get.  The script
+clones each repository (bare, into the cache directory; a clone already there is
+reused when it holds the commit) and for every source writes::
 
-    /work/corpora/<source>/<label>/<id>.eml       one raw message per file
-    /work/corpora/<source>/split/{train,test}_<label>.txt
-    /work/corpora/<source>/MANIFEST.tsv           id, label, year, split, origin
+    OUT/<source>/<label>/<id>.eml       one raw message per file
+    OUT/<source>/split/{train,test}_<label>.txt
+    OUT/<source>/MANIFEST.tsv           id, label, year, split, origin
 
 The train/test split is fixed by the message body (see ``split_of``): 20% of
 the distinct bodies are held out, and two messages with the same body always
@@ -16,7 +16,11 @@ land on the same side.  Held-out files are never used for training or tuning.
 
 Usage::
 
-    python corpus/gather/gather.py [--mirror DIR] [--out DIR] [SOURCE ...]
+    python corpus/gather/gather.py OUT --cache DIR [--git-dir OWNER/NAME=GITDIR ...] [SOURCE ...]
+
+``OUT`` is where the folders go (``../corpora`` beside the repository is where the
+model's plan and the benches look by default); ``--cache`` keeps the clones between runs;
+``--git-dir`` uses a bare git directory you already have for that repository instead.
 
 The corpora stay outside the repository; this script and ``corpus/SOURCES.md``
 are what the repository keeps.
@@ -37,8 +41,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MIRROR = Path("/work/.mirror")
-OUT = Path("/work/corpora")
 TEST_SHARE = 5  # one body hash in five is held out
 SPLIT_SALT = b"pyspamd-corpora-split-v1:"
 MAX_BYTES = 1_000_000  # larger messages are skipped: a milter scans the first MB anyway
@@ -291,11 +293,38 @@ READERS = {
 }
 
 
-def gather(src: Source, mirror: Path, out: Path) -> dict[tuple[str, int, str], int]:
-    repo = mirror / src.repo.replace("/", "+") / "repo"
-    if not repo.is_dir():
-        raise SystemExit(f"{src.name}: no mirror at {repo} (fetch github:{src.repo} first)")
-    commit = src.commit or git(repo, "rev-parse", "HEAD").decode().strip()
+def has_commit(repo: Path, commit: str) -> bool:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "-e", f"{commit}^{{commit}}"],
+        capture_output=True,
+    ).returncode == 0
+
+
+def clone(src: Source, cache: Path) -> Path:
+    """A bare clone of the source's repository in the cache, holding its commit.
+
+    public-inbox archives need the history (one message per commit), the other kinds
+    only the commit's tree, so those are fetched at depth 1."""
+    repo = cache / (src.repo.replace("/", "+") + ".git")
+    url = f"https://github.com/{src.repo}.git"
+    if repo.is_dir() and has_commit(repo, src.commit):
+        return repo
+    repo.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "--quiet", "--bare", str(repo)], check=True)
+    depth = [] if src.kind == "public-inbox" else ["--depth", "1"]
+    print(f"{src.name}: fetching {url} @ {src.commit}", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        ["git", "--git-dir", str(repo), "fetch", "--quiet", *depth, url, src.commit]
+    )
+    if done.returncode != 0 or not has_commit(repo, src.commit):
+        raise SystemExit(f"{src.name}: could not fetch {src.commit} from {url}")
+    return repo
+
+
+def gather(src: Source, repo: Path, out: Path) -> dict[tuple[str, int, str], int]:
+    if not has_commit(repo, src.commit):
+        raise SystemExit(f"{src.name}: {repo} does not hold commit {src.commit}")
+    commit = src.commit
     dest = out / src.name
     if dest.exists():
         shutil.rmtree(dest)
@@ -340,18 +369,28 @@ def _year_from_name(origin: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mirror", type=Path, default=MIRROR)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("out", type=Path, help="where the labelled folders are written")
+    ap.add_argument("--cache", type=Path, required=True,
+                    help="where the repositories are cloned (kept between runs)")
+    ap.add_argument("--git-dir", action="append", default=[], metavar="OWNER/NAME=GITDIR",
+                    help="use this existing bare git directory for that repository")
     ap.add_argument("sources", nargs="*", help="source names (default: all)")
     args = ap.parse_args(argv)
     wanted = set(args.sources)
     unknown = wanted - {s.name for s in SOURCES}
     if unknown:
         ap.error(f"unknown source(s): {', '.join(sorted(unknown))}")
+    given: dict[str, Path] = {}
+    for item in args.git_dir:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            ap.error(f"--git-dir {item!r}: expected OWNER/NAME=GITDIR")
+        given[name] = Path(path)
     for src in SOURCES:
         if wanted and src.name not in wanted:
             continue
-        counts = gather(src, args.mirror, args.out)
+        repo = given.get(src.repo) or clone(src, args.cache)
+        counts = gather(src, repo, args.out)
         total: Counter[tuple[str, str]] = Counter()
         years: dict[str, Counter[int]] = defaultdict(Counter)
         for (label, year, part), n in counts.items():

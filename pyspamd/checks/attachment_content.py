@@ -45,6 +45,18 @@ _WEB_PASSWORD = re.compile(
     rb"type\s*=\s*[\"']?password|name\s*=\s*[\"']?(?:pass(?:word|wd)?|pwd)\b", re.I)
 _SVG_SCRIPT = re.compile(rb"<script\b|<foreignObject\b|\bon(?:load|click|mouseover)\s*=", re.I)
 _PDF_ACTIVE = re.compile(rb"/(?:JavaScript|JS|Launch|EmbeddedFile|OpenAction|AA)\b")
+# A PDF name may write any byte as #xx (PDF 1.2+, 7.3.5): `/J#61vaScript` is /JavaScript to
+# every reader, and malicious files write their actions so to pass keyword scanners.
+_PDF_ESCAPED_NAME = re.compile(rb"/[^\s/<>\[\]()%{}]*#[0-9A-Fa-f]{2}[^\s/<>\[\]()%{}]*")
+_PDF_HEX = re.compile(rb"#([0-9A-Fa-f]{2})")
+
+
+def pdf_names_decoded(data: bytes) -> bytes:
+    """The PDF bytes with every #xx escape in a name written as the byte it stands for."""
+    if b"#" not in data:
+        return data
+    return _PDF_ESCAPED_NAME.sub(
+        lambda m: _PDF_HEX.sub(lambda h: bytes((int(h.group(1), 16),)), m.group(0)), data)
 
 
 def _name(part: MimePart) -> str:
@@ -105,7 +117,7 @@ class AttachmentContent(Check):
         elif head[:2] == b"MZ" and not _PE_NAME_OK.search(name):
             hits.add("ATT_PE_DISGUISED", label)
         elif head[:5] == b"%PDF-":
-            if _PDF_ACTIVE.search(head):
+            if _PDF_ACTIVE.search(pdf_names_decoded(head)):
                 hits.add("ATT_PDF_ACTIVE", label)
         elif len(head) > 0x8006 and head[0x8001:0x8006] == b"CD001":
             hits.add("ATT_DISK_IMAGE_CONTENT", label)

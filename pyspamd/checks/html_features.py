@@ -1,6 +1,7 @@
 """HTML as the reader sees it, beyond what a regex over the markup can tell: text an
-inline style hides, mail that is an image and a link with hardly a word, and text
-stuffed with invisible characters."""
+inline style hides or colours like its background, mail that is an image and a link with
+hardly a word (or a short paragraph beside images), and text stuffed with invisible
+characters."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ _HIDDEN_SOME = 40
 _HIDDEN_LOTS = 300
 _IMAGE_ONLY_CHARS = 60  # word characters of visible text an image-only mail stays under
 _INVISIBLE_MANY = 5
+_LOW_CONTRAST_SOME = 40  # word characters in a colour all but the background's
+# Image spam of 2006-2008: an image or two carries the offer, a paragraph of text (often
+# random words, to look like mail) carries nothing; more text than image-only mail has.
+_IMAGE_TEXT_PER_IMAGE = 120
+_IMAGE_TEXT_MAX = 400
 
 
 class HtmlFeatures(Check):
@@ -39,6 +45,11 @@ class HtmlFeatures(Check):
             0.0, "HTML mail that is a linked image with hardly any text", _G),
         "HTML_PASSWORD_FORM": SymbolDef(
             0.0, "HTML form with a password field in the mail itself", _G),
+        "HTML_LOW_CONTRAST_TEXT": SymbolDef(
+            0.0, f"{_LOW_CONTRAST_SOME}+ letters in a colour all but that of their background",
+            _G),
+        "HTML_IMAGE_TEXT_RATIO": SymbolDef(
+            0.0, "HTML mail of images with little text beside them (image spam)", _G),
         "TEXT_INVISIBLE_CHARS_MANY": SymbolDef(
             0.0, f"Zero-width characters between letters in {_INVISIBLE_MANY}+ places", _G),
     }
@@ -59,6 +70,9 @@ class HtmlFeatures(Check):
             hits.add("HTML_HIDDEN_TEXT_LOTS", str(hidden))
         if any(p.html.password_inputs for p in html_parts if p.html):
             hits.add("HTML_PASSWORD_FORM")
+        low = sum(p.html.low_contrast_chars for p in html_parts if p.html)
+        if low >= _LOW_CONTRAST_SOME:
+            hits.add("HTML_LOW_CONTRAST_TEXT", str(low))
         images = sum(p.html.images for p in html_parts if p.html)
         # a part with much more text than the threshold cannot be image-only: not counted
         if images and all(len(p.text) < 4 * _IMAGE_ONLY_CHARS + hidden for p in task.text_parts):
@@ -68,3 +82,7 @@ class HtmlFeatures(Check):
                 hits.add("HTML_IMAGE_ONLY", str(images))
                 if any(p.html.anchors for p in html_parts if p.html):
                     hits.add("HTML_IMAGE_ONLY_LINKED")
+        if images and not hits.count("HTML_IMAGE_ONLY"):
+            visible = max(len(_WORD_CHAR.findall(p.text)) for p in task.text_parts) - hidden
+            if visible < min(_IMAGE_TEXT_MAX, _IMAGE_TEXT_PER_IMAGE * images):
+                hits.add("HTML_IMAGE_TEXT_RATIO", f"{images} / {visible}")

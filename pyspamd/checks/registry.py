@@ -22,10 +22,12 @@ CHECKS: tuple[str, ...] = (
     # what phishing and today's spam show that one regex over one value cannot see
     "url_features:UrlFeatures",
     "html_features:HtmlFeatures",
+    "era_lexicon:EraLexicon",
     "attachment_content:AttachmentContent",
     "banned_files:BannedFiles",
     "sender_identity:SenderIdentity",
     "helo_sanity:HeloSanity",
+    "relay:RelayAnalysis",
     "multimap:MultiMap",
     "ratelimit:RateLimit",
     "greylist:Greylist",

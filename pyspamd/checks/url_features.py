@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 from pyspamd.brands import brand_domains, org_domain
 from pyspamd.checks.base import Check
 from pyspamd.dns.domains import load_public_suffixes
+from pyspamd.lookalikes import is_lookalike, latin_lookalikes
 from pyspamd.symbols import Hits, SymbolDef
 from pyspamd.task import Task
 
@@ -28,12 +29,6 @@ _G = "url"
 _SHOWN_HOST = re.compile(
     r"^\s*(?:https?://)?(?:[^\s/@]+@)?((?:[a-z0-9-]+\.)+[a-z]{2,24})\.?(?::\d+)?(?:[/?#]\S*)?\s*$",
     re.I,
-)
-# Letters of other scripts that look like Latin ones (the common homograph set).
-_LOOKALIKES = frozenset(
-    "аеорсухіјѕԁԛԝӏһԍвкмнтАВЕКМНОРСТХІЈЅ"  # Cyrillic
-    "οαρντικχυΑΒΕΖΗΙΚΜΝΟΡΤΥΧ"  # Greek
-    "ոսօհաց"  # Armenian
 )
 _MANY_DOMAINS = 15
 
@@ -85,6 +80,7 @@ class UrlFeatures(Check):
     def build(cls, config: Config, services: Services) -> UrlFeatures | None:
         if not services.symbols_only:
             load_public_suffixes()
+            latin_lookalikes()  # read in the master, shared by the workers it forks
         return cls()
 
     def run(self, task: Task, hits: Hits) -> None:
@@ -143,7 +139,7 @@ class UrlFeatures(Check):
             if "LATIN" in scripts and len(scripts) > 1:
                 hits.add("URL_HOST_MIXED_SCRIPT", shown)
             foreign = [c for c in label if c.isalpha() and not c.isascii()]
-            if foreign and all(c in _LOOKALIKES for c in foreign):
+            if foreign and all(is_lookalike(c) for c in foreign):
                 hits.add("URL_HOST_LOOKALIKE", shown)
 
     def _recipient(self, task: Task, hits: Hits) -> None:

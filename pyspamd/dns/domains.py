@@ -1,17 +1,11 @@
-"""Registrable ("organizational") domains: the Public Suffix List as the publicsuffixlist
-package ships it. The list is read from the package's bundled copy, never fetched."""
+"""Registrable ("organizational") domains, by the Public Suffix List
+(pyspamd.public_suffixes)."""
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
-from publicsuffixlist import PublicSuffixList
-
-
-@functools.cache
-def _psl() -> PublicSuffixList:
-    return PublicSuffixList()  # the bundled snapshot: no network access
+from pyspamd.public_suffixes import public_suffixes as _psl
 
 
 def load_public_suffixes() -> None:
@@ -48,3 +42,4 @@ def registrable_domain(name: str) -> str:
     if not text or "." not in text:
         return ""
     return _psl().privatesuffix(text) or ""
+

@@ -274,9 +274,22 @@ class Plan:
     weights: dict[str, float] = field(default_factory=dict)  # "group:label" -> multiplier
 
 
-def load_plan(path: Path) -> Plan:
+def load_plan(path: Path, corpora: Path | None = None, shared: Path | None = None) -> Plan:
+    """`{corpora}` and `{shared}` in a list or root stand for the gathered corpora and the
+    SpamAssassin corpus: by default ../corpora and ../shared/corpus beside the repository
+    the plan is in (its folder's parent), so a plan names no machine's paths."""
     data = tomllib.loads(path.read_text())
     base = path.parent
+    repo = base.resolve().parent
+    places = {"corpora": str(corpora or repo.parent / "corpora"),
+              "shared": str(shared or repo.parent / "shared" / "corpus")}
+
+    def place(text: str) -> Path:
+        try:
+            return Path(text.format_map(places))
+        except (KeyError, ValueError) as exc:
+            raise SystemExit(f"{path}: {text!r}: only {{corpora}} and {{shared}} may be "
+                             f"used there ({exc})") from None
 
     def entries(key: str) -> list[tuple[str, str, Path, Path]]:
         out = []
@@ -284,7 +297,7 @@ def load_plan(path: Path) -> Plan:
             label = item.get("label")
             if label not in LABELS:
                 raise SystemExit(f"{path}: {key}[{i}]: label must be one of {', '.join(LABELS)}")
-            out.append((label, str(item["group"]), Path(item["list"]), Path(item["root"])))
+            out.append((label, str(item["group"]), place(item["list"]), place(item["root"])))
         return out
 
     weights = {f"{item['group']}:{item['label']}": float(item["weight"])
@@ -392,9 +405,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pyspamd.model.train",
                                  description="Build the content model from a plan file.")
     ap.add_argument("--plan", type=Path, required=True)
+    ap.add_argument("--corpora", type=Path, help="the gathered corpora (default: ../corpora "
+                    "beside the repository)")
+    ap.add_argument("--shared", type=Path, help="the SpamAssassin corpus with split-42/ "
+                    "(default: ../shared/corpus beside the repository)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args(argv)
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, args.corpora, args.shared)
     train = (e for label, group, lst, root in plan.train
              for e in read_list(lst, root, label, group))
     test = (e for label, group, lst, root in plan.test

@@ -269,3 +269,14 @@ def test_many_rules_on_one_target_are_all_matched(rules_scanner: Build) -> None:
     body = " ".join(f"word{i}" for i in range(0, 80, 3)) + "\n"
     found = hits(scanner, make_message(body=body))
     assert {k for k in found if k.startswith("W")} == {f"W{i}" for i in range(0, 80, 3)}
+
+
+def test_set_larger_than_its_budget_still_compiles() -> None:
+    # A Set whose program alone outgrows the budget it is given gets a larger one (a rule
+    # file may hold such patterns) instead of failing the rules' load.
+    from pyspamd.checks.regex_rules import _compiled_set
+
+    patterns: list[bytes | None] = [rb"\bbrand\b.{0,200}\brenewal", rb"(?i)dear customer"]
+    matcher = _compiled_set(patterns, latin1=True, max_mem=4096)
+    assert matcher.Match(b"brand ... then renewal; DEAR CUSTOMER") == [0, 1]
+    assert not matcher.Match(b"nothing here")

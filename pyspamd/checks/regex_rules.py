@@ -43,8 +43,15 @@ _SET_CHUNK_HEAVY = 4
 # set needed ~24 MiB and thrashed at 16; 16 a set ran the corpus in half the time of 64 at
 # 64 MiB (0.05 against 0.13 ms a message, first pass) in 2 MiB.
 _SET_CHUNK_URI = 16
-# A set's DFA cache grows to this and then starts again; the sets above stay below it.
-_SET_MAX_MEM = 16 << 20
+# A Set's DFA cache grows to its budget and then starts again. At 16 MiB a Set the 29
+# body and URL Sets held 44 MiB after two passes over the SpamAssassin corpus and a worker
+# reached 166 MiB after 50,000 messages; at 4 MiB (URL Sets 2) the scan took no more CPU.
+# Less thrashes: 2 MiB for all, or 1 for the heavy Sets, cost 0.3 ms a message
+# (bench/memory.py, bench/ab_scan.py; docs/performance.md). A Set whose program alone
+# needs more than its budget compiles with more (doubling, up to the cap).
+_SET_MAX_MEM = 4 << 20
+_SET_MAX_MEM_URI = 2 << 20
+_SET_MAX_MEM_CAP = 64 << 20
 _MAX_MULTIPLE = 10
 _MATCHED_TEXT_KINDS = frozenset(("body", "rawbody", "full"))
 _LATIN1_TEXT_KINDS = frozenset(("body", "rawbody", "uri"))
@@ -88,19 +95,34 @@ class _Group:
             pattern = self.regexes[rule.name].re2_pattern
             assert pattern is not None
             (heavy if _HEAVY.search(pattern) else light).append(place)
-        chunks = [light[i : i + size] for i in range(0, len(light), size)]
-        chunks += [heavy[i : i + _SET_CHUNK_HEAVY]
+        max_mem = _SET_MAX_MEM_URI if self.key[0] == "uri" else _SET_MAX_MEM
+        chunks = [(light[i : i + size], max_mem) for i in range(0, len(light), size)]
+        chunks += [(heavy[i : i + _SET_CHUNK_HEAVY], max_mem)
                    for i in range(0, len(heavy), _SET_CHUNK_HEAVY)]
-        for places in chunks:
-            matcher = re2.Set.SearchSet(re2_options(self.latin1, _SET_MAX_MEM))
-            for place in places:
-                matcher.Add(self.regexes[re2_rules[place].name].re2_pattern)
-            matcher.Compile()
-            self.sets.append((matcher, [re2_rules[p] for p in places], places))
+        for places, max_mem in chunks:
+            patterns = [self.regexes[re2_rules[p].name].re2_pattern for p in places]
+            self.sets.append((_compiled_set(patterns, self.latin1, max_mem),
+                              [re2_rules[p] for p in places], places))
         self.negated = [(place, rule) for place, rule in enumerate(re2_rules) if rule.negate]
         if self.key[0] in _MEMO_KINDS and not self.fallback_rules \
                 and self.key[1] not in _UNMEMOISED:
             self.memo = {}
+
+
+def _compiled_set(patterns: list[bytes | None], latin1: bool, max_mem: int) -> re2.Set:
+    """An RE2 Set of the patterns with the budget max_mem, doubled while too small for the
+    Set's program."""
+    while True:
+        matcher = re2.Set.SearchSet(re2_options(latin1, max_mem))
+        for pattern in patterns:
+            matcher.Add(pattern)
+        try:
+            matcher.Compile()
+            return matcher
+        except re2.error:
+            if max_mem >= _SET_MAX_MEM_CAP:
+                raise
+            max_mem *= 2
 
 
 def _place(item: tuple[int, Rule]) -> int:

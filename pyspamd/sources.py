@@ -19,6 +19,11 @@ from typing import BinaryIO
 _MBOX_FROM = re.compile(rb"^From \S+ .*\d\d?:\d\d", re.MULTILINE)
 _MBOX_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
 _HEADER_START = re.compile(rb"^(?:From |[!-9;-~]{1,100}:)")
+# Every byte but the control characters that do not occur in text mail (all below 32 but
+# tab, newline, vertical tab, form feed, carriage return): what deleting these leaves of a
+# message's head is its control characters, counted in C rather than byte by byte (a learn
+# run checks every message twice, and the Python loop cost 0.2 ms a message).
+_NOT_CONTROL = bytes(b for b in range(256) if not (b < 9 or 13 < b < 32))
 
 
 @dataclass(slots=True)
@@ -180,7 +185,7 @@ def not_a_message(data: bytes) -> str | None:
     if not data.strip():
         return "empty file"
     head = data[:4096]
-    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    controls = len(head.translate(None, _NOT_CONTROL))
     if controls > len(head) // 10:
         return "binary data, not a mail message"
     if not _HEADER_START.match(data.lstrip(b"\r\n")):

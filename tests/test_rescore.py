@@ -12,13 +12,16 @@ from support.messages import make_message
 from support.paths import CORPUS
 from support.redis_server import RedisServer
 
+from pyspamd.checks.bayes import bayes_on
 from pyspamd.cli.pyspamc import main as pyspamc_main
 from pyspamd.config import load_config
 from pyspamd.rescore.fit import FitParams, fit_scores
+from pyspamd.rescore.learned import LearnedVectors
 from pyspamd.rescore.vectors import SymbolVector, stored_vectors
 from pyspamd.scanner import Scanner
+from pyspamd.sources import iter_messages
 from pyspamd.storage import open_storage
-from pyspamd.storage.base import NO_TOKENS
+from pyspamd.storage.base import HAM, NO_TOKENS, SPAM
 
 SPAM_DIR = CORPUS / "spam"
 HAM_DIR = CORPUS / "ham"
@@ -181,6 +184,25 @@ def test_refit_from_store_same_on_sqlite_and_redis(
         assert (sum(v.spam for v in after), sum(not v.spam for v in after)) == (99, 100)
     assert fits[0] == fits[1]
     assert any(s["why"] == "fitted" for s in fits[0]["scores"])
+
+
+def test_the_vector_pass_skips_what_is_learned_as_the_class_already(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "pyspamd.toml"
+    config.write_text('[storage]\npath = "s.sqlite"\n')
+    spam = sorted(str(p) for p in (SPAM_DIR / "cur").iterdir())[:6]
+    assert pyspamc_main(["-c", str(config), "learn_spam", *spam[:3]]) == 0
+    capsys.readouterr()
+    loaded = load_config(config)
+    with open_storage(loaded.storage, create=False) as storage:
+        bayes = bayes_on(loaded, storage)
+        for label, jobs, scanned in ((SPAM, 1, 3), (SPAM, 2, 3), (HAM, 2, 6)):
+            vectors = LearnedVectors(loaded)
+            vectors.jobs = jobs
+            vectors.scan(bayes, iter_messages(spam), None, label)
+            vectors.close()
+            # all six tokenized for the learn pass; a vector for each it will learn or move
+            assert (len(vectors.tokens), len(vectors.scanned)) == (6, scanned), (label, jobs)
 
 
 def test_autolearn_keeps_the_vector_of_what_it_learns(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pyspamd.auth.dkim_sign import generate_key, zone_line
 from pyspamd.cli.common import EXIT_FAILED, EXIT_OK
 from pyspamd.config import local_dir, resolve_config_path
 
@@ -25,6 +24,9 @@ def add_command(commands: Any) -> None:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
+    # here, not at the top: pyspamc imports every command's module to build its parser
+    from pyspamd.auth.dkim_sign import generate_key, zone_line
+
     config_path = resolve_config_path(args.config)
     key_dir = Path(args.dir) if args.dir else (
         config_path.parent / "dkim" if config_path is not None else Path(DEFAULT_KEY_DIR))

@@ -198,7 +198,7 @@ def run_learn(bayes: Bayes, state: StateStore, paths: list[str], label: str | No
         if vectors is not None and label is not None:
             if "-" in paths:  # read twice: once to scan, once to learn
                 stdin = io.BytesIO(sys.stdin.buffer.read())
-            vectors.scan(bayes, iter_messages(paths, stdin), cutoff)
+            vectors.scan(bayes, iter_messages(paths, stdin), cutoff, label)
             if stdin is not None:
                 stdin.seek(0)
         _learn_all(bayes, paths, label, cutoff, summary, progress, order, vectors, stdin,

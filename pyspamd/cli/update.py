@@ -9,9 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from pyspamd.config import ConfigError, load_config, resolve_config_path
-from pyspamd.policy.remote_maps import SIGNATURE_SUFFIX
-from pyspamd.update.bundle import BundleError, generate_key, make_bundle, private_key, sign
-from pyspamd.update.install import FAILED, UPDATED, run_update
 
 
 def add_command(commands: Any) -> None:
@@ -39,6 +36,11 @@ def add_command(commands: Any) -> None:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
+    # here, not at the top: pyspamc imports every command's module to build its parser, and
+    # these bring aiohttp and cryptography (0.1-0.2 s) to every other command's start
+    from pyspamd.update.bundle import BundleError, generate_key, make_bundle, private_key
+    from pyspamd.update.install import FAILED, UPDATED, run_update
+
     if args.gen_key:
         try:
             public = generate_key(Path(args.gen_key))
@@ -82,6 +84,10 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def _sign_file(path: Path, key: str | None) -> int:
+    from pyspamd.policy.remote_maps import SIGNATURE_SUFFIX
+    from pyspamd.update.bundle import BundleError, private_key, sign
+    from pyspamd.update.install import FAILED, UPDATED
+
     if not key:
         print("pyspamc update: --sign needs --key KEY.pem", file=sys.stderr)
         return FAILED

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import minimize
 
 from pyspamd.rescore.vectors import SymbolVector
 
@@ -135,6 +134,10 @@ def fit_scores(vectors: Sequence[SymbolVector], defaults: Mapping[str, float],
     for n, s in zip(free, sign, strict=True):
         low, high = (ranges or {}).get(n, (-p.max_score, p.max_score))
         bounds.append((0.0, high * a) if s > 0 else (low * a, 0.0))
+    # here, not at the top: pyspamc imports this to build its parser, and scipy.optimize
+    # costs every other command's start 0.1 s
+    from scipy.optimize import minimize
+
     fitted = minimize(_loss, np.zeros(len(free)), args=(x, z, y, cost, p.l2, a), jac=True,
                       method="L-BFGS-B", bounds=bounds)
     result.scale = a

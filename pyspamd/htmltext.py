@@ -202,14 +202,14 @@ def _drop_hidden(markup: str) -> str:
 def _hidden_chars(tree: LexborHTMLParser) -> int:
     """Word characters inside elements an inline style hides (outermost ones only)."""
     total = 0
-    counted: list[LexborNode] = []
+    counted: set[int] = set()
     for node in tree.css("[style]"):
         style = node.attributes.get("style") or ""
         if not _HIDING_STYLE.search(style):
             continue
-        if any(_inside(node, outer) for outer in counted):
+        if _inside_any(node, counted):
             continue
-        counted.append(node)
+        counted.add(node.mem_id)
         total += len(_WORD_CHAR.findall(node.text(deep=True)))
     return total
 
@@ -262,7 +262,7 @@ def _low_contrast_chars(tree: LexborHTMLParser, stylesheet_backgrounds: bool) ->
     nearest background an inline style or bgcolor sets, else white, unless the markup sets
     backgrounds elsewhere (a style sheet) that an inline look cannot follow."""
     total = 0
-    counted: list[LexborNode] = []
+    counted: set[int] = set()
     for node in tree.css("[style], font[color]"):
         attrs = node.attributes
         style = attrs.get("style") or ""
@@ -286,19 +286,22 @@ def _low_contrast_chars(tree: LexborHTMLParser, stylesheet_backgrounds: bool) ->
             bg = _WHITE
         if bg[0] < 0 or contrast(fg, bg) >= _LOW_CONTRAST:
             continue
-        if any(_inside(node, outer) for outer in counted):
+        if _inside_any(node, counted):
             continue
-        counted.append(node)
+        counted.add(node.mem_id)
         total += len(_WORD_CHAR.findall(node.text(deep=True)))
     return total
 
 
-def _inside(node: LexborNode, outer: LexborNode) -> bool:
+def _inside_any(node: LexborNode, counted: set[int]) -> bool:
+    """Whether one of the node's ancestors (50 levels up at most) is in `counted`, by node
+    identity (mem_id): a node's `==` compares the serialised HTML of both subtrees, which
+    cost a serialisation of every ancestor per counted node and matched look-alike ones."""
     parent = node.parent
     for _ in range(50):
         if parent is None:
             return False
-        if parent == outer:
+        if parent.mem_id in counted:
             return True
         parent = parent.parent
     return False

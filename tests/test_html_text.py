@@ -19,3 +19,17 @@ def test_low_contrast_text_needs_a_ground_like_its_colour() -> None:
     # a transparent background lets the parent's show through
     assert html_to_text(f'<div style="background-color:#000"><span style="background-color:'
                         f'rgba(0,0,0,0);color:#fff">{words}</span></div>').low_contrast_chars == 0
+
+
+def test_text_inside_a_counted_element_is_counted_once_and_only_inside_that_element() -> None:
+    # the <i> inside the counted <span> is not counted again
+    counted = ('<table><tr><td bgcolor="#ffffff"><span style="color:#fff">'
+               '<i style="color:#fff;background:#fff">abcdef</i></span></td></tr></table>')
+    assert html_to_text(counted).low_contrast_chars == 6
+    # the same span on a dark cell is readable, so its <i> (white on its own white ground)
+    # counts, although that span's markup is the markup of the counted one above
+    readable = counted.replace('bgcolor="#ffffff"', 'bgcolor="#000000"')
+    assert html_to_text(readable).low_contrast_chars == 6
+    assert html_to_text(counted + readable).low_contrast_chars == 12
+    hidden = '<div style="display:none">abc<span style="display:none">defg</span></div>'
+    assert html_to_text(hidden * 2).hidden_chars == 14

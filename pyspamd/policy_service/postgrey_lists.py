@@ -17,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 log = logging.getLogger("pyspamd.policy")
 
@@ -50,13 +51,16 @@ def _regex(path: str, number: int, pattern: str) -> re.Pattern[str] | None:
         return None
 
 
-@dataclass
-class ClientWhitelist:
-    names: list[re.Pattern[str]] = field(default_factory=list)
-    networks: list[_Network] = field(default_factory=list)
+def _slashed(line: str) -> bool:
+    """A `/regex/` line (postgrey reads a line with a space as something else)."""
+    return len(line) > 2 and line.startswith("/") and line.endswith("/") and " " not in line
+
+
+class _ListFile:
+    """What both files share: read every path given, each line by _add."""
 
     @classmethod
-    def load(cls, paths: list[str]) -> ClientWhitelist:
+    def load(cls, paths: list[str]) -> Self:
         out = cls()
         for path in paths:
             for number, line in _lines(path):
@@ -64,8 +68,16 @@ class ClientWhitelist:
         return out
 
     def _add(self, path: str, number: int, line: str) -> None:
-        if len(line) > 2 and line.startswith("/") and line.endswith("/") \
-                and " " not in line:
+        raise NotImplementedError
+
+
+@dataclass
+class ClientWhitelist(_ListFile):
+    names: list[re.Pattern[str]] = field(default_factory=list)
+    networks: list[_Network] = field(default_factory=list)
+
+    def _add(self, path: str, number: int, line: str) -> None:
+        if _slashed(line):
             pattern = _regex(path, number, line[1:-1])
             if pattern is not None:
                 self.names.append(pattern)
@@ -100,20 +112,11 @@ class ClientWhitelist:
 
 
 @dataclass
-class RecipientWhitelist:
+class RecipientWhitelist(_ListFile):
     patterns: list[re.Pattern[str]] = field(default_factory=list)
 
-    @classmethod
-    def load(cls, paths: list[str]) -> RecipientWhitelist:
-        out = cls()
-        for path in paths:
-            for number, line in _lines(path):
-                out._add(path, number, line)
-        return out
-
     def _add(self, path: str, number: int, line: str) -> None:
-        if len(line) > 2 and line.startswith("/") and line.endswith("/") \
-                and " " not in line:
+        if _slashed(line):
             pattern = _regex(path, number, line[1:-1])
             if pattern is not None:
                 self.patterns.append(pattern)

@@ -209,3 +209,21 @@ def test_controller_lists_releases_and_deletes(stack: Stack) -> None:
     assert stack.api("GET", "/quarantine/../../etc/passwd").status == 404
     assert f"{erin} released by controller 127.0.0.1" in stack.daemon.log()
     assert f"{frank} deleted by controller 127.0.0.1" in stack.daemon.log()
+
+
+def test_controller_release_learns_as_ham_as_the_learn_endpoint_does(stack: Stack) -> None:
+    """`?learn=ham` goes through the controller's one learn path: counted in /stat's learns
+    (and so refitted and vector-kept) like POST /learnham, not learned on the side."""
+    stack.postfix.clear_mailbox()
+    sender = "grace@example.org"
+    assert stack.postfix.send(_message("quarantine-me-please grace\n"), sender=sender)[0] == 250
+    held = {m["sender"]: m["id"] for m in stack.api("GET", "/quarantine").json()["messages"]}
+
+    def ham_learned() -> int:
+        return int(stack.api("GET", "/stat").json()["learns"].get("ham:learned", 0))
+
+    before = ham_learned()
+    released = stack.api("POST", f"/quarantine/{held[sender]}/release?learn=ham")
+    assert released.status == 200, released.body
+    stack.postfix.wait_delivered(1)
+    assert ham_learned() == before + 1

@@ -3,6 +3,7 @@ Controller (what they share) in the application, under CONTROLLER."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -37,6 +38,7 @@ from pyspamd.storage.base import HAM, SPAM, LearnOutcome, StorageError
 from pyspamd.task import Envelope, Task
 
 log = logging.getLogger("pyspamd.quarantine")
+_text_json = functools.partial(json.dumps, ensure_ascii=False)  # names as written, not \u escapes
 # The page's files, by URL name; nothing from a URL is ever joined to a file-system path.
 STATIC = {"app.js": "application/javascript", "app.css": "text/css",
           "favicon.svg": "image/svg+xml"}
@@ -111,7 +113,29 @@ async def checkv2(request: web.Request) -> web.Response:
     if request.query.get("headers") in ("1", "yes", "true"):
         out["headers"] = dict(
             header_changes(result, task.add_headers, scanner.config).listing())
-    return web.json_response(out, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(out, dumps=_text_json)
+
+
+def _learn_message(c: Controller, body: bytes, label: str) -> str:
+    """One message learned through the controller (the learn endpoints, a quarantine release
+    with learn=ham): its symbol vector, the learn counter, the model's refit, the fuzzy hook."""
+    bayes = c.bayes
+    task = Task(body)
+    tokens = bayes.tokens(task)
+    # The symbol vector as the milter saw it: scanned before the message is learned.
+    result = (c.scanner.scan_task(c.scanner.task(body), after_scan=False)
+              if c.config.bayes.symbol_vectors else None)
+    outcome = bayes.learn_tokens(tokens, label)
+    if result is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+        keep_vector(c.storage, label, tokens.digest(), result,
+                    c.config.bayes.max_fit_messages)
+    c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
+    if outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+        c.refitter.learned()
+    hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
+    if hook is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
+        hook(task)
+    return outcome.value
 
 
 async def _learn(request: web.Request, label: str) -> web.Response:
@@ -121,27 +145,8 @@ async def _learn(request: web.Request, label: str) -> web.Response:
     if reason is not None:
         return json_error(400, f"not learned: {reason}")
 
-    def work() -> str:
-        bayes = c.bayes
-        task = Task(body)
-        tokens = bayes.tokens(task)
-        # The symbol vector as the milter saw it: scanned before the message is learned.
-        result = (c.scanner.scan_task(c.scanner.task(body), after_scan=False)
-                  if c.config.bayes.symbol_vectors else None)
-        outcome = bayes.learn_tokens(tokens, label)
-        if result is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
-            keep_vector(c.storage, label, tokens.digest(), result,
-                        c.config.bayes.max_fit_messages)
-        c.storage.incr(f"{keys.LEARN}{label}:{outcome.value}")
-        if outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
-            c.refitter.learned()
-        hook = learned_spam_hook(c.config, c.storage) if label == SPAM else None
-        if hook is not None and outcome in (LearnOutcome.LEARNED, LearnOutcome.MOVED):
-            hook(task)
-        return outcome.value
-
     try:
-        outcome = await c.run(work)
+        outcome = await c.run(_learn_message, c, body, label)
     except StorageError as exc:
         return json_error(503, f"not learned: {exc}")
     return web.json_response({"success": True, "outcome": outcome})
@@ -204,7 +209,7 @@ async def history(request: web.Request) -> web.Response:
     except StorageError as exc:
         return json_error(503, str(exc))
     return web.json_response({"rows": rows, "size": size},
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+                             dumps=_text_json)
 
 
 @access(READ)
@@ -365,7 +370,7 @@ async def explain_message(request: web.Request) -> web.Response:
     if isinstance(task, web.Response):
         return task
     why = await c.run(explain, c.scanner, task)
-    return web.json_response(why.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(why.to_json(), dumps=_text_json)
 
 
 def _quarantine(request: web.Request) -> QuarantineStore:
@@ -395,7 +400,7 @@ async def quarantine_list(request: web.Request) -> web.Response:
         rows = await c.run(listing)
     except QuarantineError as exc:
         return json_error(503, str(exc))
-    return web.json_response({"messages": rows}, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response({"messages": rows}, dumps=_text_json)
 
 
 @access(READ)
@@ -411,7 +416,7 @@ async def quarantine_show(request: web.Request) -> web.Response:
                                 headers={"X-Content-Type-Options": "nosniff"})
     except QuarantineError as exc:
         return json_error(404, str(exc))
-    return web.json_response(entry.to_json(), dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.json_response(entry.to_json(), dumps=_text_json)
 
 
 @access(WRITE)
@@ -424,8 +429,7 @@ async def quarantine_release(request: web.Request) -> web.Response:
     learn = None
     if request.query.get("learn") == "ham" or c.config.quarantine.learn_ham_on_release:
         def learn(raw: bytes) -> str:
-            bayes = c.bayes
-            return bayes.learn_tokens(bayes.tokens(Task(raw)), HAM).value
+            return _learn_message(c, raw, HAM)
     try:
         reply = await c.run(release, store, c.config.quarantine, message_id, by, learn)
     except QuarantineError as exc:

@@ -207,10 +207,7 @@ def _hidden_chars(tree: LexborHTMLParser) -> int:
         style = node.attributes.get("style") or ""
         if not _HIDING_STYLE.search(style):
             continue
-        if _inside_any(node, counted):
-            continue
-        counted.add(node.mem_id)
-        total += len(_WORD_CHAR.findall(node.text(deep=True)))
+        total += _outermost_chars(node, counted)
     return total
 
 
@@ -286,11 +283,16 @@ def _low_contrast_chars(tree: LexborHTMLParser, stylesheet_backgrounds: bool) ->
             bg = _WHITE
         if bg[0] < 0 or contrast(fg, bg) >= _LOW_CONTRAST:
             continue
-        if _inside_any(node, counted):
-            continue
-        counted.add(node.mem_id)
-        total += len(_WORD_CHAR.findall(node.text(deep=True)))
+        total += _outermost_chars(node, counted)
     return total
+
+
+def _outermost_chars(node: LexborNode, counted: set[int]) -> int:
+    """The node's word characters, unless an element already counted holds it."""
+    if _inside_any(node, counted):
+        return 0
+    counted.add(node.mem_id)
+    return len(_WORD_CHAR.findall(node.text(deep=True)))
 
 
 def _inside_any(node: LexborNode, counted: set[int]) -> bool:

@@ -17,6 +17,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from support.greylisting import CONFIG as GREYLISTING
+from support.greylisting import DELAY
 from support.messages import make_message
 from support.mta import Daemon, free_port, running_daemon
 from support.network_lab import Lab
@@ -25,21 +27,12 @@ from support.postfix import MAILBOX, Postfix, running_postfix
 
 pytestmark = pytest.mark.postfix
 
-DELAY = 2.0
 # Greylisting after scoring would defer every message of this suite (score band); here the
 # policy service does it, so the milter's band is out of reach.
 MARKER_RULES = "body GREY_ME /greylist-me-please/\nscore GREY_ME 45\n"
-CONFIG = """
+CONFIG = GREYLISTING + """
 [rules]
 dirs = ["{shipped}", "{rules}"]
-[actions]
-greylist = 40.0
-add_header = 60.0
-reject = 150.0
-[storage]
-path = "{store}"
-[greylist]
-delay = {delay}
 [policy_service]
 listen = ["inet:{port}@127.0.0.1"]
 greylist = true

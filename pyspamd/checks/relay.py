@@ -69,7 +69,6 @@ _BARE = re.compile(r"^\s*from\s+(\S+)\s+\((?:[^()]*?\s)?\[?(\d{1,3}(?:\.\d{1,3})
                    re.IGNORECASE)
 # Our side of the network: a hop from one of these is one of our own hosts handing the
 # message on. Not Python's is_private, which also counts the documentation ranges.
-_WITH = re.compile(r"\bwith\s+([A-Za-z0-9]+)", re.IGNORECASE)
 _INTERNAL = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
     "169.254.0.0/16", "0.0.0.0/8", "::1/128", "fc00::/7", "fe80::/10", "::/128"))
@@ -212,8 +211,9 @@ class RelayAnalysis(Check):
             return Relay(env.client_ip, rdns, (env.helo or "").strip().lower(),
                          len(below) - mine)
         values = task.headers.raw("Received")
+        chain = task.received  # parsed once per message; the Bayes tokenizer reads it too
         for index, value in enumerate(values[:20]):
-            if (m := _WITH.search(value[:2000])) and m.group(1).upper() in _AUTH_PROTOCOLS:
+            if chain[index].protocol in _AUTH_PROTOCOLS:
                 return None
             hop = parse_hop(value)
             if hop is None or self._internal(hop.ip):

@@ -100,11 +100,22 @@ def test_scans_reach_stat_history_graph_and_symbols(controller: ControllerProc) 
 def test_metrics_is_valid_prometheus_text(controller: ControllerProc) -> None:
     _scan(controller, GTUBE.read_bytes())
     eventually(lambda: controller.call("GET", "/stat").json()["scanned"] >= 1)
-    reply = controller.call("GET", "/metrics")
+
+    # /metrics and /stat are two requests: a scan recorded between them (this module's
+    # earlier scans are flushed in batches) would make them disagree, so read until they agree.
+    views: list[tuple] = []
+
+    def both_views() -> bool:
+        reply = controller.call("GET", "/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
+        stat = controller.call("GET", "/stat").json()
+        scanned = {s.labels["action"]: s.value for s in families["pyspamd_scanned"].samples}
+        views[:] = [(reply, families, stat, scanned)]
+        return scanned.get("reject") == stat["actions"]["reject"]
+
+    eventually(both_views)
+    ((reply, families, stat, scanned),) = views
     assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain")
-    families = {f.name: f for f in text_string_to_metric_families(reply.body.decode())}
-    stat = controller.call("GET", "/stat").json()
-    scanned = {s.labels["action"]: s.value for s in families["pyspamd_scanned"].samples}
     assert scanned["reject"] == stat["actions"]["reject"] >= 1
     histogram = families["pyspamd_scan_duration_seconds"]
     assert histogram.type == "histogram"
